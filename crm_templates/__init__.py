@@ -1,0 +1,76 @@
+"""crm-templates: a CRM inside Jinja2 templates.
+
+The core (`Crm`, `open_store`, the records and errors) imports neither Jinja2 nor Flask;
+`CrmExtension` is loaded on first access so that importing the core stays light (SPEC §2).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BadRequestError,
+    ConflictError,
+    CrmError,
+    CrmUsageError,
+    CrmValidationError,
+    DuplicateError,
+    EntryNotFoundError,
+    MissingOptionError,
+    StoreError,
+    StoreUnavailable,
+    UnknownEntityError,
+    UnknownFieldError,
+    UnknownFunctionError,
+    UnknownOptionError,
+)
+from .functions import FUNCTIONS, FunctionSpec
+from .model import FIELD_TYPES, Customer, Entity, Entry, Field, Option, Pipeline, Stage
+from .service import Crm, WriteResult
+from .storage import Store, open_store
+
+if TYPE_CHECKING:
+    from .extension import CrmExtension
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CrmExtension":
+        from .extension import CrmExtension
+
+        return CrmExtension
+    raise AttributeError(f"module 'crm_templates' has no attribute {name!r}")
+
+
+__all__ = [
+    "FIELD_TYPES",
+    "FUNCTIONS",
+    "BadRequestError",
+    "ConflictError",
+    "Crm",
+    "CrmError",
+    "CrmExtension",
+    "CrmUsageError",
+    "CrmValidationError",
+    "Customer",
+    "DuplicateError",
+    "Entity",
+    "Entry",
+    "EntryNotFoundError",
+    "Field",
+    "FunctionSpec",
+    "MissingOptionError",
+    "Option",
+    "Pipeline",
+    "Stage",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownEntityError",
+    "UnknownFieldError",
+    "UnknownFunctionError",
+    "UnknownOptionError",
+    "WriteResult",
+    "open_store",
+]

@@ -1,0 +1,110 @@
+"""The ``crm-templates`` command (click). Library errors become clean messages only here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import CrmError
+from .schema import load_schema_documents
+from .service import Crm
+from .storage import open_store
+
+DEFAULT_STORE = "sqlite:///crm.db"
+store_option = click.option(
+    "--store",
+    "store_url",
+    envvar="CRM_STORE_URL",
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Store URL (sqlite:///path, elasticsearch://host:port, opensearch://host:port).",
+)
+
+
+def load_schema_file(path: str | Path) -> list[dict[str, Any]]:
+    """Entity definitions from a YAML or JSON schema file (``entities:`` list)."""
+    import yaml
+
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CrmError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
+    return load_schema_documents(data, str(p))
+
+
+def ensure_schema(crm: Crm, path: str | Path) -> list[dict[str, Any]]:
+    """Ensure every entity of a schema file; errors name the file and the entity."""
+    results = []
+    for doc in load_schema_file(path):
+        try:
+            results.append(dict(crm.ensure_entity(doc)))
+        except CrmError as exc:
+            raise type(exc)(f"{path}: entity {doc.get('slug')!r}: {exc}") from exc
+    return results
+
+
+class CrmGroup(click.Group):
+    """Turns CRM errors into one-line messages and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrmError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=CrmGroup)
+@click.version_option(package_name="crm-templates")
+def main() -> None:
+    """crm-templates: a CRM inside Jinja2 templates."""
+
+
+@main.command()
+@click.argument("schema_file", type=click.Path(exists=True, dir_okay=False))
+@store_option
+def ensure(schema_file: str, store_url: str) -> None:
+    """Ensure the entities of SCHEMA_FILE (YAML or JSON) exist; adds only what is missing."""
+    with Crm(open_store(store_url)) as crm:
+        for r in ensure_schema(crm, schema_file):
+            state = "created" if r["created"] else "exists"
+            added = ", ".join(r["fields_added"]) or "-"
+            click.echo(f"{r['slug']}: {state}; fields added: {added}")
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--reference-id", required=True, help="The record the entries belong to.")
+@click.option("--reference-type", default="customer", show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@store_option
+def entries(
+    slug: str, reference_id: str, reference_type: str, limit: int, as_json: bool, store_url: str
+) -> None:
+    """Print the entries of entity SLUG for one reference, newest first."""
+    with Crm(open_store(store_url)) as crm:
+        found = crm.get_entries(
+            slug=slug, referenceType=reference_type, referenceId=reference_id, limit=limit
+        )
+        if as_json:
+            click.echo(json.dumps([e.to_dict() for e in found], indent=2, ensure_ascii=False))
+            return
+        if not found:
+            click.echo(f"no {slug} entries for {reference_type} {reference_id}", err=True)
+            return
+        for e in found:
+            values = json.dumps(e.values, ensure_ascii=False)
+            click.echo(f"{e.id}  {e.created_at}  {e.title or '-'}  {values}")
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
+    main(prog_name=os.path.basename(sys.argv[0]) or "crm-templates")

@@ -1,0 +1,172 @@
+"""The function table: seed names, accepted options, aliases and failure values (SPEC §4 and §5).
+
+Every later layer (the Jinja extension, page backends, lint) reads this table instead of
+repeating the mapping. Options arrive as one mapping, keyword arguments, or both (keywords win);
+aliases are folded onto the canonical camelCase names; an unknown option is an error that names
+the accepted ones and suggests the nearest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import MissingOptionError, UnknownOptionError
+
+REF = ("referenceType", "referenceId")
+WRITE = ("async",)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One CRM function: its seed name, service method, options and failure value."""
+
+    name: str
+    method: str
+    kind: Literal["read", "write"]
+    options: tuple[str, ...]
+    required: tuple[str, ...]
+    failure: Any
+
+    @property
+    def camel_name(self) -> str:
+        """The camelCase spelling (``setCrmField``)."""
+        return self.name[0].lower() + self.name[1:]
+
+    def failure_value(self, error: str) -> Any:
+        """The documented value returned by the ``log`` error policy."""
+        if self.failure == "result":
+            return {"ok": False, "error": error}
+        return type(self.failure)() if isinstance(self.failure, (list, dict)) else self.failure
+
+
+def _spec(
+    name: str,
+    method: str,
+    kind: Literal["read", "write"],
+    options: tuple[str, ...],
+    required: tuple[str, ...],
+    failure: Any,
+) -> FunctionSpec:
+    return FunctionSpec(name, method, kind, options, required, failure)
+
+
+_PIPE = ("pipelineId", "pipelineSlug", "pipeline")
+_STAGE = ("stageId", "stageSlug", "stage")
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    s.name: s
+    for s in (
+        _spec(
+            "EnsureCrmEntity", "ensure_entity", "write",
+            ("slug", "name", "singularName", "pluralName", "icon", "color", "entityMode",
+             "fields", "pipelines"),
+            ("slug",), "result",
+        ),
+        _spec("CreateCrmEntry", "create_entry", "write",
+              ("slug", "title", "values", *_PIPE, *_STAGE, *REF, *WRITE), ("slug",), "result"),
+        _spec("GetCrmEntries", "get_entries", "read", ("slug", "limit", *REF), ("slug",), []),
+        _spec("GetCrmField", "get_field", "read", ("slug", "fieldKey", *REF),
+              ("slug", "fieldKey"), None),
+        _spec("GetCrmFields", "get_fields", "read", ("slug", "fieldKeys", *REF),
+              ("slug", "fieldKeys"), {}),
+        _spec("SetCrmField", "set_field", "write",
+              ("slug", "fieldKey", "value", "force", *REF, *WRITE),
+              ("slug", "fieldKey", "value"), "result"),
+        _spec("SetCrmFields", "set_fields", "write", ("slug", "fields", "force", *REF, *WRITE),
+              ("slug", "fields"), "result"),
+        _spec("AddCrmFieldValue", "add_field_value", "write",
+              ("slug", "fieldKey", "value", *REF, *WRITE), ("slug", "fieldKey", "value"),
+              "result"),
+        _spec("GetCrmFieldValues", "get_field_values", "read",
+              ("slug", "fieldKey", "limit", *REF), ("slug", "fieldKey"), []),
+        _spec("ClearCrmEntries", "clear_entries", "write", ("slug", *REF, *WRITE), ("slug",),
+              "result"),
+        _spec("SetCrmRelation", "set_relation", "write",
+              ("slug", "relationKey", "targetEntryId", "entryId", *REF, *WRITE),
+              ("slug", "relationKey", "targetEntryId"), "result"),
+        _spec("RemoveCrmRelation", "remove_relation", "write",
+              ("slug", "relationKey", "targetEntryId", "entryId", *REF, *WRITE),
+              ("slug", "relationKey", "targetEntryId"), "result"),
+        _spec("MoveCrmLead", "move_lead", "write",
+              ("slug", *_PIPE, *_STAGE, "allEntries", *REF, *WRITE), ("slug",), "result"),
+        _spec("MoveCrmToStage", "move_to_stage", "write",
+              ("slug", *_STAGE, *_PIPE, "allEntries", *REF, *WRITE), ("slug",), "result"),
+        _spec("MoveCrmToPipeline", "move_to_pipeline", "write",
+              ("slug", *_PIPE, *_STAGE, "allEntries", *REF, *WRITE), ("slug",), "result"),
+        _spec("MoveCrmToEntity", "move_to_entity", "write",
+              ("fromSlug", "toSlug", "fieldMap", *_PIPE, *_STAGE, "removeFromOld", *REF,
+               *WRITE),
+              ("fromSlug", "toSlug", "fieldMap"), "result"),
+        _spec("ReassignCrmReference", "reassign_reference", "write",
+              ("slug", "fromReferenceType", "fromReferenceId", "toReferenceType",
+               "toReferenceId", *WRITE),
+              ("slug", "fromReferenceType", "fromReferenceId"), "result"),
+    )
+}  # fmt: skip
+
+BY_NAME: dict[str, FunctionSpec] = {}
+for _s in FUNCTIONS.values():
+    BY_NAME[_s.name] = _s
+    BY_NAME[_s.camel_name] = _s
+BY_METHOD: dict[str, FunctionSpec] = {s.method: s for s in FUNCTIONS.values()}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# Seed aliases, plus the snake_case spelling of every option (``field_key``, ``all_entries`` …).
+ALIASES: dict[str, str] = {"crmEntitySlug": "slug", "crm_entity_slug": "slug", "async_": "async"}
+for _s in FUNCTIONS.values():
+    for _o in _s.options:
+        ALIASES.setdefault(_snake(_o), _o)
+ALIASES.pop("async", None)
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """A "did you mean" hint, or an empty string."""
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def parse_options(
+    spec: FunctionSpec, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Fold the options mapping and keyword arguments onto canonical names and check them."""
+    accepted = spec.options
+    out: dict[str, Any] = {}
+    for source in (options, kwargs):
+        if not source:
+            continue
+        if not isinstance(source, Mapping):
+            raise UnknownOptionError(
+                f"{spec.name} takes one options mapping, e.g. {spec.name}({{'slug': ...}}); "
+                f"got {source!r}"
+            )
+        seen_here: dict[str, str] = {}
+        for raw_key, value in source.items():
+            key = ALIASES.get(raw_key, raw_key)
+            if key not in accepted:
+                raise UnknownOptionError(
+                    f"{spec.name} got an unknown option {raw_key!r}.{suggest(raw_key, accepted)} "
+                    f"Accepted options: {', '.join(accepted)}"
+                )
+            if key in seen_here and out[key] != value:
+                raise UnknownOptionError(
+                    f"{spec.name} got both {seen_here[key]!r} and {raw_key!r} with different "
+                    f"values; pass one of them"
+                )
+            seen_here[key] = raw_key
+            out[key] = value
+    missing = [name for name in spec.required if name not in out]
+    if missing:
+        raise MissingOptionError(
+            f"{spec.name} requires the option{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)}, e.g. "
+            f"{spec.name}({{{', '.join(f'{m!r}: ...' for m in spec.required)}}})"
+        )
+    return out

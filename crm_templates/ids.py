@@ -1,0 +1,42 @@
+"""Time-ordered identifiers and timestamps.
+
+Entry ids sort in creation order even within one millisecond (a per-process monotonic counter
+takes over when the clock does not advance), so "newest" — the greatest ``(created_at, id)`` —
+is always well defined. Ids are 32 lowercase hex characters: 12 for the millisecond timestamp,
+20 for a random tail that is incremented for ids made in the same millisecond.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timezone
+
+_lock = threading.Lock()
+_last_ms = 0
+_last_tail = 0
+_TAIL_MAX = (1 << 80) - 1
+
+
+def new_id(prefix: str = "") -> str:
+    """Return a new time-ordered id, optionally with a prefix such as ``"cus_"``."""
+    global _last_ms, _last_tail
+    ms = time.time_ns() // 1_000_000
+    with _lock:
+        if ms <= _last_ms:
+            ms = _last_ms
+            tail = _last_tail + 1
+            if tail > _TAIL_MAX:  # astronomically unlikely: borrow the next millisecond
+                ms += 1
+                tail = int.from_bytes(os.urandom(10), "big") >> 1
+        else:
+            # Leave headroom in the tail so same-millisecond increments never overflow.
+            tail = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms, _last_tail = ms, tail
+    return f"{prefix}{ms:012x}{tail:020x}"
+
+
+def utc_now() -> str:
+    """The current time as a sortable ISO 8601 UTC string with microseconds (``...Z``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,1064 @@
+"""The `Crm` service: every CRM function of SPEC §5, with its semantics, in one place.
+
+Each public method takes one options object — a mapping, keyword arguments, or both — exactly
+like the template functions (``crm.set_field({'slug': 'x', 'fieldKey': 'y', 'value': 1})`` or
+``crm.set_field(slug='x', field_key='y', value=1)``). Seed names dispatch through `Crm.call`.
+
+The current customer (the default ``referenceId``) comes from `Crm.bind`: a customer id, or a
+provider ``(create: bool) -> str | None`` that the page server uses to create an anonymous
+customer on the first write. Reads without a customer return the empty result; writes without
+one raise `MissingOptionError` unless a provider can create one.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import (
+    ConflictError,
+    CrmValidationError,
+    DuplicateError,
+    EntryNotFoundError,
+    MissingOptionError,
+    UnknownEntityError,
+    UnknownFieldError,
+    UnknownFunctionError,
+)
+from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
+from .ids import new_id, utc_now
+from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, Stage
+from .schema import build_entity, check_slug, parse_fields, parse_pipelines
+from .storage.base import Store
+from .values import check_plain_string, check_reference, coerce
+from .writer import AsyncWriter, FailedWrite, PendingWrite
+
+T = TypeVar("T")
+CustomerProvider = Callable[[bool], "str | None"]
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry holding the key
+RETRIES = 10
+
+
+class WriteResult(dict[str, Any]):
+    """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ""
+
+    def __html__(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class _Schema:
+    entity: Entity
+    fields: dict[str, Field]
+    loaded: float
+
+
+class _Shared:
+    """State shared by a service and every `bind()` copy of it."""
+
+    def __init__(self, store: Store, writer: AsyncWriter, cache_seconds: float) -> None:
+        self.store = store
+        self.writer = writer
+        self.cache_seconds = cache_seconds
+        self.schemas: dict[str, _Schema] = {}
+        self.lock = threading.Lock()
+
+
+class Crm:
+    """The CRM service over one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        customer: str | CustomerProvider | None = None,
+        read_only: bool = False,
+        batch_size: int = 500,
+        entity_cache_seconds: float = 2.0,
+        failure_log: str | Path | None = None,
+    ) -> None:
+        writer = AsyncWriter(store, batch_size=batch_size, failure_log=failure_log)
+        self._shared = _Shared(store, writer, entity_cache_seconds)
+        self._customer = customer
+        self.read_only = read_only
+
+    # --- binding, lifecycle ---------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The store this service writes to."""
+        return self._shared.store
+
+    def bind(
+        self, customer: str | CustomerProvider | None = None, *, read_only: bool | None = None
+    ) -> Crm:
+        """A view of this service whose default ``referenceId`` is ``customer``.
+
+        ``read_only=True`` (operator previews) makes every write return
+        ``{ok: False, error: 'preview'}`` without touching the store.
+        """
+        view = copy.copy(self)
+        view._customer = customer
+        if read_only is not None:
+            view.read_only = read_only
+        return view
+
+    @property
+    def customer_id(self) -> str | None:
+        """The bound customer's id, without creating one."""
+        return self._current_customer(create=False)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for every queued async write; False if ``timeout`` ran out first."""
+        return self._shared.writer.flush(timeout)
+
+    @property
+    def failed_writes(self) -> list[FailedWrite]:
+        """Async writes that could not be applied (also logged)."""
+        return list(self._shared.writer.failures)
+
+    def close(self) -> None:
+        """Drain async writes and close the store."""
+        self._shared.writer.close()
+        self.store.close()
+
+    def __enter__(self) -> Crm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- dispatch -------------------------------------------------------------------------
+
+    def call(self, name: str, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """Call a CRM function by its seed name (``SetCrmField`` or ``setCrmField``)."""
+        spec = BY_NAME.get(name)
+        if spec is None:
+            raise UnknownFunctionError(
+                f"there is no CRM function {name!r}.{suggest(name, list(BY_NAME))}"
+            )
+        method: Callable[..., Any] = getattr(self, spec.method)
+        return method(options, **kwargs)
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def _schema(self, slug: Any) -> _Schema:
+        if not isinstance(slug, str):
+            raise CrmValidationError(f"slug must be a string; got {slug!r}")
+        shared = self._shared
+        cached = shared.schemas.get(slug)
+        now = time.monotonic()
+        if cached is not None and now - cached.loaded < shared.cache_seconds:
+            return cached
+        entity = self.store.get_entity(slug)
+        if entity is None:
+            known = [e.slug for e in self.store.list_entities()]
+            raise UnknownEntityError(
+                f"no CRM entity {slug!r}.{suggest(slug, known)} Known entities: "
+                f"{', '.join(known) or 'none'} (create it with EnsureCrmEntity)"
+            )
+        schema = _Schema(entity, {f.key: f for f in entity.fields}, now)
+        with shared.lock:
+            shared.schemas[slug] = schema
+        return schema
+
+    def _forget_schema(self, slug: str) -> None:
+        with self._shared.lock:
+            self._shared.schemas.pop(slug, None)
+
+    def get_entity(self, slug: str) -> Entity:
+        """The entity with this slug (`UnknownEntityError` if there is none)."""
+        return self._schema(slug).entity
+
+    def list_entities(self) -> list[Entity]:
+        """Every entity, by slug."""
+        return self.store.list_entities()
+
+    @staticmethod
+    def _field(schema: _Schema, key: Any, option: str = "fieldKey") -> Field:
+        if not isinstance(key, str):
+            raise CrmValidationError(f"{option} must be a string; got {key!r}")
+        field = schema.fields.get(key)
+        if field is None:
+            declared = list(schema.fields)
+            raise UnknownFieldError(
+                f"entity {schema.entity.slug!r} declares no field {key!r}."
+                f"{suggest(key, declared)} Declared keys: {', '.join(declared) or 'none'}"
+            )
+        return field
+
+    # --- option helpers -------------------------------------------------------------------
+
+    def _current_customer(self, *, create: bool) -> str | None:
+        customer = self._customer
+        if customer is None or isinstance(customer, str):
+            return customer
+        return customer(create)
+
+    def _reference(self, o: Mapping[str, Any], *, write: bool) -> tuple[str, str] | None:
+        """The (referenceType, referenceId) pair, defaulting to the current customer."""
+        rtype = o.get("referenceType", "customer")
+        rid = o.get("referenceId")
+        if rid is None:
+            if rtype != "customer":
+                raise MissingOptionError(
+                    f"referenceId is required when referenceType is {rtype!r} (only 'customer' "
+                    "defaults to the current customer)"
+                )
+            check_reference(rtype, "placeholder")
+            rid = self._current_customer(create=write)
+            if rid is None:
+                if write:
+                    raise MissingOptionError(
+                        "there is no current customer: pass referenceId (and referenceType), or "
+                        "render with customer_id / bind the service to a customer"
+                    )
+                return None
+        check_reference(rtype, rid)
+        return rtype, rid
+
+    @staticmethod
+    def _limit(o: Mapping[str, Any]) -> int:
+        limit = o.get("limit", DEFAULT_LIMIT)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise CrmValidationError(f"limit must be a whole number of at least 1; got {limit!r}")
+        return min(limit, MAX_LIMIT)
+
+    @staticmethod
+    def _flag(o: Mapping[str, Any], name: str) -> bool:
+        value = o.get(name, False)
+        if not isinstance(value, bool):
+            raise CrmValidationError(f"{name} must be true or false; got {value!r}")
+        return value
+
+    def _coerce(self, schema: _Schema, values: Mapping[str, Any]) -> dict[str, Any]:
+        out = {key: coerce(self._field(schema, key), value) for key, value in values.items()}
+        self._check_targets(schema, out)
+        return out
+
+    def _check_targets(self, schema: _Schema, values: Mapping[str, Any]) -> None:
+        """Reference values must name existing entries of the field's target entity."""
+        wanted: dict[str, str] = {}
+        for key, value in values.items():
+            field = schema.fields[key]
+            if field.type in REFERENCE_TYPES and value is not None:
+                for ident in [value] if isinstance(value, str) else value:
+                    wanted[ident] = key
+        if not wanted:
+            return
+        found = self.store.get_entries_by_ids(list(wanted))
+        for ident, key in wanted.items():
+            target = schema.fields[key].target_entity
+            entry = found.get(ident)
+            if entry is None or entry.entity != target:
+                raise EntryNotFoundError(
+                    f"field {key!r} references {ident!r}, which is not an entry of {target!r}"
+                )
+
+    def _now(self) -> str:
+        return utc_now()
+
+    def _new_entry(
+        self,
+        schema: _Schema,
+        ref: tuple[str, str],
+        values: dict[str, Any],
+        *,
+        title: str = "",
+        placement: tuple[str | None, str | None] | None = None,
+    ) -> Entry:
+        now = self._now()
+        pipeline_id, stage_id = placement or self._default_placement(schema.entity)
+        return Entry(
+            id=new_id(),
+            entity=schema.entity.slug,
+            reference_type=ref[0],
+            reference_id=ref[1],
+            values=values,
+            title=title,
+            pipeline_id=pipeline_id,
+            stage_id=stage_id,
+            created_at=now,
+            updated_at=now,
+        )
+
+    @staticmethod
+    def _default_placement(entity: Entity) -> tuple[str | None, str | None]:
+        if entity.mode != "crm" or not entity.pipelines or not entity.pipelines[0].stages:
+            return None, None
+        first = entity.pipelines[0]
+        return first.id, first.stages[0].id
+
+    def _retry(self, attempt: Callable[[], T]) -> T:
+        """Run a read-modify-write attempt, retrying when a concurrent writer won the race."""
+        for n in range(RETRIES):
+            try:
+                return attempt()
+            except ConflictError:
+                if n == RETRIES - 1:
+                    raise ConflictError(
+                        f"gave up after {RETRIES} attempts: other writers kept changing the same "
+                        "entries; retry the operation"
+                    ) from None
+                time.sleep(random.uniform(0, 0.002 * 2**n))
+        raise AssertionError("unreachable")
+
+    def _write(
+        self, spec: FunctionSpec, o: Mapping[str, Any], apply: Callable[[], WriteResult]
+    ) -> WriteResult:
+        """Apply now, or queue on the background writer when ``async`` is true."""
+        if self._flag(o, "async"):
+            self._shared.writer.submit(PendingWrite(spec.name, dict(o), apply))
+            return WriteResult(ok=True, pending=True)
+        return apply()
+
+    def _preview(self) -> WriteResult:
+        return WriteResult(ok=False, error="preview")
+
+    @staticmethod
+    def _opts(name: str, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict:
+        return parse_options(FUNCTIONS[name], options, kwargs)
+
+    # --- pipelines ------------------------------------------------------------------------
+
+    @staticmethod
+    def _pipeline(entity: Entity, o: Mapping[str, Any]) -> Pipeline | None:
+        for option, attr in (("pipelineId", "id"), ("pipelineSlug", "slug"), ("pipeline", None)):
+            if option not in o:
+                continue
+            value = o[option]
+            for p in entity.pipelines:
+                if (attr != "slug" and p.id == value) or (attr != "id" and p.slug == value):
+                    return p
+            known = ", ".join(f"{p.slug} ({p.id})" for p in entity.pipelines) or "none"
+            raise CrmValidationError(
+                f"entity {entity.slug!r} has no pipeline {value!r} ({option}); pipelines: {known}"
+            )
+        return None
+
+    @staticmethod
+    def _stage(
+        entity: Entity, pipeline: Pipeline | None, o: Mapping[str, Any]
+    ) -> tuple[Pipeline, Stage] | None:
+        for option, attr in (("stageId", "id"), ("stageSlug", "slug"), ("stage", None)):
+            if option not in o:
+                continue
+            value = o[option]
+            scope = [pipeline] if pipeline is not None else list(entity.pipelines)
+            matches = [
+                (p, s)
+                for p in scope
+                for s in p.stages
+                if (attr != "slug" and s.id == value) or (attr != "id" and s.slug == value)
+            ]
+            if not matches:
+                known = ", ".join(f"{p.slug}/{s.slug}" for p in scope for s in p.stages)
+                raise CrmValidationError(
+                    f"entity {entity.slug!r} has no stage {value!r} ({option}); stages: "
+                    f"{known or 'none'}"
+                )
+            if len(matches) > 1:
+                names = ", ".join(p.slug for p, _ in matches)
+                raise CrmValidationError(
+                    f"stage {value!r} is in several pipelines of {entity.slug!r} ({names}); "
+                    "pass pipelineSlug or pipelineId to choose one"
+                )
+            return matches[0]
+        return None
+
+    def _placement(
+        self, entity: Entity, o: Mapping[str, Any]
+    ) -> tuple[str | None, str | None] | None:
+        """Pipeline and stage chosen by the options, or None when the options name neither."""
+        pipeline = self._pipeline(entity, o)
+        found = self._stage(entity, pipeline, o)
+        if found is not None:
+            return found[0].id, found[1].id
+        if pipeline is not None:
+            if not pipeline.stages:
+                raise CrmValidationError(f"pipeline {pipeline.slug!r} has no stages")
+            return pipeline.id, pipeline.stages[0].id
+        return None
+
+    # === the CRM functions ================================================================
+
+    def ensure_entity(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines."""
+        o = self._opts("EnsureCrmEntity", options, kwargs)
+        if self.read_only:
+            return self._preview()
+        slug = check_slug(o["slug"])
+        fields = parse_fields(o.get("fields"))
+        pipelines = parse_pipelines(o.get("pipelines"))
+        mode = o.get("entityMode")
+        if mode is not None and mode not in ("crm", "data"):
+            raise CrmValidationError(f"entityMode must be 'crm' or 'data'; got {mode!r}")
+
+        def attempt() -> WriteResult:
+            existing = self.store.get_entity(slug)
+            if existing is None:
+                entity = build_entity(
+                    slug,
+                    name=o.get("name"),
+                    singular_name=o.get("singularName"),
+                    plural_name=o.get("pluralName"),
+                    icon=o.get("icon"),
+                    color=o.get("color"),
+                    mode=mode,
+                    fields=fields,
+                    pipelines=pipelines,
+                )
+                try:
+                    self.store.create_entity(entity)
+                except DuplicateError:  # created concurrently: merge into it instead
+                    raise ConflictError(slug) from None
+                return WriteResult(
+                    ok=True,
+                    id=entity.id,
+                    slug=slug,
+                    created=True,
+                    fields_added=[f.key for f in fields],
+                    fields_skipped=[],
+                    pipelines_added=[p.slug for p in entity.pipelines],
+                )
+            have = {f.key for f in existing.fields}
+            add = [f for f in fields if f.key not in have]
+            have_pipes = {p.slug for p in existing.pipelines}
+            add_pipes = (
+                [p for p in pipelines if p.slug not in have_pipes] if existing.mode == "crm" else []
+            )
+            if add or add_pipes:
+                self.store.update_entity(
+                    replace(
+                        existing,
+                        fields=existing.fields + tuple(add),
+                        pipelines=existing.pipelines + tuple(add_pipes),
+                    ),
+                    existing.version,
+                )
+            return WriteResult(
+                ok=True,
+                id=existing.id,
+                slug=slug,
+                created=False,
+                fields_added=[f.key for f in add],
+                fields_skipped=[f.key for f in fields if f.key in have],
+                pipelines_added=[p.slug for p in add_pipes],
+            )
+
+        try:
+            return self._retry(attempt)
+        finally:
+            self._forget_schema(slug)
+
+    def create_entry(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """CreateCrmEntry: always create a new entry; returns ``{ok, id, created}``."""
+        spec = FUNCTIONS["CreateCrmEntry"]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        if self.read_only:
+            return self._preview()
+        title = check_plain_string("title", o.get("title")) or ""
+        raw_values = o.get("values") or {}
+        if not isinstance(raw_values, Mapping):
+            raise CrmValidationError(f"values must be a {{key: value}} mapping; got {raw_values!r}")
+        values = self._coerce(schema, raw_values)
+        placement = self._placement(schema.entity, o)
+        if placement is not None and schema.entity.mode == "data":
+            raise CrmValidationError(f"entity {schema.entity.slug!r} is in data mode: no pipelines")
+        ref = self._reference(o, write=True)
+        assert ref is not None
+        entry = self._new_entry(schema, ref, values, title=title, placement=placement)
+
+        def apply() -> WriteResult:
+            self.store.insert_entries([entry])
+            return WriteResult(ok=True, id=entry.id, created=True)
+
+        result = self._write(spec, o, apply)
+        result.setdefault("id", entry.id)
+        return result
+
+    def get_entries(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> list[Entry]:
+        """GetCrmEntries: the reference's entries of one entity, newest first."""
+        o = self._opts("GetCrmEntries", options, kwargs)
+        schema = self._schema(o["slug"])
+        limit = self._limit(o)
+        ref = self._reference(o, write=False)
+        if ref is None:
+            return []
+        return self.store.find_entries(schema.entity.slug, *ref, limit=limit)
+
+    def get_field(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """GetCrmField: the key's value in the newest entry holding it, or None."""
+        o = self._opts("GetCrmField", options, kwargs)
+        schema = self._schema(o["slug"])
+        key = self._field(schema, o["fieldKey"]).key
+        ref = self._reference(o, write=False)
+        if ref is None:
+            return None
+        return self.store.latest_values(schema.entity.slug, *ref, [key]).get(key)
+
+    def get_fields(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> dict[str, Any]:
+        """GetCrmFields: ``{key: value}`` for several keys in one read (missing → None)."""
+        o = self._opts("GetCrmFields", options, kwargs)
+        schema = self._schema(o["slug"])
+        keys = o["fieldKeys"]
+        if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
+            raise CrmValidationError(f"fieldKeys must be a non-empty list of keys; got {keys!r}")
+        keys = [self._field(schema, k, "fieldKeys").key for k in keys]
+        ref = self._reference(o, write=False)
+        found = {} if ref is None else self.store.latest_values(schema.entity.slug, *ref, keys)
+        return {k: found.get(k) for k in keys}
+
+    def _upsert(
+        self, schema: _Schema, ref: tuple[str, str], values: dict[str, Any], force: bool
+    ) -> WriteResult:
+        """Merge values into the entry holding one of the keys, else the newest, else a new one."""
+        store = self.store
+
+        def attempt() -> WriteResult:
+            with store.atomic():
+                recent = store.find_entries(
+                    schema.entity.slug, *ref, limit=1 if force else SCAN_DEPTH
+                )
+                target = None
+                if not force:
+                    target = next((e for e in recent if any(k in e.values for k in values)), None)
+                if target is None and recent:
+                    target = recent[0]
+                if target is None:
+                    entry = self._new_entry(schema, ref, values)
+                    store.insert_entries([entry])
+                    return WriteResult(ok=True, id=entry.id, created=True)
+                updated = replace(
+                    target, values={**target.values, **values}, updated_at=self._now()
+                )
+                store.update_entry(updated, target.version)
+                return WriteResult(ok=True, id=target.id, created=False)
+
+        return self._retry(attempt)
+
+    def set_field(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
+        """SetCrmField: upsert one value per key (``force`` merges into the newest entry)."""
+        spec = FUNCTIONS["SetCrmField"]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        field = self._field(schema, o["fieldKey"])
+        values = self._coerce(schema, {field.key: o["value"]})
+        force = self._flag(o, "force")
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=True)
+        assert ref is not None
+        return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
+
+    def set_fields(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
+        """SetCrmFields: several values in one read/write cycle."""
+        spec = FUNCTIONS["SetCrmFields"]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        raw = o["fields"]
+        pairs: dict[str, Any] = {}
+        if isinstance(raw, Mapping):
+            pairs = dict(raw)
+        elif isinstance(raw, Sequence) and not isinstance(raw, str):
+            for item in raw:
+                if not isinstance(item, Mapping) or "fieldKey" not in item or "value" not in item:
+                    raise CrmValidationError(
+                        f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+                    )
+                pairs[item["fieldKey"]] = item["value"]
+        else:
+            raise CrmValidationError(
+                f"fields must be a list of {{fieldKey, value}} or a {{key: value}} mapping; "
+                f"got {raw!r}"
+            )
+        if not pairs:
+            raise CrmValidationError("fields is empty: give at least one field to set")
+        values = self._coerce(schema, pairs)
+        force = self._flag(o, "force")
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=True)
+        assert ref is not None
+        return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
+
+    def add_field_value(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """AddCrmFieldValue: always a new entry holding the value (history)."""
+        spec = FUNCTIONS["AddCrmFieldValue"]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        field = self._field(schema, o["fieldKey"])
+        values = self._coerce(schema, {field.key: o["value"]})
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=True)
+        assert ref is not None
+        entry = self._new_entry(schema, ref, values)
+
+        def apply() -> WriteResult:
+            self.store.insert_entries([entry])
+            return WriteResult(ok=True, id=entry.id, created=True)
+
+        result = self._write(spec, o, apply)
+        result.setdefault("id", entry.id)
+        return result
+
+    def get_field_values(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> list[Any]:
+        """GetCrmFieldValues: the key's values across entries, newest first."""
+        o = self._opts("GetCrmFieldValues", options, kwargs)
+        schema = self._schema(o["slug"])
+        key = self._field(schema, o["fieldKey"]).key
+        limit = self._limit(o)
+        ref = self._reference(o, write=False)
+        if ref is None:
+            return []
+        entries = self.store.find_entries(schema.entity.slug, *ref, has_key=key, limit=limit)
+        return [e.values[key] for e in entries]
+
+    def clear_entries(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """ClearCrmEntries: delete every entry of the entity for the reference."""
+        spec = FUNCTIONS["ClearCrmEntries"]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=False)
+        if ref is None:
+            return WriteResult(ok=True, deleted=0)
+        return self._write(
+            spec,
+            o,
+            lambda: WriteResult(
+                ok=True, deleted=self.store.delete_entries(schema.entity.slug, *ref)
+            ),
+        )
+
+    def _relation(self, name: str, options: Any, kwargs: Mapping[str, Any]) -> WriteResult:
+        spec = FUNCTIONS[name]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        field = self._field(schema, o["relationKey"], "relationKey")
+        if field.type not in REFERENCE_TYPES:
+            raise CrmValidationError(
+                f"relationKey {field.key!r} is a {field.type} field; relations need a reference "
+                "or multi_reference field"
+            )
+        target_id = coerce(replace(field, type="reference"), o["targetEntryId"])
+        adding = name == "SetCrmRelation"
+        if adding:
+            self._check_targets(schema, {field.key: target_id})
+        entry_id = o.get("entryId")
+        if entry_id is not None and not isinstance(entry_id, str):
+            raise CrmValidationError(f"entryId must be a string; got {entry_id!r}")
+        if self.read_only:
+            return self._preview()
+        ref = None if entry_id is not None else self._reference(o, write=adding)
+        store = self.store
+
+        def attempt() -> WriteResult:
+            with store.atomic():
+                if entry_id is not None:
+                    entry = store.get_entry(entry_id)
+                    if entry is None or entry.entity != schema.entity.slug:
+                        raise EntryNotFoundError(
+                            f"entryId {entry_id!r} is not an entry of {schema.entity.slug!r}"
+                        )
+                elif ref is None:
+                    return WriteResult(ok=True, id=None, changed=False)
+                else:
+                    recent = store.find_entries(schema.entity.slug, *ref, limit=1)
+                    entry = recent[0] if recent else None
+                current = None if entry is None else entry.values.get(field.key)
+                if field.type == "reference":
+                    new: Any = target_id if adding else (None if current == target_id else current)
+                else:
+                    ids = list(current or [])
+                    new = (
+                        ([*ids, target_id] if target_id not in ids else ids)
+                        if adding
+                        else [i for i in ids if i != target_id]
+                    )
+                if entry is None:
+                    if not adding:
+                        return WriteResult(ok=True, id=None, changed=False)
+                    assert ref is not None
+                    created = self._new_entry(schema, ref, {field.key: new})
+                    store.insert_entries([created])
+                    return WriteResult(ok=True, id=created.id, changed=True)
+                if new == current:
+                    return WriteResult(ok=True, id=entry.id, changed=False)
+                values = {**entry.values, field.key: new}
+                store.update_entry(
+                    replace(entry, values=values, updated_at=self._now()), entry.version
+                )
+                return WriteResult(ok=True, id=entry.id, changed=True)
+
+        return self._write(spec, o, lambda: self._retry(attempt))
+
+    def set_relation(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """SetCrmRelation: link the entry (given or newest) to a target entry."""
+        return self._relation("SetCrmRelation", options, kwargs)
+
+    def remove_relation(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """RemoveCrmRelation: unlink a target entry."""
+        return self._relation("RemoveCrmRelation", options, kwargs)
+
+    def _move(
+        self,
+        name: str,
+        options: Any,
+        kwargs: Mapping[str, Any],
+        resolve: Callable[[Entity, Mapping[str, Any]], tuple[Pipeline, Stage]],
+    ) -> WriteResult:
+        spec = FUNCTIONS[name]
+        o = parse_options(spec, options, kwargs)
+        schema = self._schema(o["slug"])
+        entity = schema.entity
+        all_entries = self._flag(o, "allEntries")
+        self._flag(o, "async")
+        if entity.mode != "crm":
+            return WriteResult(
+                ok=False,
+                moved=0,
+                totalMatched=0,
+                pipeline_id=None,
+                stage_id=None,
+                error=f"entity {entity.slug!r} is in data mode and has no pipelines",
+            )
+        pipeline, stage = resolve(entity, o)
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=False)
+        store = self.store
+
+        def attempt() -> WriteResult:
+            with store.atomic():
+                if ref is None:
+                    entries: list[Entry] = []
+                    total = 0
+                else:
+                    entries = store.find_entries(
+                        entity.slug, *ref, limit=None if all_entries else 1
+                    )
+                    total = len(entries) if all_entries else store.count_entries(entity.slug, *ref)
+                now = self._now()
+                for e in entries:
+                    store.update_entry(
+                        replace(e, pipeline_id=pipeline.id, stage_id=stage.id, updated_at=now),
+                        e.version,
+                    )
+            result = WriteResult(
+                ok=bool(entries),
+                moved=len(entries),
+                totalMatched=total,
+                pipeline_id=pipeline.id,
+                stage_id=stage.id,
+            )
+            if not entries:
+                result["error"] = f"no entry of {entity.slug!r} for this reference to move"
+            return result
+
+        return self._write(spec, o, lambda: self._retry(attempt))
+
+    def move_lead(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
+        """MoveCrmLead: move the newest (or every) entry to a pipeline and stage."""
+
+        def resolve(entity: Entity, o: Mapping[str, Any]) -> tuple[Pipeline, Stage]:
+            pipeline = self._pipeline(entity, o)
+            found = self._stage(entity, pipeline, o)
+            if found is not None:
+                return found
+            if pipeline is None:
+                raise MissingOptionError(
+                    "MoveCrmLead requires pipelineId/pipelineSlug and stageId/stageSlug"
+                )
+            return pipeline, pipeline.stages[0]
+
+        return self._move("MoveCrmLead", options, kwargs, resolve)
+
+    def move_to_stage(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """MoveCrmToStage: move to a stage; the pipeline is resolved from the stage."""
+
+        def resolve(entity: Entity, o: Mapping[str, Any]) -> tuple[Pipeline, Stage]:
+            found = self._stage(entity, self._pipeline(entity, o), o)
+            if found is None:
+                raise MissingOptionError(
+                    "MoveCrmToStage requires stageSlug or stageId, e.g. "
+                    "MoveCrmToStage({'slug': ..., 'stageSlug': 'won'})"
+                )
+            return found
+
+        return self._move("MoveCrmToStage", options, kwargs, resolve)
+
+    def move_to_pipeline(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """MoveCrmToPipeline: move into a pipeline, landing on its first stage unless given."""
+
+        def resolve(entity: Entity, o: Mapping[str, Any]) -> tuple[Pipeline, Stage]:
+            pipeline = self._pipeline(entity, o)
+            if pipeline is None:
+                raise MissingOptionError(
+                    "MoveCrmToPipeline requires pipelineSlug or pipelineId, e.g. "
+                    "MoveCrmToPipeline({'slug': ..., 'pipelineSlug': 'sales'})"
+                )
+            found = self._stage(entity, pipeline, o)
+            return found if found is not None else (pipeline, pipeline.stages[0])
+
+        return self._move("MoveCrmToPipeline", options, kwargs, resolve)
+
+    def move_to_entity(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """MoveCrmToEntity: copy mapped values of the newest source entry into a new target entry.
+
+        ``removeFromOld: true`` deletes the source entry afterwards (the lead became a deal).
+        """
+        spec = FUNCTIONS["MoveCrmToEntity"]
+        o = parse_options(spec, options, kwargs)
+        source = self._schema(o["fromSlug"])
+        target = self._schema(o["toSlug"])
+        field_map = o["fieldMap"]
+        if not isinstance(field_map, Mapping) or not field_map:
+            raise CrmValidationError(
+                f"fieldMap must be a non-empty {{sourceKey: targetKey}} mapping; got {field_map!r}"
+            )
+        for src, dst in field_map.items():
+            self._field(source, src, "fieldMap key")
+            self._field(target, dst, "fieldMap value")
+        remove = self._flag(o, "removeFromOld")
+        placement = self._placement(target.entity, o)
+        if placement is not None and target.entity.mode == "data":
+            raise CrmValidationError(f"entity {target.entity.slug!r} is in data mode: no pipelines")
+        if self.read_only:
+            return self._preview()
+        ref = self._reference(o, write=False)
+        store = self.store
+
+        def attempt() -> WriteResult:
+            with store.atomic():
+                newest = (
+                    [] if ref is None else store.find_entries(source.entity.slug, *ref, limit=1)
+                )
+                if not newest:
+                    return WriteResult(
+                        ok=False,
+                        moved=0,
+                        removed_from_old=False,
+                        error=f"no entry of {source.entity.slug!r} for this reference to move",
+                    )
+                src_entry = newest[0]
+                copied = self._coerce(
+                    target,
+                    {
+                        dst: src_entry.values[src]
+                        for src, dst in field_map.items()
+                        if src in src_entry.values
+                    },
+                )
+                assert ref is not None
+                entry = self._new_entry(
+                    target, ref, copied, title=src_entry.title, placement=placement
+                )
+                store.insert_entries([entry])
+                removed = store.delete_entry(src_entry.id) if remove else False
+            return WriteResult(ok=True, id=entry.id, moved=len(copied), removed_from_old=removed)
+
+        return self._write(spec, o, lambda: self._retry(attempt))
+
+    def reassign_reference(
+        self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> WriteResult:
+        """ReassignCrmReference: move one reference's entries onto another (visitor → customer).
+
+        ``slug: '*'`` reassigns the entries of every entity. Entries keep their timestamps, so
+        the merged history stays in order; ``merged`` is true when the target already had
+        entries of a reassigned entity.
+        """
+        spec = FUNCTIONS["ReassignCrmReference"]
+        o = parse_options(spec, options, kwargs)
+        slugs = (
+            [e.slug for e in self.store.list_entities()]
+            if o["slug"] == "*"
+            else [self._schema(o["slug"]).entity.slug]
+        )
+        from_ref = (o["fromReferenceType"], o["fromReferenceId"])
+        check_reference(*from_ref)
+        if self.read_only:
+            return self._preview()
+        to_ref = self._reference(
+            {"referenceType": o.get("toReferenceType", "customer"),
+             **({"referenceId": o["toReferenceId"]} if "toReferenceId" in o else {})},
+            write=True,
+        )  # fmt: skip
+        assert to_ref is not None
+        store = self.store
+
+        def attempt() -> WriteResult:
+            migrated = 0
+            merged = False
+            if to_ref == from_ref:
+                return WriteResult(ok=True, migrated=0, merged=False)
+            for slug in slugs:
+                with store.atomic():
+                    entries = store.find_entries(slug, *from_ref, limit=None)
+                    if not entries:
+                        continue
+                    merged = merged or store.count_entries(slug, *to_ref) > 0
+                    now = self._now()
+                    for e in entries:
+                        store.update_entry(
+                            replace(
+                                e, reference_type=to_ref[0], reference_id=to_ref[1], updated_at=now
+                            ),
+                            e.version,
+                        )
+                    migrated += len(entries)
+            return WriteResult(ok=True, migrated=migrated, merged=merged)
+
+        return self._write(spec, o, lambda: self._retry(attempt))
+
+    # === Python-only helpers (admin, server, CLI) ==========================================
+
+    def get_entry(self, entry_id: str) -> Entry | None:
+        """One entry by id."""
+        return self.store.get_entry(entry_id)
+
+    def get_entries_by_ids(self, ids: Iterable[str]) -> dict[str, Entry]:
+        """Entries by id, in one lookup (reference labels)."""
+        return self.store.get_entries_by_ids(list(ids))
+
+    def entries_for_reference(
+        self, reference_type: str, reference_id: str, *, limit: int | None = 200
+    ) -> list[Entry]:
+        """Every entity's entries for one reference, newest first (the customer CRM tab)."""
+        check_reference(reference_type, reference_id)
+        return self.store.find_entries(None, reference_type, reference_id, limit=limit)
+
+    def update_entry(
+        self,
+        entry_id: str,
+        values: Mapping[str, Any] | None = None,
+        *,
+        title: str | None = None,
+        respect_ui_editable: bool = False,
+    ) -> Entry:
+        """Edit one entry's values/title (admin inline edit honours ``ui_editable``)."""
+        entry = self.store.get_entry(entry_id)
+        if entry is None:
+            raise EntryNotFoundError(f"no entry {entry_id!r}")
+        schema = self._schema(entry.entity)
+        changes = self._coerce(schema, values or {})
+        if respect_ui_editable:
+            locked = [k for k in changes if not schema.fields[k].ui_editable]
+            if locked:
+                raise CrmValidationError(
+                    f"field(s) {', '.join(locked)} of {entry.entity!r} are not editable in the "
+                    "admin (ui_editable: false); they are set by scripts only"
+                )
+        title = check_plain_string("title", title)
+
+        def attempt() -> Entry:
+            current = self.store.get_entry(entry_id)
+            if current is None:
+                raise EntryNotFoundError(f"no entry {entry_id!r}")
+            return self.store.update_entry(
+                replace(
+                    current,
+                    values={**current.values, **changes},
+                    title=current.title if title is None else title,
+                    updated_at=self._now(),
+                ),
+                current.version,
+            )
+
+        return self._retry(attempt)
+
+    def delete_entry(self, entry_id: str) -> bool:
+        """Delete one entry by id."""
+        return self.store.delete_entry(entry_id)
+
+    # --- customers ------------------------------------------------------------------------
+
+    @staticmethod
+    def normalise_email(email: str) -> str:
+        """The canonical (validated, lower-case) form used for uniqueness."""
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            return str(validate_email(email, check_deliverability=False).normalized).lower()
+        except (EmailNotValidError, TypeError) as exc:
+            raise CrmValidationError(f"not a valid email address: {email!r} ({exc})") from None
+
+    def create_customer(
+        self,
+        email: str | None = None,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+    ) -> Customer:
+        """A new customer (anonymous when no email); `DuplicateError` if the email is taken."""
+        customer = Customer(
+            id=new_id("cus_"),
+            email=self.normalise_email(email) if email else None,
+            first_name=check_plain_string("first_name", first_name),
+            last_name=check_plain_string("last_name", last_name),
+            created_at=utc_now(),
+        )
+        try:
+            self.store.create_customer(customer)
+        except DuplicateError:
+            raise DuplicateError(f"a customer with email {customer.email!r} exists") from None
+        return customer
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        """The customer with this id."""
+        return self.store.get_customer(customer_id)
+
+    def find_customer(self, email: str) -> Customer | None:
+        """The customer with this email."""
+        return self.store.get_customer_by_email(self.normalise_email(email))
+
+    def update_customer(self, customer: Customer) -> Customer:
+        """Save changed names or email (email normalised and kept unique)."""
+        if customer.email:
+            customer = replace(customer, email=self.normalise_email(customer.email))
+        try:
+            self.store.update_customer(customer)
+        except DuplicateError:
+            raise DuplicateError(f"a customer with email {customer.email!r} exists") from None
+        return customer

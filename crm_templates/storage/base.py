@@ -1,0 +1,164 @@
+"""The `Store` interface every backend implements (SPEC §9).
+
+Backends only store and query; CRM semantics (which entry a write lands on, coercion, option
+handling) live once in `crm_templates.service`. The interface needs no cross-document
+transactions: read-modify-write is done by the service as *read, then compare-and-set on the
+entry's version* (`update_entry(..., expected_version)`), retried on `ConflictError`. SQLite
+additionally serialises such sections with `atomic()` (``BEGIN IMMEDIATE``), so conflicts never
+happen there; a document store makes `atomic()` a no-op and relies on the version check.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from ..model import Customer, Entity, Entry
+
+
+class Store(ABC):
+    """Storage for entities, customers and entries."""
+
+    #: The URL the store was opened from (credentials removed), for messages and the CLI.
+    url: str = ""
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store must not be used afterwards."""
+
+    def atomic(self) -> AbstractContextManager[Any]:
+        """A read-modify-write section: serialised where the backend can, else a no-op."""
+        return nullcontext()
+
+    def batch(self) -> AbstractContextManager[Any]:
+        """A group of writes from the async writer: one transaction or one bulk request.
+
+        Reads inside the block see the block's earlier writes. A backend may defer writes to
+        the end of the block; if the block raises, none of its writes are applied.
+        """
+        return self.atomic()
+
+    # --- entities -------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_entity(self, slug: str) -> Entity | None:
+        """The entity with this slug, or None."""
+
+    @abstractmethod
+    def list_entities(self) -> list[Entity]:
+        """All entities, ordered by slug."""
+
+    @abstractmethod
+    def create_entity(self, entity: Entity) -> None:
+        """Store a new entity; `DuplicateError` if the slug exists."""
+
+    @abstractmethod
+    def update_entity(self, entity: Entity, expected_version: int) -> Entity:
+        """Replace an entity if its stored version is ``expected_version`` (else `ConflictError`).
+
+        Returns the stored entity, whose version is ``expected_version + 1``.
+        """
+
+    @abstractmethod
+    def delete_entity(self, slug: str) -> bool:
+        """Delete an entity definition (its entries are left to the caller)."""
+
+    # --- customers ------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_customer(self, customer: Customer) -> None:
+        """Store a new customer; `DuplicateError` if the id or the email is taken."""
+
+    @abstractmethod
+    def update_customer(self, customer: Customer) -> None:
+        """Replace a customer's record; `DuplicateError` if the new email is taken."""
+
+    @abstractmethod
+    def get_customer(self, customer_id: str) -> Customer | None:
+        """The customer with this id, or None."""
+
+    @abstractmethod
+    def get_customer_by_email(self, email: str) -> Customer | None:
+        """The customer with this (normalised, lower-case) email, or None."""
+
+    @abstractmethod
+    def list_customers(self, limit: int = 50, offset: int = 0) -> list[Customer]:
+        """Customers, newest first."""
+
+    @abstractmethod
+    def count_customers(self) -> int:
+        """How many customers there are."""
+
+    # --- entries --------------------------------------------------------------------------
+
+    @abstractmethod
+    def insert_entries(self, entries: Sequence[Entry]) -> None:
+        """Store new entries (one statement or one bulk request for many)."""
+
+    @abstractmethod
+    def get_entries_by_ids(self, ids: Sequence[str]) -> dict[str, Entry]:
+        """The entries with these ids that exist, by id."""
+
+    def get_entry(self, entry_id: str) -> Entry | None:
+        """One entry by id, or None."""
+        return self.get_entries_by_ids([entry_id]).get(entry_id)
+
+    @abstractmethod
+    def find_entries(
+        self,
+        entity: str | None = None,
+        reference_type: str | None = None,
+        reference_id: str | None = None,
+        *,
+        has_key: str | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[Entry]:
+        """Entries matching every given filter, newest (greatest created_at, id) first.
+
+        ``has_key`` keeps entries whose values contain the key (a stored null counts).
+        ``limit=None`` returns every match.
+        """
+
+    @abstractmethod
+    def latest_values(
+        self, entity: str, reference_type: str, reference_id: str, keys: Sequence[str]
+    ) -> dict[str, Any]:
+        """For each key, its value in the newest entry holding it (absent keys are omitted).
+
+        One query (or one round trip) for all keys.
+        """
+
+    @abstractmethod
+    def update_entry(self, entry: Entry, expected_version: int) -> Entry:
+        """Replace an entry if its stored version is ``expected_version``.
+
+        Raises `ConflictError` when the version moved on, `EntryNotFoundError` when it is gone.
+        Returns the stored entry (version ``expected_version + 1``).
+        """
+
+    @abstractmethod
+    def delete_entries(
+        self, entity: str, reference_type: str | None = None, reference_id: str | None = None
+    ) -> int:
+        """Delete the matching entries; returns how many were deleted."""
+
+    @abstractmethod
+    def delete_entry(self, entry_id: str) -> bool:
+        """Delete one entry; False if it did not exist."""
+
+    @abstractmethod
+    def count_entries(
+        self,
+        entity: str | None = None,
+        reference_type: str | None = None,
+        reference_id: str | None = None,
+    ) -> int:
+        """How many entries match."""
+
+    @abstractmethod
+    def iter_entries(self, entity: str | None = None, batch_size: int = 500) -> Iterator[Entry]:
+        """Every entry (of one entity or all), oldest first, fetched in batches."""

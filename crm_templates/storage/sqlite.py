@@ -1,0 +1,477 @@
+"""The embedded SQLite backend (default).
+
+WAL journal, one connection per thread, ``BEGIN IMMEDIATE`` for read-modify-write sections,
+``synchronous=NORMAL`` (a committed transaction survives a killed process; only a power loss can
+lose the last few). ``:memory:`` databases are shared by all threads through one connection
+guarded by a lock, since each new in-memory connection would be a different database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import (
+    BadRequestError,
+    ConflictError,
+    DuplicateError,
+    EntryNotFoundError,
+    StoreError,
+    StoreUnavailable,
+)
+from ..model import (
+    Customer,
+    Entity,
+    Entry,
+    entity_from_dict,
+    entity_to_dict,
+)
+from .base import Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    slug TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    email TEXT UNIQUE,
+    first_name TEXT,
+    last_name TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_customers_created ON customers (created_at, id);
+CREATE TABLE IF NOT EXISTS entries (
+    id TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    reference_type TEXT NOT NULL,
+    reference_id TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    pipeline_id TEXT,
+    stage_id TEXT,
+    values_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_entries_ref
+    ON entries (entity, reference_type, reference_id, created_at, id);
+CREATE INDEX IF NOT EXISTS ix_entries_customer
+    ON entries (reference_type, reference_id, created_at, id);
+CREATE INDEX IF NOT EXISTS ix_entries_entity ON entries (entity, created_at, id);
+"""
+
+_ENTRY_COLUMNS = (
+    "id, entity, reference_type, reference_id, title, pipeline_id, stage_id, values_json, "
+    "created_at, updated_at, version"
+)
+_NEWEST_FIRST = " ORDER BY created_at DESC, id DESC"
+
+
+def _key_path(key: str) -> str:
+    # Field keys match ^[a-zA-Z0-9_.-]+$, so quoting the key makes dots literal.
+    return f'$."{key}"'
+
+
+def _row_to_entry(row: tuple[Any, ...]) -> Entry:
+    return Entry(
+        id=row[0],
+        entity=row[1],
+        reference_type=row[2],
+        reference_id=row[3],
+        title=row[4],
+        pipeline_id=row[5],
+        stage_id=row[6],
+        values=json.loads(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+        version=row[10],
+    )
+
+
+def _entry_params(e: Entry) -> tuple[Any, ...]:
+    return (
+        e.id,
+        e.entity,
+        e.reference_type,
+        e.reference_id,
+        e.title,
+        e.pipeline_id,
+        e.stage_id,
+        json.dumps(e.values, separators=(",", ":"), ensure_ascii=False),
+        e.created_at,
+        e.updated_at,
+        e.version,
+    )
+
+
+def _row_to_customer(row: tuple[Any, ...]) -> Customer:
+    return Customer(id=row[0], email=row[1], first_name=row[2], last_name=row[3], created_at=row[4])
+
+
+class SQLiteStore(Store):
+    """Store backed by one SQLite database file (or a shared in-memory database)."""
+
+    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._timeout = timeout
+        self._memory = path == ":memory:" or path == ""
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._conns: list[sqlite3.Connection] = []
+        self._closed = False
+        with self._translate():
+            first = self._connect()
+            first.executescript(_SCHEMA)
+        self._shared = first if self._memory else None
+        if not self._memory:
+            self._local.conn = first
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self.url} is closed")
+        conn = sqlite3.connect(
+            ":memory:" if self._memory else self.path,
+            timeout=self._timeout,
+            isolation_level=None,  # explicit BEGIN/COMMIT only
+            check_same_thread=False,
+        )
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._shared is not None:
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn sqlite3 errors into the core's exception tree (the one place this happens)."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateError(f"{self.url}: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+        except sqlite3.ProgrammingError as exc:
+            raise BadRequestError(f"{self.url}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"SQLite database {self.path!r} failed: {exc}") from exc
+
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        with self._translate():
+            if self._memory:
+                with self._lock:
+                    yield self._conn()
+            else:
+                yield self._conn()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (nested calls join the outer transaction)."""
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.depth = depth
+            return
+        if self._memory:
+            self._lock.acquire()
+        try:
+            conn = self._conn()
+            with self._translate():
+                conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = 1
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                with self._translate():
+                    conn.execute("COMMIT")
+            finally:
+                self._local.depth = 0
+        finally:
+            if self._memory:
+                self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # --- entities -------------------------------------------------------------------------
+
+    def get_entity(self, slug: str) -> Entity | None:
+        with self._use() as conn:
+            row = conn.execute("SELECT data FROM entities WHERE slug = ?", (slug,)).fetchone()
+        return entity_from_dict(json.loads(row[0])) if row else None
+
+    def list_entities(self) -> list[Entity]:
+        with self._use() as conn:
+            rows = conn.execute("SELECT data FROM entities ORDER BY slug").fetchall()
+        return [entity_from_dict(json.loads(r[0])) for r in rows]
+
+    def create_entity(self, entity: Entity) -> None:
+        try:
+            with self.atomic(), self._use() as conn:
+                conn.execute(
+                    "INSERT INTO entities (slug, data, version) VALUES (?, ?, ?)",
+                    (entity.slug, json.dumps(entity_to_dict(entity)), entity.version),
+                )
+        except DuplicateError:
+            raise DuplicateError(f"entity {entity.slug!r} already exists") from None
+
+    def update_entity(self, entity: Entity, expected_version: int) -> Entity:
+        from ..model import replace
+
+        stored = replace(entity, version=expected_version + 1)
+        with self.atomic(), self._use() as conn:
+            cur = conn.execute(
+                "UPDATE entities SET data = ?, version = ? WHERE slug = ? AND version = ?",
+                (json.dumps(entity_to_dict(stored)), stored.version, entity.slug, expected_version),
+            )
+        if cur.rowcount != 1:
+            raise ConflictError(f"entity {entity.slug!r} was changed concurrently")
+        return stored
+
+    def delete_entity(self, slug: str) -> bool:
+        with self.atomic(), self._use() as conn:
+            return conn.execute("DELETE FROM entities WHERE slug = ?", (slug,)).rowcount > 0
+
+    # --- customers ------------------------------------------------------------------------
+
+    def create_customer(self, customer: Customer) -> None:
+        with self.atomic(), self._use() as conn:
+            conn.execute(
+                "INSERT INTO customers (id, email, first_name, last_name, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    customer.id,
+                    customer.email,
+                    customer.first_name,
+                    customer.last_name,
+                    customer.created_at,
+                ),
+            )
+
+    def update_customer(self, customer: Customer) -> None:
+        with self.atomic(), self._use() as conn:
+            conn.execute(
+                "UPDATE customers SET email = ?, first_name = ?, last_name = ? WHERE id = ?",
+                (customer.email, customer.first_name, customer.last_name, customer.id),
+            )
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT id, email, first_name, last_name, created_at FROM customers WHERE id = ?",
+                (customer_id,),
+            ).fetchone()
+        return _row_to_customer(row) if row else None
+
+    def get_customer_by_email(self, email: str) -> Customer | None:
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT id, email, first_name, last_name, created_at FROM customers "
+                "WHERE email = ?",
+                (email,),
+            ).fetchone()
+        return _row_to_customer(row) if row else None
+
+    def list_customers(self, limit: int = 50, offset: int = 0) -> list[Customer]:
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT id, email, first_name, last_name, created_at FROM customers "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        return [_row_to_customer(r) for r in rows]
+
+    def count_customers(self) -> int:
+        with self._use() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+
+    # --- entries --------------------------------------------------------------------------
+
+    def insert_entries(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        with self.atomic(), self._use() as conn:
+            conn.executemany(
+                f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [_entry_params(e) for e in entries],
+            )
+
+    def get_entries_by_ids(self, ids: Sequence[str]) -> dict[str, Entry]:
+        unique = list(dict.fromkeys(ids))
+        out: dict[str, Entry] = {}
+        with self._use() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id IN ({marks})", chunk
+                ):
+                    out[row[0]] = _row_to_entry(row)
+        return out
+
+    @staticmethod
+    def _where(
+        entity: str | None,
+        reference_type: str | None,
+        reference_id: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("entity", entity),
+            ("reference_type", reference_type),
+            ("reference_id", reference_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def find_entries(
+        self,
+        entity: str | None = None,
+        reference_type: str | None = None,
+        reference_id: str | None = None,
+        *,
+        has_key: str | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[Entry]:
+        where, params = self._where(entity, reference_type, reference_id)
+        if has_key is not None:
+            where += (" AND " if where else " WHERE ") + "json_type(values_json, ?) IS NOT NULL"
+            params.append(_key_path(has_key))
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries{where}{_NEWEST_FIRST}"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
+        with self._use() as conn:
+            return [_row_to_entry(r) for r in conn.execute(sql, params)]
+
+    def latest_values(
+        self, entity: str, reference_type: str, reference_id: str, keys: Sequence[str]
+    ) -> dict[str, Any]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        held = " OR ".join(["json_type(values_json, ?) IS NOT NULL"] * len(wanted))
+        sql = (
+            "SELECT values_json FROM entries WHERE entity = ? AND reference_type = ? "
+            f"AND reference_id = ? AND ({held}){_NEWEST_FIRST}"
+        )
+        params = [entity, reference_type, reference_id, *(_key_path(k) for k in wanted)]
+        found: dict[str, Any] = {}
+        with self._use() as conn:
+            cursor = conn.execute(sql, params)
+            try:
+                # Rows arrive newest first: stop as soon as every key has its newest value.
+                for (values_json,) in cursor:
+                    values = json.loads(values_json)
+                    for key in wanted:
+                        if key not in found and key in values:
+                            found[key] = values[key]
+                    if len(found) == len(wanted):
+                        break
+            finally:
+                cursor.close()
+        return found
+
+    def update_entry(self, entry: Entry, expected_version: int) -> Entry:
+        from ..model import replace
+
+        stored = replace(entry, version=expected_version + 1)
+        with self.atomic(), self._use() as conn:
+            cur = conn.execute(
+                "UPDATE entries SET reference_type = ?, reference_id = ?, title = ?, "
+                "pipeline_id = ?, stage_id = ?, values_json = ?, updated_at = ?, version = ? "
+                "WHERE id = ? AND version = ?",
+                (
+                    stored.reference_type,
+                    stored.reference_id,
+                    stored.title,
+                    stored.pipeline_id,
+                    stored.stage_id,
+                    json.dumps(stored.values, separators=(",", ":"), ensure_ascii=False),
+                    stored.updated_at,
+                    stored.version,
+                    stored.id,
+                    expected_version,
+                ),
+            )
+            if cur.rowcount != 1:
+                exists = conn.execute("SELECT 1 FROM entries WHERE id = ?", (entry.id,)).fetchone()
+                if exists:
+                    raise ConflictError(f"entry {entry.id!r} was changed concurrently")
+                raise EntryNotFoundError(f"entry {entry.id!r} no longer exists")
+        return stored
+
+    def delete_entries(
+        self, entity: str, reference_type: str | None = None, reference_id: str | None = None
+    ) -> int:
+        where, params = self._where(entity, reference_type, reference_id)
+        with self.atomic(), self._use() as conn:
+            return int(conn.execute(f"DELETE FROM entries{where}", params).rowcount)
+
+    def delete_entry(self, entry_id: str) -> bool:
+        with self.atomic(), self._use() as conn:
+            return conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,)).rowcount > 0
+
+    def count_entries(
+        self,
+        entity: str | None = None,
+        reference_type: str | None = None,
+        reference_id: str | None = None,
+    ) -> int:
+        where, params = self._where(entity, reference_type, reference_id)
+        with self._use() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM entries{where}", params).fetchone()[0])
+
+    def iter_entries(self, entity: str | None = None, batch_size: int = 500) -> Iterator[Entry]:
+        # Keyset pagination on (created_at, id): no long-lived cursor, safe with writers.
+        after: tuple[str, str] = ("", "")
+        base_where, base_params = self._where(entity, None, None)
+        joiner = " AND " if base_where else " WHERE "
+        while True:
+            sql = (
+                f"SELECT {_ENTRY_COLUMNS} FROM entries{base_where}{joiner}(created_at, id) > (?, ?)"
+                " ORDER BY created_at, id LIMIT ?"
+            )
+            with self._use() as conn:
+                rows = conn.execute(sql, [*base_params, *after, batch_size]).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_entry(row)
+            after = (rows[-1][8], rows[-1][0])

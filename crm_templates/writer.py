@@ -1,0 +1,176 @@
+"""The background writer behind ``async: true`` (SPEC §5).
+
+Writes are applied in submission order, in batches (one `Store.batch()` — a transaction or a bulk
+request — per batch). A batch that fails is rolled back and replayed one write at a time, so one
+bad write cannot take its neighbours down; a write that still fails is logged with its payload
+and kept in `failures` (and appended to the optional JSON-lines failure log). `flush()` waits for
+everything submitted so far; `close()` drains the queue; the process drains it at exit too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CrmError, StoreUnavailable
+from .ids import utc_now
+from .storage.base import Store
+
+log = logging.getLogger("crm_templates.writer")
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A queued write: what was asked (for the failure log) and how to apply it."""
+
+    function: str
+    payload: dict[str, Any]
+    apply: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class FailedWrite:
+    """A write that could not be applied, with enough detail to replay it by hand."""
+
+    function: str
+    payload: dict[str, Any]
+    error: str
+    failed_at: str
+
+
+def _close_at_exit(ref: weakref.ref[AsyncWriter]) -> None:
+    """Drain a still-open writer when the interpreter exits (a graceful stop loses nothing)."""
+    writer = ref()
+    if writer is not None:
+        writer.close()
+
+
+class AsyncWriter:
+    """One background thread applying queued writes in order, in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch_size: int = 500,
+        failure_log: str | Path | None = None,
+        retries: int = 3,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.failure_log = Path(failure_log) if failure_log else None
+        self.retries = retries
+        self.failures: collections.deque[FailedWrite] = collections.deque(maxlen=10_000)
+        self._queue: collections.deque[PendingWrite] = collections.deque()
+        self._cond = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def submit(self, write: PendingWrite) -> None:
+        """Queue a write; it is applied after every write submitted before it."""
+        with self._cond:
+            if self._closing:
+                raise CrmError("the CRM store is closing; async writes are no longer accepted")
+            self._queue.append(write)
+            self._submitted += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="crm-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        """How many submitted writes are not applied yet."""
+        with self._cond:
+            return self._submitted - self._done
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write submitted so far is applied (or failed). False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            while self._done < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        """Drain the queue and stop the thread."""
+        with self._cond:
+            if self._closing and self._thread is None:
+                return
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._cond:
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                take = min(len(self._queue), self.batch_size)
+                batch = [self._queue.popleft() for _ in range(take)]
+            try:
+                self._apply(batch)
+            finally:
+                with self._cond:
+                    self._done += len(batch)
+                    self._cond.notify_all()
+
+    def _apply(self, batch: list[PendingWrite]) -> None:
+        for attempt in range(self.retries):
+            try:
+                with self.store.batch():
+                    for write in batch:
+                        write.apply()
+                return
+            except StoreUnavailable as exc:  # transient: back off and retry the whole batch
+                log.warning("async batch of %d failed (%s); retrying", len(batch), exc)
+                time.sleep(0.05 * 2**attempt)
+            except Exception:
+                break
+        # Replay one by one so a single bad write does not lose the others.
+        for write in batch:
+            try:
+                with self.store.batch():
+                    write.apply()
+            except Exception as exc:
+                self._record(write, exc)
+
+    def _record(self, write: PendingWrite, exc: BaseException) -> None:
+        failed = FailedWrite(
+            write.function, write.payload, f"{type(exc).__name__}: {exc}", utc_now()
+        )
+        self.failures.append(failed)
+        log.error(
+            "async %s failed and was not applied: %s; payload=%s",
+            write.function,
+            failed.error,
+            json.dumps(write.payload, default=str),
+        )
+        if self.failure_log is not None:
+            try:
+                with self.failure_log.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(failed.__dict__, default=str) + "\n")
+            except OSError as log_exc:
+                log.error("could not append to failure log %s: %s", self.failure_log, log_exc)
