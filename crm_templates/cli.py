@@ -106,5 +106,10 @@ def entries(
             click.echo(f"{e.id}  {e.created_at}  {e.title or '-'}  {values}")
 
 
+# Commands defined beside the parts they drive register themselves here, one import each.
+# (lint: crm_templates.lint · serve/render/seed: crm_templates.server.cli · migrate:
+# crm_templates.migrate)
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
     main(prog_name=os.path.basename(sys.argv[0]) or "crm-templates")

@@ -47,3 +47,63 @@ def page(browser: Any) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+
+
+# --- storage backends: every contract/service test runs once per backend -----------------
+
+BACKENDS = ["sqlite-memory", "sqlite-file", "opensearch"]
+
+
+def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """Open a fresh, empty store of the given backend kind."""
+    from crm_templates import open_store
+
+    if backend == "sqlite-memory":
+        return open_store("sqlite:///:memory:")
+    if backend == "sqlite-file":
+        return open_store(f"sqlite:///{tmp_path / 'crm.db'}")
+    if backend == "opensearch":
+        factory = request.getfixturevalue("search_store_factory")
+        return factory()
+    raise AssertionError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """A fresh, empty store, once per backend."""
+    s = make_store(request.param, request, tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def crm(store: Any) -> Iterator[Any]:
+    """A Crm service over a fresh store (per backend), drained at teardown."""
+    from crm_templates import Crm
+
+    service = Crm(store)
+    try:
+        yield service
+    finally:
+        service.flush()
+
+
+@pytest.fixture
+def sqlite_crm(tmp_path: Any) -> Iterator[Any]:
+    """A Crm over a real SQLite file, for tests that are about SQLite itself."""
+    from crm_templates import Crm, open_store
+
+    service = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+# The Elasticsearch/OpenSearch backend's fixtures (search server, factory) live below this line.
+@pytest.fixture(scope="session")
+def search_store_factory() -> Any:
+    """Placeholder until the search backend lands: skips the opensearch parametrization."""
+    pytest.skip("the Elasticsearch/OpenSearch backend is not implemented yet")
