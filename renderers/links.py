@@ -46,7 +46,8 @@ class PhoneRenderer(FieldRenderer):
             number = phonenumbers.parse(shown, region)
         except phonenumbers.NumberParseException:
             return invalid(field, value)
-        if not phonenumbers.is_possible_number(number):
+        # Valid, not merely possible: a tel: link to a number that cannot exist helps no one.
+        if not phonenumbers.is_valid_number(number):
             return invalid(field, value)
         e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
         return element("a", shown.strip(), class_=classes(field), href=f"tel:{e164}")
