@@ -124,7 +124,7 @@ class RendererRegistry:
     def render(self, value: Any, field: Any, options: RenderOptions | None = None) -> Markup:
         """``value`` as safe HTML whose outer element has the classes ``crm-field crm-<type>``."""
         info, chain = self._resolve(field)
-        opts = options or DEFAULT_OPTIONS
+        opts = DEFAULT_OPTIONS if options is None else options
         if is_empty(value):
             if not opts.placeholder:
                 return Markup("")
@@ -138,7 +138,7 @@ class RendererRegistry:
     def render_text(self, value: Any, field: Any, options: RenderOptions | None = None) -> str:
         """The plain-text twin of :meth:`render` (no HTML; escape it where it is embedded)."""
         info, chain = self._resolve(field)
-        opts = options or DEFAULT_OPTIONS
+        opts = DEFAULT_OPTIONS if options is None else options
         if is_empty(value):
             return opts.placeholder
         for renderer in chain:
