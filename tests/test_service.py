@@ -598,7 +598,7 @@ def test_move_only_newest_unless_all_entries(sales: Crm) -> None:
 
 def test_move_to_stage_ambiguous_slug_asks_for_pipeline(sales: Crm) -> None:
     sales.create_entry(slug="leads", pipelineSlug="inbound", stageSlug="qualified")
-    with pytest.raises(CrmValidationError, match="several pipelines.*pipelineSlug"):
+    with pytest.raises(CrmValidationError, match=r"several pipelines.*pipelineSlug"):
         sales.move_to_stage(slug="leads", stageSlug="new")
     result = sales.move_to_stage(slug="leads", stageSlug="new", pipelineSlug="outbound")
     assert result["pipeline_id"] == sales.get_entity("leads").pipelines[1].id
