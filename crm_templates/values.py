@@ -29,36 +29,47 @@ _COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _PHONE_RE = re.compile(r"^\+?[0-9 ().\-/]{2,40}(?:\s*(?:x|ext\.?|#)\s*[0-9]{1,8})?$", re.IGNORECASE)
 _CONTROL_RE = re.compile(r"[\x00-\x20\x7f]")
 
-# The rich-text allow-list. The renderers package sanitises again on render with the same
-# policy; the two layers may not import each other (SPEC §2), so the policy is written twice
-# on purpose and tests/test_values.py checks that they agree.
-RICH_TEXT_TAGS = frozenset(
+# The rich-text allow-list, mirrored verbatim from renderers/sanitize.py: the two layers may not
+# import each other (SPEC §2), rich text is sanitised on write here and again on render there,
+# and tests/test_values.py fails if the two copies ever drift apart.
+ALLOWED_TAGS: frozenset[str] = frozenset(
     {
-        "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em",
-        "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol",
-        "p", "pre", "q", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td",
-        "tfoot", "th", "thead", "tr", "u", "ul",
+        "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "div", "dl",
+        "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i",
+        "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s", "small", "span",
+        "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u",
+        "ul",
     }
 )  # fmt: skip
-RICH_TEXT_ATTRIBUTES = {
-    "a": {"href", "title"},
-    "img": {"src", "alt", "title", "width", "height"},
-    "td": {"colspan", "rowspan"},
-    "th": {"colspan", "rowspan", "scope"},
-    "abbr": {"title"},
-    "ol": {"start"},
+ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "*": frozenset({"title"}),
+    "a": frozenset({"href"}),
+    "img": frozenset({"src", "alt", "width", "height"}),
+    "ol": frozenset({"start"}),
+    "td": frozenset({"colspan", "rowspan"}),
+    "th": frozenset({"colspan", "rowspan", "scope"}),
 }
-RICH_TEXT_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+URL_SCHEMES: frozenset[str] = frozenset({"http", "https", "mailto"})
+LINK_REL = "noopener noreferrer nofollow"
+CLEAN_CONTENT_TAGS: frozenset[str] = frozenset(
+    {
+        "script", "style", "iframe", "object", "embed", "applet", "svg", "math", "template",
+        "noscript", "noembed", "noframes", "frameset", "frame", "xmp", "textarea", "select",
+        "title",
+    }
+)  # fmt: skip
 
 
 def sanitize_rich_text(html: str) -> str:
     """Sanitise rich text with the allow-list (links get a safe ``rel``)."""
     return nh3.clean(
         html,
-        tags=set(RICH_TEXT_TAGS),
-        attributes={k: set(v) for k, v in RICH_TEXT_ATTRIBUTES.items()},
-        url_schemes=set(RICH_TEXT_URL_SCHEMES),
-        link_rel="noopener noreferrer nofollow",
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=set(CLEAN_CONTENT_TAGS),
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(URL_SCHEMES),
+        link_rel=LINK_REL,
+        strip_comments=True,
     )
 
 
