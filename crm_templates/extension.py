@@ -1,0 +1,699 @@
+"""The Jinja2 extension (SPEC §7): the CRM functions as template globals, the ``crm_*`` filters.
+
+    env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True)
+    env.install_crm(Crm(open_store("sqlite:///crm.db")), on_error="raise")
+
+Like Jinja's i18n extension, it keeps its settings in ``crm_``-prefixed environment attributes
+and adds ``env.install_crm``. The globals are stateless callables: each call finds the service
+through the render context (``context.environment.crm`` or the page server's ``request_crm``),
+so no template can reach the `Crm` or `Store` objects through them.
+
+Reads are cached per render: a render state lives in every context of one render (including
+loop/derived contexts and included templates) under a key that is not a Jinja identifier, so
+no template can name it. The first read of an entity for a reference fetches the newest values
+of *all* its declared keys in one query; later `GetCrmField`/`GetCrmFields` calls and
+``crm_field`` filters on that entity are served from it. A write drops the cached data of the
+slug(s) it touches, so a template reads its own writes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from jinja2 import nodes
+from jinja2.exceptions import TemplateRuntimeError
+from jinja2.ext import Extension
+from jinja2.runtime import Context, Undefined
+from jinja2.utils import missing, pass_context
+from markupsafe import Markup
+
+import renderers
+
+from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
+from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
+from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
+from .service import WriteResult
+from .values import check_reference
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+    from jinja2.parser import Parser
+
+    from .service import Crm
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "log"]
+RequestCrm = Callable[[], "Crm | None"]
+
+# Not a valid Jinja identifier, so a template cannot look the render state up by name.
+_STATE_KEY = "crm.render-state"
+_CRM_LOOKING = re.compile("crm", re.IGNORECASE)
+_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
+_STATUSES = frozenset(SEMANTIC_STATUSES)
+
+
+class CrmTemplateError(TemplateRuntimeError):
+    """A CRM function failed during rendering (``on_error="raise"``).
+
+    The message starts with ``<template>:<line>:``; the core's `CrmError` is the ``__cause__``.
+    """
+
+    def __init__(
+        self, message: str, template_name: str | None = None, lineno: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.template_name = template_name
+        self.lineno = lineno
+
+
+# --- read-only values -----------------------------------------------------------------------
+# Cached results are shared by every call of one render, so the sandbox must not let a template
+# change them in place (SandboxedEnvironment allows dict.update & co. on plain dicts).
+
+
+def _read_only(*args: Any, **kwargs: Any) -> NoReturn:
+    raise TypeError("CRM values are read-only in templates; change them with SetCrmField(s)")
+
+
+class FrozenDict(dict[str, Any]):
+    """A dict that templates can read but not change; copies are plain dicts."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+
+class FrozenList(list[Any]):
+    """A list that templates can read but not change; copies are plain lists."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = extend = insert = remove = pop = clear = sort = reverse = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        import copy
+
+        return [copy.deepcopy(v, memo) for v in self]
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with every nested dict/list (and entry values) made read-only."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Entry):
+        return replace(value, values=freeze(value.values))
+    if isinstance(value, FrozenDict | FrozenList):
+        return value
+    if isinstance(value, dict):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(v) for v in value)
+    return value
+
+
+# --- per-render state -----------------------------------------------------------------------
+
+
+class RenderState:
+    """Read cache of one render; keys start with the entity slug so writes can drop them."""
+
+    __slots__ = ("bound", "cache")
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.bound: tuple[Crm, str, Crm] | None = None
+
+    def invalidate(self, slugs: Iterable[str] | None) -> None:
+        """Forget cached reads of these entities (``None``: of every entity)."""
+        if slugs is None:
+            self.cache.clear()
+            return
+        gone = set(slugs)
+        for key in [k for k in self.cache if k[0] in gone]:
+            del self.cache[key]
+
+    def __repr__(self) -> str:
+        return "<crm render state>"
+
+
+class _RenderScoped(Context):
+    """Gives every render one `RenderState`, inherited by derived and included contexts.
+
+    Jinja builds a new context for each render, for calls inside loops (``derived``) and for
+    ``{% include %}``; the latter two copy the parent's variables, so storing the state in
+    ``vars`` makes one render share one cache and keeps separate renders apart.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        state = self.parent.get(_STATE_KEY)
+        self.vars[_STATE_KEY] = state if isinstance(state, RenderState) else RenderState()
+
+
+def _render_state(context: Context) -> RenderState:
+    state = context.get(_STATE_KEY)
+    if isinstance(state, RenderState):
+        return state
+    # The environment's context_class was replaced after install: cache for this context only.
+    state = RenderState()
+    context.vars[_STATE_KEY] = state
+    return state
+
+
+class _CrmUndefined(Undefined):
+    """Adds "did you mean getCrmField?" to the error of an undefined CRM-looking name."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        message: str = super()._undefined_message
+        name = self._undefined_name
+        if (
+            self._undefined_hint is None
+            and self._undefined_obj is missing
+            and isinstance(name, str)
+            and _CRM_LOOKING.search(name)
+        ):
+            return message + misspelling_hint(name)
+        return message
+
+
+def misspelling_hint(name: str) -> str:
+    """``; did you mean getCrmField?`` for a CRM-looking name that is not a CRM function."""
+    match = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {match[0]}?"
+    return "; it is not a CRM function (they are: " + ", ".join(FUNCTIONS) + ")"
+
+
+def _scoped(environment: Environment) -> None:
+    """Install the render-state context class and the misspelling hint (idempotent)."""
+    if not issubclass(environment.context_class, _RenderScoped):
+        base = environment.context_class
+        environment.context_class = type(f"Crm{base.__name__}", (_RenderScoped, base), {})
+    if not issubclass(environment.undefined, _CrmUndefined):
+        base_u = environment.undefined
+        environment.undefined = type(
+            f"Crm{base_u.__name__}", (_CrmUndefined, base_u), {"__slots__": ()}
+        )
+
+
+# --- resolving the service and the customer -------------------------------------------------
+
+
+def _customer_id(context: Context) -> str | None:
+    cid = context.get("customer_id")
+    if cid is None or cid == "" or isinstance(cid, Undefined):
+        customer = context.get("customer")
+        if isinstance(customer, Mapping):
+            cid = customer.get("id")
+        elif customer is not None and not isinstance(customer, Undefined):
+            cid = getattr(customer, "id", None)
+        else:
+            cid = None
+    if isinstance(cid, int) and not isinstance(cid, bool):
+        cid = str(cid)
+    return cid if isinstance(cid, str) and cid else None
+
+
+def _service(context: Context, state: RenderState) -> Crm:
+    """The request's (or the environment's) service, bound to the render context's customer."""
+    env = context.environment
+    request_crm: RequestCrm | None = getattr(env, "crm_request_crm", None)
+    base = request_crm() if request_crm is not None else None
+    if base is None:
+        base = getattr(env, "crm", None)
+    if base is None:
+        raise CrmUsageError(
+            "no CRM service is installed on this Jinja environment: call "
+            "env.install_crm(Crm(open_store(...))) before rendering"
+        )
+    cid = _customer_id(context)
+    if cid is None:
+        return base
+    bound = state.bound
+    if bound is not None and bound[0] is base and bound[1] == cid:
+        return bound[2]
+    view = base.bind(cid, read_only=base.read_only)
+    state.bound = (base, cid, view)
+    return view
+
+
+def template_position(context: Context | None = None) -> tuple[str, int | None]:
+    """Name and line of the innermost template frame on the stack (as Jinja's debug does)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        template = frame.f_globals.get("__jinja_template__")
+        if template is not None:
+            name = template.name or template.filename or "<template>"
+            return name, template.get_corresponding_lineno(frame.f_lineno)
+        frame = frame.f_back
+    return (context.name if context is not None and context.name else "<template>"), None
+
+
+def _guard(
+    context: Context, what: str, failure: Callable[[str], Any], run: Callable[[], Any]
+) -> Any:
+    """Apply the error policy: raise `CrmTemplateError`, or log and return the failure value."""
+    try:
+        return run()
+    except (CrmError, renderers.RendererError) as exc:
+        name, line = template_position(context)
+        where = f"{name}:{line if line is not None else '?'}"
+        if getattr(context.environment, "crm_on_error", "raise") == "log":
+            logger.error("%s: %s failed: %s", where, what, exc)
+            return failure(str(exc))
+        raise CrmTemplateError(f"{where}: {what}: {exc}", name, line) from exc
+
+
+# --- the CRM functions ----------------------------------------------------------------------
+
+
+def _options(spec: FunctionSpec, args: tuple[Any, ...]) -> Mapping[str, Any] | None:
+    if not args:
+        return None
+    if len(args) == 1 and (args[0] is None or isinstance(args[0], Mapping)):
+        return args[0]
+    raise CrmUsageError(
+        f"{spec.name} takes one options mapping and/or keyword arguments, e.g. "
+        f"{spec.name}({{'slug': ...}}) or {spec.name}(slug=...); got {len(args)} positional "
+        "argument(s)"
+    )
+
+
+def _reference(crm: Crm, o: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The reference a read is for, or None when the service should answer it (no customer,
+    or options it will reject)."""
+    rtype = o.get("referenceType", "customer")
+    rid = o.get("referenceId")
+    if rid is None:
+        if rtype != "customer":
+            return None
+        rid = crm.customer_id
+        if rid is None:
+            return None
+    check_reference(rtype, rid)
+    return rtype, rid
+
+
+def _latest(state: RenderState, crm: Crm, entity: Entity, ref: tuple[str, str]) -> FrozenDict:
+    """The newest value of every declared key of ``entity`` for ``ref``: one query per render."""
+    key = (entity.slug, *ref, "values")
+    values = state.cache.get(key)
+    if values is None:
+        found = crm.get_fields(
+            slug=entity.slug,
+            fieldKeys=entity.field_keys,
+            referenceType=ref[0],
+            referenceId=ref[1],
+        )
+        values = state.cache[key] = freeze(found)
+    return values
+
+
+def _read(state: RenderState, crm: Crm, spec: FunctionSpec, o: dict[str, Any]) -> Any:
+    """A read served from the render cache where possible; the service answers everything else
+    (and raises its precise errors for bad options)."""
+    ref = _reference(crm, o)
+    if ref is not None:
+        name = spec.name
+        if name in ("GetCrmField", "GetCrmFields"):
+            entity = crm.get_entity(o["slug"])
+            declared = set(entity.field_keys)
+            if name == "GetCrmField":
+                key = o["fieldKey"]
+                if isinstance(key, str) and key in declared:
+                    return _latest(state, crm, entity, ref).get(key)
+            else:
+                keys = o["fieldKeys"]
+                if (
+                    isinstance(keys, list | tuple)
+                    and keys
+                    and all(isinstance(k, str) and k in declared for k in keys)
+                ):
+                    values = _latest(state, crm, entity, ref)
+                    return {k: values.get(k) for k in keys}
+        else:
+            slug = o["slug"]
+            extra = (o.get("fieldKey"), o.get("limit"))
+            if isinstance(slug, str) and all(v is None or isinstance(v, str | int) for v in extra):
+                key_ = (slug, *ref, name, *extra)
+                if key_ not in state.cache:
+                    state.cache[key_] = freeze(getattr(crm, spec.method)(o))
+                return state.cache[key_]
+    return freeze(getattr(crm, spec.method)(o))
+
+
+def _touched(spec: FunctionSpec, o: Mapping[str, Any]) -> list[str] | None:
+    """The slugs a write may change (``None``: any)."""
+    if spec.name == "MoveCrmToEntity":
+        return [o["fromSlug"], o["toSlug"]]
+    if spec.name == "ReassignCrmReference" or not isinstance(o.get("slug"), str):
+        return None
+    return [o["slug"]]
+
+
+def invoke(
+    context: Context, spec: FunctionSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Any:
+    """Call one CRM function for a template, with caching and the error policy."""
+    state = _render_state(context)
+
+    def run() -> Any:
+        crm = _service(context, state)
+        o = parse_options(spec, _options(spec, args), kwargs)
+        if spec.kind == "read":
+            return _read(state, crm, spec, o)
+        try:
+            return getattr(crm, spec.method)(o)
+        finally:
+            # Even a failed write may have changed something before failing (a queued async
+            # write, a retried conflict): the next read goes to the store.
+            state.invalidate(_touched(spec, o))
+
+    def failure(error: str) -> Any:
+        value = spec.failure_value(error)
+        # A failed write logged in production must not print its error into the page either.
+        return WriteResult(value) if spec.kind == "write" else value
+
+    return _guard(context, spec.name, failure, run)
+
+
+class CrmFunction:
+    """A CRM function as a template global: ``GetCrmField({...})`` / ``GetCrmField(k=v)``.
+
+    It holds only its name; the service comes from the render context at call time, so the
+    object gives a sandboxed template nothing to reach. Write functions carry
+    ``crm_write = True`` (not Jinja's ``unsafe_callable``): the default sandbox allows them, and
+    an application that wants read-only templates can refuse them in ``is_safe_callable``.
+    """
+
+    __slots__ = ("_spec", "crm_write", "kind", "name")
+
+    def __init__(self, name: str, spec: FunctionSpec) -> None:
+        self.name = name
+        self.kind = spec.kind
+        self.crm_write = spec.kind == "write"
+        self._spec = spec
+
+    @pass_context
+    def __call__(self, context: Context, /, *args: Any, **kwargs: Any) -> Any:
+        return invoke(context, self._spec, args, kwargs)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+GLOBALS: dict[str, CrmFunction] = {
+    name: CrmFunction(name, spec)
+    for spec in FUNCTIONS.values()
+    for name in (spec.name, spec.camel_name)
+}
+
+# --- filters --------------------------------------------------------------------------------
+
+
+def _field_of(crm: Crm, slug: Any, key: Any) -> Field:
+    entity = crm.get_entity(slug)
+    for field in entity.fields:
+        if field.key == key:
+            return field
+    declared = entity.field_keys
+    raise UnknownFieldError(
+        f"entity {entity.slug!r} declares no field {key!r}.{suggest(str(key), declared)} "
+        f"Declared keys: {', '.join(declared) or 'none'}"
+    )
+
+
+def _is_entry(value: Any) -> bool:
+    return isinstance(value, Entry) or (
+        isinstance(value, Mapping) and "entity" in value and "values" in value
+    )
+
+
+def _entry_parts(value: Any) -> tuple[str, Mapping[str, Any]]:
+    if isinstance(value, Entry):
+        return value.entity, value.values
+    return value["entity"], value["values"]
+
+
+def _render_options(
+    context: Context, state: RenderState, crm: Crm, field: Any
+) -> renderers.RenderOptions:
+    base = getattr(context.environment, "crm_render_options", None) or renderers.RenderOptions()
+    ftype = renderers.FieldInfo.of(field).type
+    if ftype not in ("reference", "multi_reference") or base.reference_labels is not None:
+        return base
+    display = field.get("display_field") if isinstance(field, Mapping) else None
+    if not isinstance(field, Mapping):
+        display = getattr(field, "display_field", None)
+
+    def labels(target: str, ids: Sequence[str]) -> Mapping[str, str]:
+        # One batched look-up per call for the ids this render has not labelled yet.
+        known: dict[str, str] = state.cache.setdefault((target, "labels", display), {})
+        wanted = [i for i in ids if i not in known]
+        if wanted:
+            found = crm.get_entries_by_ids(wanted)
+            for ident in wanted:
+                entry = found.get(ident)
+                if entry is None or entry.entity != target:
+                    known[ident] = ident
+                    continue
+                shown = entry.values.get(display) if display else None
+                known[ident] = str(shown) if shown not in (None, "") else entry.title or ident
+        return known
+
+    return replace(base, reference_labels=labels)
+
+
+def _render(context: Context, value: Any, field: Any, html: bool) -> Any:
+    state = _render_state(context)
+    crm = _service(context, state)
+    if isinstance(field, str):
+        if _is_entry(value):
+            slug, values = _entry_parts(value)
+            raw = values.get(field)
+        elif isinstance(value, str):
+            slug = value
+            raw = invoke(
+                context, FUNCTIONS["GetCrmField"], ({"slug": slug, "fieldKey": field},), {}
+            )
+        else:
+            raise CrmUsageError(
+                f"crm_render({field!r}) needs an entry or an entity slug on its left; got "
+                f"{type(value).__name__}"
+            )
+        definition: Any = _field_of(crm, slug, field)
+    elif field is None or isinstance(field, Undefined):
+        raise CrmUsageError(
+            "crm_render needs a field: {{ value | crm_render(field) }} or "
+            "{{ entry | crm_render('key') }}"
+        )
+    else:
+        definition, raw = field, value
+    options = _render_options(context, state, crm, definition)
+    if html:
+        return renderers.render(raw, definition, options)
+    return renderers.render_text(raw, definition, options)
+
+
+@pass_context
+def do_crm_render(context: Context, value: Any, field: Any = None) -> Markup:
+    """``{{ value | crm_render(field) }}``, ``{{ entry | crm_render('key') }}`` or
+    ``{{ 'slug' | crm_render('key') }}`` (the current customer's value): safe HTML."""
+    return _guard(
+        context, "crm_render", lambda _: Markup(""), lambda: _render(context, value, field, True)
+    )
+
+
+@pass_context
+def do_crm_text(context: Context, value: Any, field: Any = None) -> str:
+    """Like ``crm_render``, as plain text (autoescaped where it is printed)."""
+    return _guard(context, "crm_text", lambda _: "", lambda: _render(context, value, field, False))
+
+
+@pass_context
+def do_crm_label(context: Context, source: Any, key: str | None = None) -> str:
+    """A field's label: ``{{ 'slug' | crm_label('key') }}``, ``{{ entry | crm_label('key') }}``
+    or ``{{ field | crm_label }}``."""
+
+    def run() -> str:
+        if key is None:
+            if isinstance(source, str | Undefined) or source is None:
+                raise CrmUsageError("crm_label needs a field key: {{ 'slug' | crm_label('key') }}")
+            return renderers.FieldInfo.of(source).label
+        slug = _entry_parts(source)[0] if _is_entry(source) else source
+        return _field_of(_service(context, _render_state(context)), slug, key).label
+
+    return _guard(context, "crm_label", lambda _: "", run)
+
+
+def _find_stage(entity: Entity, wanted: str, by_slug: bool) -> Stage | None:
+    for pipeline in entity.pipelines:
+        for stage in pipeline.stages:
+            if stage.id == wanted or (by_slug and stage.slug == wanted):
+                return stage
+    return None
+
+
+def stage_badge(stage: Stage) -> Markup:
+    """``<span class="crm-stage crm-stage-<status>">``, coloured only with a valid hex code."""
+    status = stage.semantic_status if stage.semantic_status in _STATUSES else "open"
+    style = Markup("")
+    if isinstance(stage.color, str) and _HEX_COLOR.match(stage.color):
+        style = Markup(' style="--crm-stage-color:{}"').format(stage.color)
+    return Markup('<span class="crm-stage crm-stage-{}"{}>{}</span>').format(
+        status, style, stage.name
+    )
+
+
+@pass_context
+def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Markup:
+    """A stage badge: ``{{ entry | crm_stage }}`` or ``{{ stage_id | crm_stage('deals') }}``."""
+
+    def run() -> Markup:
+        crm = _service(context, _render_state(context))
+        if _is_entry(value):
+            entity_slug = _entry_parts(value)[0]
+            stage_id = value.stage_id if isinstance(value, Entry) else value.get("stage_id")
+            if not stage_id:
+                return Markup("")
+            stage = _find_stage(crm.get_entity(entity_slug), stage_id, by_slug=False)
+            return Markup("") if stage is None else stage_badge(stage)
+        if not isinstance(value, str) or not value:
+            return Markup("")
+        entities = [crm.get_entity(slug)] if slug is not None else crm.list_entities()
+        for entity in entities:
+            stage = _find_stage(entity, value, by_slug=slug is not None)
+            if stage is not None:
+                return stage_badge(stage)
+        raise CrmValidationError(
+            f"no stage {value!r}" + (f" in entity {slug!r}" if slug else "") + "; pass a stage "
+            "id, or an entity slug as well for a stage slug: {{ 'won' | crm_stage('deals') }}"
+        )
+
+    return _guard(context, "crm_stage", lambda _: Markup(""), run)
+
+
+@pass_context
+def do_crm_field(context: Context, slug: Any, key: Any, **options: Any) -> Any:
+    """``{{ 'slug' | crm_field('key') }}``: GetCrmField on a slug."""
+    return invoke(context, FUNCTIONS["GetCrmField"], ({"slug": slug, "fieldKey": key},), options)
+
+
+@pass_context
+def do_crm_fields(context: Context, slug: Any, keys: Any, **options: Any) -> Any:
+    """``{{ 'slug' | crm_fields(['a', 'b']) }}``: GetCrmFields on a slug."""
+    return invoke(context, FUNCTIONS["GetCrmFields"], ({"slug": slug, "fieldKeys": keys},), options)
+
+
+@pass_context
+def do_crm_entries(context: Context, slug: Any, limit: Any = None, **options: Any) -> Any:
+    """``{{ 'slug' | crm_entries(limit=5) }}``: GetCrmEntries on a slug."""
+    o: dict[str, Any] = {"slug": slug} if limit is None else {"slug": slug, "limit": limit}
+    return invoke(context, FUNCTIONS["GetCrmEntries"], (o,), options)
+
+
+@pass_context
+def do_crm_field_values(
+    context: Context, slug: Any, key: Any, limit: Any = None, **options: Any
+) -> Any:
+    """``{{ 'slug' | crm_field_values('key', limit=10) }}``: GetCrmFieldValues on a slug."""
+    o: dict[str, Any] = {"slug": slug, "fieldKey": key}
+    if limit is not None:
+        o["limit"] = limit
+    return invoke(context, FUNCTIONS["GetCrmFieldValues"], (o,), options)
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "crm_render": do_crm_render,
+    "crm_text": do_crm_text,
+    "crm_label": do_crm_label,
+    "crm_stage": do_crm_stage,
+    "crm_field": do_crm_field,
+    "crm_fields": do_crm_fields,
+    "crm_entries": do_crm_entries,
+    "crm_field_values": do_crm_field_values,
+}
+
+
+# --- the extension --------------------------------------------------------------------------
+
+
+class CrmExtension(Extension):
+    """Registers the CRM globals and filters, ``{% do %}``, and ``env.install_crm``."""
+
+    # ``{% do %}`` as in jinja2.ext.do, so pages can call writes without printing.
+    tags = {"do"}
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        environment.extend(
+            crm=None,
+            crm_on_error="raise",
+            crm_request_crm=None,
+            crm_render_options=None,
+            install_crm=self._install,
+        )
+        environment.globals.update(GLOBALS)
+        environment.filters.update(FILTERS)
+        _scoped(environment)
+
+    def _install(
+        self,
+        crm: Crm | None,
+        on_error: OnError = "raise",
+        request_crm: RequestCrm | None = None,
+        render_options: renderers.RenderOptions | None = None,
+    ) -> None:
+        """Use ``crm`` (or, per call, ``request_crm()`` when it returns a service)."""
+        if on_error not in ("raise", "log"):
+            raise ValueError(f"on_error must be 'raise' or 'log'; got {on_error!r}")
+        if crm is None and request_crm is None:
+            raise ValueError("install_crm needs a Crm service, a request_crm callable, or both")
+        env = self.environment
+        env.crm = crm  # type: ignore[attr-defined]
+        env.crm_on_error = on_error  # type: ignore[attr-defined]
+        env.crm_request_crm = request_crm  # type: ignore[attr-defined]
+        env.crm_render_options = render_options  # type: ignore[attr-defined]
+        _scoped(env)  # again, in case context_class/undefined were replaced since
+
+    def parse(self, parser: Parser) -> nodes.Node:
+        node = nodes.ExprStmt(lineno=next(parser.stream).lineno)
+        node.node = parser.parse_tuple()
+        return node
+
+
+__all__ = [
+    "FILTERS",
+    "GLOBALS",
+    "CrmExtension",
+    "CrmFunction",
+    "CrmTemplateError",
+    "FrozenDict",
+    "FrozenList",
+    "RenderState",
+    "freeze",
+    "misspelling_hint",
+    "stage_badge",
+]
