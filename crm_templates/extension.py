@@ -283,7 +283,8 @@ def _guard(
         if getattr(context.environment, "crm_on_error", "raise") == "log":
             logger.error("%s: %s failed: %s", where, what, exc)
             return failure(str(exc))
-        raise CrmTemplateError(f"{where}: {what}: {exc}", name, line) from exc
+        message = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
+        raise CrmTemplateError(f"{where}: {message}", name, line) from exc
 
 
 # --- the CRM functions ----------------------------------------------------------------------
@@ -469,19 +470,23 @@ def _render_options(
         display = getattr(field, "display_field", None)
 
     def labels(target: str, ids: Sequence[str]) -> Mapping[str, str]:
-        # One batched look-up per call for the ids this render has not labelled yet.
-        known: dict[str, str] = state.cache.setdefault((target, "labels", display), {})
+        # One batched look-up per call, only for entries this render has not fetched yet.
+        known: dict[str, Entry | None] = state.cache.setdefault((target, "entries-by-id"), {})
         wanted = [i for i in ids if i not in known]
         if wanted:
             found = crm.get_entries_by_ids(wanted)
             for ident in wanted:
                 entry = found.get(ident)
-                if entry is None or entry.entity != target:
-                    known[ident] = ident
-                    continue
-                shown = entry.values.get(display) if display else None
-                known[ident] = str(shown) if shown not in (None, "") else entry.title or ident
-        return known
+                known[ident] = entry if entry is not None and entry.entity == target else None
+        out = {}
+        for ident in ids:
+            entry = known[ident]
+            shown = entry.values.get(display) if entry is not None and display else None
+            if shown not in (None, ""):
+                out[ident] = str(shown)
+            else:
+                out[ident] = entry.title or ident if entry is not None else ident
+        return out
 
     return replace(base, reference_labels=labels)
 
