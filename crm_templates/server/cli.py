@@ -1,0 +1,150 @@
+"""``crm-templates serve | render | seed``: the page server's commands.
+
+Imported by ``crm_templates.cli`` at start-up, so this module imports only click; Flask and
+waitress load when a command runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import signal
+from typing import Any
+
+import click
+
+site_argument = click.argument(
+    "site_dir", type=click.Path(exists=True, file_okay=False, dir_okay=True)
+)
+store_option = click.option(
+    "--store",
+    "store_url",
+    envvar="CRM_STORE_URL",
+    default=None,
+    help="Store URL; default: sqlite file SITE_DIR/instance/crm.db.",
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@site_argument
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option("--debug", is_flag=True, help="Flask's development server, reloading, tracebacks.")
+def serve(
+    site_dir: str, store_url: str | None, host: str, port: int, threads: int, debug: bool
+) -> None:
+    """Serve SITE_DIR (pages/, templates/, static/, crm.yaml) on waitress."""
+    from .app import create_app
+
+    config: dict[str, Any] = {}
+    if debug:
+        config["DEBUG"] = True
+    if "CRM_COOKIE_SECURE" not in os.environ and _is_loopback(host):
+        # Plain http on this machine only: a Secure cookie would never come back.
+        config["CRM_COOKIE_SECURE"] = False
+    app = create_app(site_dir, store_url, **config)
+    server_state = app.extensions["crm"]
+    operator = (
+        "on"
+        if app.config.get("CRM_OPERATOR_PASSWORD_HASH") or app.config.get("CRM_OPERATOR_PASSWORD")
+        else "off (set CRM_OPERATOR_PASSWORD)"
+    )
+    try:
+        if debug:
+            click.echo(f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server)")
+            app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
+            return
+        from waitress import create_server
+
+        server: Any = create_server(app, host=host, port=port, threads=threads)
+        bound_port = server.effective_port if hasattr(server, "effective_port") else port
+
+        def stop(signum: int, frame: Any) -> None:
+            # waitress leaves its loop on SystemExit and waits for running requests.
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, stop)
+        click.echo(
+            f"Serving {site_dir} at http://{host}:{bound_port}/ (waitress, {threads} threads; "
+            f"operator preview {operator}). Ctrl+C to stop.",
+        )
+        server.run()
+    finally:
+        server_state.close()
+        click.echo("Stopped; queued writes drained and the store closed.")
+
+
+def _url_for_page(page: str) -> str:
+    """``/checkin``, ``checkin.html``, ``pages/weight/index.html`` → a URL path."""
+    path = page.replace(os.sep, "/")
+    if path.endswith(".html"):
+        path = path.removeprefix("pages/").removesuffix(".html")
+        if path == "index" or path.endswith("/index"):
+            path = path[: -len("index")]
+    return "/" + path.lstrip("/")
+
+
+@click.command()
+@click.argument("page")
+@click.option("--site", "site_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--customer", "customer_id", required=True, help="The customer id to render as.")
+@store_option
+def render(page: str, site_dir: str, customer_id: str, store_url: str | None) -> None:
+    """Print PAGE (a URL path like /checkin, or a file under pages/) as a customer, read-only."""
+    from .app import create_app
+    from .pages import render_as
+
+    # A throwaway secret and no seeding: rendering must not write anything.
+    app = create_app(
+        site_dir, store_url, DEBUG=True, CRM_SEED=False, SECRET_KEY=secrets.token_hex(16)
+    )
+    try:
+        status, html = render_as(app, _url_for_page(page), customer_id)
+    finally:
+        app.extensions["crm"].close()
+    if status != 200:
+        raise click.ClickException(f"{page}: {status}: {html.strip()}")
+    click.echo(html, nl=False)
+
+
+@click.command()
+@site_argument
+@store_option
+@click.option("--force", is_flag=True, help="Add the seed data even when the store has data.")
+def seed(site_dir: str, store_url: str | None, force: bool) -> None:
+    """Load SITE_DIR/seed.yaml into the site's store (after ensuring crm.yaml)."""
+    from ..cli import ensure_schema
+    from ..service import Crm
+    from ..storage import open_store
+    from .seed import load_seed, store_is_empty
+    from .site import Site
+
+    site = Site(site_dir)
+    if site.seed_file is None:
+        raise click.ClickException(f"{site_dir} has no seed.yaml")
+    with Crm(open_store(store_url or site.default_store_url())) as crm:
+        if site.schema_file is not None:
+            ensure_schema(crm, site.schema_file)
+        if not force and not store_is_empty(crm):
+            click.echo("The store already has data; nothing seeded (use --force to add it).")
+            return
+        counts = load_seed(crm, site.seed_file)
+    click.echo(f"Seeded {counts['customers']} customers and {counts['entries']} entries.")
+
+
+def register(group: click.Group) -> None:
+    """Add serve, render and seed to the ``crm-templates`` group."""
+    for command in (serve, render, seed):
+        group.add_command(command)

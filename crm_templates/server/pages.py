@@ -1,0 +1,305 @@
+"""Serving a site's pages: routing, page backends (``handle(request, page)``), preview, errors.
+
+A request for ``/weight/checkin`` runs ``pages/weight/checkin.py`` (if present) and then
+renders ``pages/weight/checkin.html`` in the sandboxed environment with the session customer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from ..functions import BY_NAME
+from ..model import Customer
+from ..service import Crm
+from .customers import current_customer, is_operator, is_signed_in, request_crm
+from .security import is_same_site_url
+from .site import PageRoute
+from .state import state
+
+log = logging.getLogger("crm_templates.server")
+
+bp = Blueprint("crm_pages", __name__)
+# The server's own stylesheet for its pages (sign-in, errors, preview banner).
+assets = Blueprint("crm_assets", __name__, static_folder="static", static_url_path="/_crm/static")
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What templates see as ``request``: plain copies, never Flask's request object.
+
+    Templates run sandboxed; the real request would hand them the WSGI environ, the session
+    interface and the app.
+    """
+
+    path: str
+    method: str
+    url: str
+    args: dict[str, str]
+    form: dict[str, str]
+
+    @classmethod
+    def current(cls) -> RequestView:
+        """A view of the current Flask request."""
+        return cls(
+            path=request.path,
+            method=request.method,
+            url=request.url,
+            args=request.args.to_dict(),
+            form=request.form.to_dict() if request.method == "POST" else {},
+        )
+
+
+@dataclass
+class Page:
+    """The second argument of a page backend's ``handle(request, page)``.
+
+    CRM functions are attributes under their seed names (``page.SetCrmFields({...})``,
+    ``page.getCrmField(...)``) bound to the session customer; ``page.crm`` is the same service
+    with the snake_case methods.
+    """
+
+    crm: Crm
+    path: str
+    preview: bool = False
+    variables: dict[str, Any] = field(default_factory=dict)
+    response: BaseResponse | None = None
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name in BY_NAME:
+            return functools.partial(self.crm.call, name)
+        raise AttributeError(
+            f"page has no attribute {name!r}; CRM functions are page.SetCrmField(...) etc., "
+            "page.crm has the snake_case methods"
+        )
+
+    @property
+    def customer(self) -> Customer | None:
+        """The session's customer, or None for a visitor who has not written anything yet."""
+        return current_customer()
+
+    @property
+    def customer_id(self) -> str | None:
+        """The current customer's id (without creating one)."""
+        return self.crm.customer_id
+
+    @property
+    def is_customer(self) -> bool:
+        """True once the visitor signed in with an email link."""
+        return is_signed_in()
+
+    @property
+    def data(self) -> Any:
+        """The request body: parsed JSON for JSON requests, else the form as a dict."""
+        if request.is_json:
+            return request.get_json(silent=True)
+        return request.form.to_dict()
+
+    def set_variable(self, key: str, value: Any) -> None:
+        """Make ``value`` available to the template as ``{{ var.<key> }}``."""
+        self.variables[key] = value
+
+    def json(self, data: Any, status: int = 200) -> Response:
+        """Answer with JSON instead of rendering the template."""
+        response = jsonify(data)
+        response.status_code = status
+        self.response = response
+        return response
+
+    def redirect(self, url: str, status: int | None = None) -> BaseResponse:
+        """Answer with a redirect to a URL of this site (303 after a POST, else 302)."""
+        if not is_same_site_url(url):
+            raise ValueError(f"page.redirect only goes to this site's URLs ('/path'); got {url!r}")
+        code = status or (303 if request.method == "POST" else 302)
+        response = redirect(url, code=code)
+        self.response = response
+        return response
+
+
+def _error_page(status: int, message: str, details: str | None = None) -> Response:
+    """An error as JSON (for JSON clients) or the server's HTML error page."""
+    if request.is_json or request.accept_mimetypes.best == "application/json":
+        body: dict[str, Any] = {"ok": False, "status": status, "error": message}
+        if details:
+            body["details"] = details
+        response = jsonify(body)
+    else:
+        response = Response(
+            render_template("crm/error.html", status=status, message=message, details=details)
+        )
+    response.status_code = status
+    return response
+
+
+_MESSAGES = {
+    400: "The request could not be understood.",
+    403: "You are not allowed to see this page.",
+    404: "There is no page at this address.",
+    405: "This page does not accept that kind of request.",
+    413: "The request is too large.",
+    429: "Too many requests. Please wait a few minutes and try again.",
+    500: "Something went wrong on our side. Please try again.",
+}
+
+
+def register_error_pages(app: Flask) -> None:
+    """HTML (or JSON) pages for every HTTP error the server answers with."""
+
+    def handle(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = _MESSAGES.get(status, exc.name)
+        description = exc.description
+        # Our own aborts carry a message meant for the visitor; werkzeug's defaults do not.
+        if description and description != type(exc).description:
+            message = description
+        if status == 413:
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            message = f"The request body is larger than the {limit // 1024} KB this site accepts."
+        response = _error_page(status, message)
+        if status == 405 and isinstance(exc.response, Response):
+            response.headers["Allow"] = exc.response.headers.get("Allow", "")
+        elif status == 405:
+            response.headers["Allow"] = "GET, HEAD"
+        return response
+
+    for code in (400, 403, 404, 405, 413, 429):
+        app.register_error_handler(code, handle)
+
+    def internal(exc: Exception) -> Response:
+        original = getattr(exc, "original_exception", None) or exc
+        log.error("error serving %s", request.path, exc_info=original)
+        details = "".join(traceback.format_exception(original)) if current_app.debug else None
+        return _error_page(500, _MESSAGES[500], details)
+
+    app.register_error_handler(500, internal)
+
+
+def _preview_customer() -> Customer | None:
+    """The customer named by ``?preview_customer=``, for operators only (else 403/404)."""
+    wanted = request.args.get("preview_customer")
+    if wanted is None:
+        return None
+    if not is_operator():
+        abort(403, "Previewing as a customer needs an operator sign-in (/operator/sign-in).")
+    if request.method not in ("GET", "HEAD"):
+        abort(403, "Previews are read-only: forms cannot be sent while previewing.")
+    customer = state().crm.get_customer(wanted)
+    if customer is None:
+        abort(404, f"There is no customer {wanted!r} to preview.")
+    return customer
+
+
+def _run_backend(route: PageRoute, page: Page) -> BaseResponse | None:
+    assert route.backend is not None
+    try:
+        module = state().site.backend(route.backend)
+        result = module.handle(request, page)
+    except HTTPException:
+        raise
+    except Exception as exc:
+        log.error("page backend %s failed", route.backend, exc_info=exc)
+        details = "".join(traceback.format_exception(exc)) if current_app.debug else None
+        return _error_page(500, _MESSAGES[500], details)
+    if isinstance(result, BaseResponse):
+        return result
+    return page.response
+
+
+def _inject_banner(html: str, customer: Customer) -> str:
+    exit_args = request.args.to_dict()
+    exit_args.pop("preview_customer", None)
+    banner = render_template(
+        "crm/preview_banner.html",
+        customer=customer,
+        exit_url=request.path + (f"?{urlencode(exit_args)}" if exit_args else ""),
+    )
+    match = _BODY_TAG.search(html)
+    at = match.end() if match else 0
+    return html[:at] + banner + html[at:]
+
+
+@bp.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+@bp.route("/<path:path>", methods=["GET", "POST"])
+def serve(path: str) -> BaseResponse:
+    """Serve the page for ``/path``: backend first (GET and POST), then the template."""
+    server = state()
+    url = "/" + path
+    route = server.site.route(url)
+    if route is None:
+        if not url.endswith("/") and server.site.route(url + "/") is not None:
+            return redirect(url + "/", code=308)
+        abort(404)
+    preview = _preview_customer()
+    if preview is not None:
+        g.crm = server.crm.bind(preview.id, read_only=True)
+    response = _serve_page(route, preview)
+    if preview is not None and response.status_code == 200 and response.mimetype == "text/html":
+        response.set_data(_inject_banner(response.get_data(as_text=True), preview))
+    return response
+
+
+def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
+    if request.method == "POST" and route.backend is None:
+        abort(405)
+    page = Page(crm=request_crm(), path=route.url, preview=preview is not None)
+    if route.backend is not None:
+        answer = _run_backend(route, page)
+        if answer is not None:
+            return answer
+    if route.template is None:
+        log.error("page backend %s answered nothing and has no template", route.backend)
+        return _error_page(500, _MESSAGES[500])
+    customer = preview or current_customer()
+    context: Mapping[str, Any] = {
+        "customer": customer,
+        "customer_id": None if customer is None else customer.id,
+        "is_customer": bool(preview.email) if preview is not None else is_signed_in(),
+        "is_operator": is_operator(),
+        "preview": preview is not None,
+        "request": RequestView.current(),
+        "query": request.args.to_dict(),
+        "var": page.variables,
+    }
+    html = state().env.get_template(route.template).render(context)
+    response = Response(html, mimetype="text/html")
+    # Pages show one customer's data: never keep them in shared caches.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def render_as(app: Flask, url: str, customer_id: str) -> tuple[int, str]:
+    """``(status, body)`` of a GET of ``url`` as ``customer_id``, read-only (``crm-templates
+    render``): the page backend runs, writes are refused as in a preview, no banner."""
+    with app.test_request_context(url):
+        server = state()
+        route = server.site.route(url)
+        if route is None:
+            return 404, f"no page at {url!r}; pages: {', '.join(server.site.urls)}"
+        customer = server.crm.get_customer(customer_id)
+        if customer is None:
+            return 404, f"no customer {customer_id!r}"
+        g.crm = server.crm.bind(customer.id, read_only=True)
+        response = _serve_page(route, customer)
+        return response.status_code, response.get_data(as_text=True)

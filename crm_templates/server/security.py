@@ -1,0 +1,145 @@
+"""Request guards shared by the blueprints: CSRF and same-origin checks, body cap, headers,
+rate limits and single-use token bookkeeping.
+
+The rate limiter and the used-token set are in memory: `crm-templates serve` runs one
+process (waitress threads), so one process sees every request. Behind several processes,
+put the limits in the proxy instead (README, security notes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, current_app, request
+from flask_wtf.csrf import CSRFProtect, validate_csrf
+from wtforms import ValidationError
+
+csrf = CSRFProtect()
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# Inline scripts and styles are refused; renderers put two bounded values into style
+# attributes (a colour swatch's validated hex code and a thumbnail's size from an int
+# option), so only style *attributes* are allowed inline.
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+def same_origin(url: str | None) -> bool:
+    """True when ``url`` (an Origin or Referer header) names this server's scheme and host."""
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == request.scheme and parts.netloc.lower() == request.host.lower()
+
+
+def is_same_site_url(url: str) -> bool:
+    """True for a path on this site (``/x``) or an absolute URL to this host; never ``//host``."""
+    if not isinstance(url, str) or "\\" in url or any(ord(c) < 0x20 for c in url):
+        return False
+    if url.startswith("/"):
+        return not url.startswith("//")
+    return same_origin(url)
+
+
+def check_request() -> None:
+    """before_request: body cap (413), then CSRF (400) or same-origin for JSON (403)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        abort(413)
+    if request.method not in UNSAFE_METHODS:
+        return
+    if request.is_json:
+        # A JSON body cannot come from a plain HTML form, and browsers preflight
+        # cross-origin JSON; still require proof that this site sent it.
+        header = request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token")
+        if header:
+            try:
+                validate_csrf(header)
+            except ValidationError as exc:
+                abort(400, f"The CSRF token is invalid: {exc}")
+            return
+        origin = request.headers.get("Origin") or request.headers.get("Referer")
+        if not same_origin(origin):
+            abort(
+                403,
+                "JSON requests must come from this site: send an Origin (or Referer) header "
+                "for this host, or an X-CSRFToken header.",
+            )
+        return
+    csrf.protect()
+
+
+def security_headers(response: Response) -> Response:
+    """after_request: CSP and friends on every response, including errors and static files."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", current_app.config["CRM_CONTENT_SECURITY_POLICY"])
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_security(app: Flask) -> None:
+    """Install CSRF protection (checked by `check_request`), the guards and the headers."""
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf.init_app(app)
+    app.before_request(check_request)
+    app.after_request(security_headers)
+
+
+class SlidingWindow:
+    """At most ``limit`` hits per key within ``window`` seconds (in memory, thread-safe)."""
+
+    def __init__(self, limit: int, window: float, *, max_keys: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> bool:
+        """Record a hit; False (and not recorded) when the key is over its limit."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.pop(key, None) or deque()
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            allowed = len(hits) < self.limit
+            if allowed:
+                hits.append(now)
+            self._hits[key] = hits  # most recently used last
+            while len(self._hits) > self.max_keys:
+                self._hits.popitem(last=False)
+            return allowed
+
+
+class UsedTokens:
+    """Nonces of sign-in links already used, remembered until the link would expire anyway."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def use(self, nonce: str, expires_at: float) -> bool:
+        """Mark ``nonce`` used; False when it already was (the link is being replayed)."""
+        now = time.time()
+        with self._lock:
+            for key in [k for k, exp in self._used.items() if exp < now]:
+                del self._used[key]
+            if nonce in self._used:
+                return False
+            self._used[nonce] = expires_at
+            return True
