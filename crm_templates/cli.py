@@ -109,6 +109,9 @@ def entries(
 # Commands defined beside the parts they drive register themselves here, one import each.
 # (lint: crm_templates.lint · serve/render/seed: crm_templates.server.cli · migrate:
 # crm_templates.migrate)
+from .server.cli import register as _register_server  # noqa: E402
+
+_register_server(main)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
