@@ -39,4 +39,5 @@ def new_id(prefix: str = "") -> str:
 
 def utc_now() -> str:
     """The current time as a sortable ISO 8601 UTC string with microseconds (``...Z``)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime; the suffix swap keeps it sortable.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"

@@ -218,7 +218,6 @@ class Crm:
                     f"referenceId is required when referenceType is {rtype!r} (only 'customer' "
                     "defaults to the current customer)"
                 )
-            check_reference(rtype, "placeholder")
             rid = self._current_customer(create=write)
             if rid is None:
                 if write:
@@ -317,11 +316,19 @@ class Crm:
         raise AssertionError("unreachable")
 
     def _write(
-        self, spec: FunctionSpec, o: Mapping[str, Any], apply: Callable[[], WriteResult]
+        self,
+        spec: FunctionSpec,
+        o: Mapping[str, Any],
+        apply: Callable[[], WriteResult],
+        inserts: tuple[Entry, ...] = (),
     ) -> WriteResult:
-        """Apply now, or queue on the background writer when ``async`` is true."""
+        """Apply now, or queue on the background writer when ``async`` is true.
+
+        ``inserts`` marks a write that only inserts those entries, so the writer can group it
+        with its neighbours into one statement or bulk request.
+        """
         if self._flag(o, "async"):
-            self._shared.writer.submit(PendingWrite(spec.name, dict(o), apply))
+            self._shared.writer.submit(PendingWrite(spec.name, dict(o), apply, inserts))
             return WriteResult(ok=True, pending=True)
         return apply()
 
@@ -491,7 +498,7 @@ class Crm:
             self.store.insert_entries([entry])
             return WriteResult(ok=True, id=entry.id, created=True)
 
-        result = self._write(spec, o, apply)
+        result = self._write(spec, o, apply, (entry,))
         result.setdefault("id", entry.id)
         return result
 
@@ -534,14 +541,21 @@ class Crm:
     def _upsert(
         self, schema: _Schema, ref: tuple[str, str], values: dict[str, Any], force: bool
     ) -> WriteResult:
-        """Merge values into the entry holding one of the keys, else the newest, else a new one."""
+        """Merge values into the entry holding one of the keys, else the newest, else a new one.
+
+        ``force`` skips the per-key scan: one merge into the newest entry (one statement on
+        SQLite), falling back to creating the first entry.
+        """
         store = self.store
+        slug = schema.entity.slug
 
         def attempt() -> WriteResult:
+            if force:
+                merged = store.merge_into_newest(slug, *ref, values, self._now())
+                if merged is not None:
+                    return WriteResult(ok=True, id=merged, created=False)
             with store.atomic():
-                recent = store.find_entries(
-                    schema.entity.slug, *ref, limit=1 if force else SCAN_DEPTH
-                )
+                recent = store.find_entries(slug, *ref, limit=1 if force else SCAN_DEPTH)
                 target = None
                 if not force:
                     target = next((e for e in recent if any(k in e.values for k in values)), None)
@@ -623,7 +637,7 @@ class Crm:
             self.store.insert_entries([entry])
             return WriteResult(ok=True, id=entry.id, created=True)
 
-        result = self._write(spec, o, apply)
+        result = self._write(spec, o, apply, (entry,))
         result.setdefault("id", entry.id)
         return result
 

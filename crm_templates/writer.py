@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import CrmError, StoreUnavailable
 from .ids import utc_now
+from .model import Entry
 from .storage.base import Store
 
 log = logging.getLogger("crm_templates.writer")
@@ -35,6 +36,9 @@ class PendingWrite:
     function: str
     payload: dict[str, Any]
     apply: Callable[[], Any]
+    #: Set when the write is nothing but inserting these entries: runs of such writes are
+    #: inserted together (one executemany / one bulk request) instead of one by one.
+    inserts: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,17 @@ class AsyncWriter:
         for attempt in range(self.retries):
             try:
                 with self.store.batch():
+                    run: list[Entry] = []
                     for write in batch:
+                        if write.inserts:
+                            run.extend(write.inserts)
+                            continue
+                        if run:
+                            self.store.insert_entries(run)
+                            run = []
                         write.apply()
+                    if run:
+                        self.store.insert_entries(run)
                 return
             except StoreUnavailable as exc:  # transient: back off and retry the whole batch
                 log.warning("async batch of %d failed (%s); retrying", len(batch), exc)

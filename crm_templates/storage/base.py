@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 from ..model import Customer, Entity, Entry
@@ -139,6 +140,31 @@ class Store(ABC):
         Raises `ConflictError` when the version moved on, `EntryNotFoundError` when it is gone.
         Returns the stored entry (version ``expected_version + 1``).
         """
+
+    def merge_into_newest(
+        self,
+        entity: str,
+        reference_type: str,
+        reference_id: str,
+        values: dict[str, Any],
+        updated_at: str,
+    ) -> str | None:
+        """Merge ``values`` into the newest entry of the reference; its id, or None if none.
+
+        The default reads the newest entry and compare-and-sets it (raising `ConflictError` when
+        another writer got there first, for the caller to retry); a backend may do it in one
+        statement.
+        """
+        with self.atomic():
+            newest = self.find_entries(entity, reference_type, reference_id, limit=1)
+            if not newest:
+                return None
+            entry = newest[0]
+            self.update_entry(
+                replace(entry, values={**entry.values, **values}, updated_at=updated_at),
+                entry.version,
+            )
+            return entry.id
 
     @abstractmethod
     def delete_entries(

@@ -293,6 +293,97 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() not in ("0", "false", "no", "off", "")
 
 
+@dataclass(frozen=True)
+class ClusterURL:
+    """What a store URL says about the cluster, parsed without connecting.
+
+    ``user:pass@`` is basic auth. Query parameters, or keyword options of the same names:
+    ``prefix`` (index name prefix, default ``crm_``), ``verify_certs``, ``ca_certs`` and
+    ``api_key`` (``https`` schemes), ``request_timeout`` (seconds) and ``refresh`` (``true`` or
+    ``wait_for``).
+    """
+
+    url: str  #: the URL without credentials, for messages
+    host: dict[str, str | int]
+    client_args: dict[str, Any]
+    prefix: str = DEFAULT_PREFIX
+    refresh: str = "true"
+    opensearch: bool = False
+
+    @classmethod
+    def parse(cls, url: str, **options: Any) -> ClusterURL:
+        """Parse a store URL; `CrmValidationError` names what is wrong and what is accepted."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise CrmValidationError(
+                f"not an Elasticsearch/OpenSearch URL: {url!r}; use "
+                f"{', '.join(s + '://' for s in _SCHEMES)}"
+            )
+        http_scheme, opensearch = _SCHEMES[scheme]
+        try:
+            port = parts.port or 9200
+        except ValueError as exc:
+            raise CrmValidationError(f"bad port in store URL {url!r}: {exc}") from None
+        if not parts.hostname:
+            raise CrmValidationError(f"store URL {url!r} names no host, e.g. {scheme}://host:9200")
+        settings: dict[str, Any] = dict(parse_qsl(parts.query))
+        settings.update(options)
+        unknown = sorted(set(settings) - set(_URL_OPTIONS))
+        if unknown:
+            raise CrmValidationError(
+                f"unknown Elasticsearch store option(s) {', '.join(map(repr, unknown))}; "
+                f"accepted: {', '.join(_URL_OPTIONS)}"
+            )
+        try:
+            timeout = float(settings.get("request_timeout", 30.0))
+        except ValueError:
+            raise CrmValidationError(
+                f"request_timeout must be a number of seconds; got {settings['request_timeout']!r}"
+            ) from None
+        client_args: dict[str, Any] = {"request_timeout": timeout}
+        if opensearch:
+            client_args["node_class"] = OpenSearchNode
+        if parts.username is not None:
+            client_args["basic_auth"] = (unquote(parts.username), unquote(parts.password or ""))
+        if settings.get("api_key"):
+            if "basic_auth" in client_args:
+                raise CrmValidationError("a store URL takes user:pass@ or api_key, not both")
+            client_args["api_key"] = settings["api_key"]
+        if http_scheme == "https":
+            if "verify_certs" in settings:
+                client_args["verify_certs"] = _flag(settings["verify_certs"])
+            if settings.get("ca_certs"):
+                client_args["ca_certs"] = settings["ca_certs"]
+        elif "verify_certs" in settings or settings.get("ca_certs"):
+            raise CrmValidationError(
+                f"verify_certs/ca_certs need TLS: use {scheme.split('+')[0]}+https:// or https://"
+            )
+        host: dict[str, str | int] = {"scheme": http_scheme, "host": parts.hostname, "port": port}
+        path = parts.path.rstrip("/")
+        if path:
+            host["path_prefix"] = path
+        prefix = str(settings.get("prefix", DEFAULT_PREFIX))
+        public = f"{scheme}://{parts.hostname}:{port}{path}"
+        if prefix != DEFAULT_PREFIX:
+            public += "?" + urlencode({"prefix": prefix})
+        return cls(
+            url=public,
+            host=host,
+            client_args=client_args,
+            prefix=prefix,
+            refresh=str(settings.get("refresh", "true")).lower(),
+            opensearch=opensearch,
+        )
+
+    def client(self) -> Elasticsearch:
+        """A client for the cluster (it connects lazily, on the first request)."""
+        try:
+            return Elasticsearch(hosts=[self.host], **self.client_args)
+        except (ValueError, TypeError) as exc:  # e.g. a ca_certs file that does not exist
+            raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
+
+
 class ElasticsearchStore(Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
@@ -332,70 +423,17 @@ class ElasticsearchStore(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ElasticsearchStore:
-        """Open ``elasticsearch://``, ``opensearch://`` (``+https``) or ``http(s)://`` URLs.
+        """Open an ``elasticsearch://``, ``opensearch://`` (``+https``) or ``http(s)://`` URL.
 
-        ``user:pass@`` is basic auth. Query parameters, or keyword options of the same names:
-        ``prefix`` (index name prefix, default ``crm_``), ``verify_certs``, ``ca_certs``,
-        ``api_key``, ``request_timeout`` (seconds) and ``refresh`` (``true`` or ``wait_for``).
+        See `ClusterURL` for what the URL and ``options`` may say.
         """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _SCHEMES:
-            raise CrmValidationError(
-                f"not an Elasticsearch/OpenSearch URL: {url!r}; use "
-                f"{', '.join(s + '://' for s in _SCHEMES)}"
-            )
-        http_scheme, opensearch = _SCHEMES[scheme]
-        try:
-            port = parts.port or 9200
-        except ValueError as exc:
-            raise CrmValidationError(f"bad port in store URL {url!r}: {exc}") from None
-        if not parts.hostname:
-            raise CrmValidationError(f"store URL {url!r} names no host, e.g. {scheme}://host:9200")
-        settings: dict[str, Any] = dict(parse_qsl(parts.query))
-        settings.update(options)
-        unknown = sorted(set(settings) - set(_URL_OPTIONS))
-        if unknown:
-            raise CrmValidationError(
-                f"unknown Elasticsearch store option(s) {', '.join(map(repr, unknown))}; "
-                f"accepted: {', '.join(_URL_OPTIONS)}"
-            )
-        client_args: dict[str, Any] = {
-            "request_timeout": float(settings.get("request_timeout", 30.0)),
-            "retry_on_timeout": True,
-        }
-        if opensearch:
-            client_args["node_class"] = OpenSearchNode
-        if parts.username is not None:
-            client_args["basic_auth"] = (unquote(parts.username), unquote(parts.password or ""))
-        if settings.get("api_key"):
-            if "basic_auth" in client_args:
-                raise CrmValidationError(
-                    f"store URL {url!r}: give either user:pass@ or api_key, not both"
-                )
-            client_args["api_key"] = settings["api_key"]
-        if http_scheme == "https":
-            if "verify_certs" in settings:
-                client_args["verify_certs"] = _flag(settings["verify_certs"])
-            if settings.get("ca_certs"):
-                client_args["ca_certs"] = settings["ca_certs"]
-        host: dict[str, str | int] = {"scheme": http_scheme, "host": parts.hostname, "port": port}
-        if parts.path.strip("/"):
-            host["path_prefix"] = parts.path.rstrip("/")
-        prefix = str(settings.get("prefix", DEFAULT_PREFIX))
-        public = f"{scheme}://{parts.hostname}:{port}{parts.path.rstrip('/')}"
-        if prefix != DEFAULT_PREFIX:
-            public += "?" + urlencode({"prefix": prefix})
-        try:
-            client = Elasticsearch(hosts=[host], **client_args)
-        except (ValueError, TypeError) as exc:  # e.g. a missing ca_certs file
-            raise CrmValidationError(f"store URL {public!r}: {exc}") from None
+        target = ClusterURL.parse(url, **options)
         return cls(
-            client,
-            url=public,
-            prefix=prefix,
-            refresh=str(settings.get("refresh", "true")).lower(),
-            opensearch=opensearch,
+            target.client(),
+            url=target.url,
+            prefix=target.prefix,
+            refresh=target.refresh,
+            opensearch=target.opensearch,
         )
 
     # --- errors: the one place client exceptions become the core's ------------------------
@@ -1136,4 +1174,4 @@ def _older_than(stamp: str, age: timedelta) -> bool:
     return datetime.now(timezone.utc) - when > age
 
 
-__all__ = ["ElasticsearchStore", "OpenSearchNode"]
+__all__ = ["ClusterURL", "ElasticsearchStore", "OpenSearchNode"]
