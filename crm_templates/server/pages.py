@@ -12,7 +12,7 @@ import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from flask import (
@@ -85,6 +85,7 @@ class Page:
     path: str
     preview: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
+    status: int = 200  # of the rendered template, e.g. 422 when a form has errors
     response: BaseResponse | None = None
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
@@ -120,6 +121,10 @@ class Page:
     def set_variable(self, key: str, value: Any) -> None:
         """Make ``value`` available to the template as ``{{ var.<key> }}``."""
         self.variables[key] = value
+
+    def abort(self, status: int, message: str | None = None) -> NoReturn:
+        """Stop here and answer with the server's error page (``page.abort(404)``)."""
+        abort(status, message)
 
     def json(self, data: Any, status: int = 200) -> Response:
         """Answer with JSON instead of rendering the template."""
@@ -283,7 +288,7 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
         "var": page.variables,
     }
     html = state().env.get_template(route.template).render(context)
-    response = Response(html, mimetype="text/html")
+    response = Response(html, status=page.status, mimetype="text/html")
     # Pages show one customer's data: never keep them in shared caches.
     response.headers["Cache-Control"] = "private, no-store"
     return response

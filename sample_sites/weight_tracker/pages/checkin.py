@@ -34,6 +34,7 @@ def handle(request, page):
     if errors:
         page.set_variable("errors", errors)
         page.set_variable("form", form)
+        page.status = 422
         return None
 
     today = date.today().isoformat()
