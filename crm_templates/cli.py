@@ -112,6 +112,9 @@ def entries(
 from .server.cli import register as _register_server  # noqa: E402
 
 _register_server(main)
+from .migrate import migrate_command as _migrate  # noqa: E402
+
+main.add_command(_migrate)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
