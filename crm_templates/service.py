@@ -332,6 +332,17 @@ class Crm:
             return WriteResult(ok=True, pending=True)
         return apply()
 
+    def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
+        """Write one new entry (now or queued); the id is known up front, so both return it."""
+
+        def apply() -> WriteResult:
+            self.store.insert_entries([entry])
+            return WriteResult(ok=True, id=entry.id, created=True)
+
+        result = self._write(spec, o, apply, (entry,))
+        result.setdefault("id", entry.id)
+        return result
+
     def _preview(self) -> WriteResult:
         return WriteResult(ok=False, error="preview")
 
@@ -494,13 +505,7 @@ class Crm:
         assert ref is not None
         entry = self._new_entry(schema, ref, values, title=title, placement=placement)
 
-        def apply() -> WriteResult:
-            self.store.insert_entries([entry])
-            return WriteResult(ok=True, id=entry.id, created=True)
-
-        result = self._write(spec, o, apply, (entry,))
-        result.setdefault("id", entry.id)
-        return result
+        return self._insert(spec, o, entry)
 
     def get_entries(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -633,13 +638,7 @@ class Crm:
         assert ref is not None
         entry = self._new_entry(schema, ref, values)
 
-        def apply() -> WriteResult:
-            self.store.insert_entries([entry])
-            return WriteResult(ok=True, id=entry.id, created=True)
-
-        result = self._write(spec, o, apply, (entry,))
-        result.setdefault("id", entry.id)
-        return result
+        return self._insert(spec, o, entry)
 
     def get_field_values(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
