@@ -72,6 +72,31 @@ class RequestView:
         )
 
 
+class Variables:
+    """``var`` in templates: the page variables by attribute or key.
+
+    Not a dict, so ``{{ var.items }}`` is the variable called ``items`` rather than
+    ``dict.items``; a missing name is undefined, as for any template variable.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+
 @dataclass
 class Page:
     """The second argument of a page backend's ``handle(request, page)``.
@@ -285,7 +310,7 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
         "preview": preview is not None,
         "request": RequestView.current(),
         "query": request.args.to_dict(),
-        "var": page.variables,
+        "var": Variables(page.variables),
     }
     html = state().env.get_template(route.template).render(context)
     response = Response(html, status=page.status, mimetype="text/html")
