@@ -140,10 +140,14 @@ class RenderState:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[Any, ...], Any] = {}
-        self.bound: tuple[Crm, str, Crm] | None = None
+        # (context, its customer_id, service, service's customer) of the last lookup, reused
+        # while the context and its customer_id are the same; a write resets it (a write may
+        # create the customer).
+        self.bound: tuple[Context, str | None, Crm, str | None] | None = None
 
     def invalidate(self, slugs: Iterable[str] | None) -> None:
         """Forget cached reads of these entities (``None``: of every entity)."""
+        self.bound = None
         if slugs is None:
             self.cache.clear()
             return
@@ -170,7 +174,7 @@ class _RenderScoped(Context):
 
 
 def _render_state(context: Context) -> RenderState:
-    state = context.get(_STATE_KEY)
+    state = context.vars.get(_STATE_KEY) or context.get(_STATE_KEY)
     if isinstance(state, RenderState):
         return state
     # The environment's context_class was replaced after install: cache for this context only.
@@ -236,8 +240,13 @@ def _customer_id(context: Context) -> str | None:
     return cid if isinstance(cid, str) and cid else None
 
 
-def _service(context: Context, state: RenderState) -> Crm:
-    """The request's (or the environment's) service, bound to the render context's customer."""
+def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
+    """The request's (or the environment's) service bound to the render context's customer,
+    and that customer's id."""
+    cid = _customer_id(context)
+    bound = state.bound
+    if bound is not None and bound[0] is context and bound[1] == cid:
+        return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
     env = context.environment
     request_crm: RequestCrm | None = getattr(env, "crm_request_crm", None)
     base = request_crm() if request_crm is not None else None
@@ -248,15 +257,10 @@ def _service(context: Context, state: RenderState) -> Crm:
             "no CRM service is installed on this Jinja environment: call "
             "env.install_crm(Crm(open_store(...))) before rendering"
         )
-    cid = _customer_id(context)
-    if cid is None:
-        return base
-    bound = state.bound
-    if bound is not None and bound[0] is base and bound[1] == cid:
-        return bound[2]
-    view = base.bind(cid, read_only=base.read_only)
-    state.bound = (base, cid, view)
-    return view
+    crm = base if cid is None else base.bind(cid, read_only=base.read_only)
+    customer = crm.customer_id
+    state.bound = (context, cid, crm, customer)
+    return crm, customer
 
 
 def template_position(context: Context | None = None) -> tuple[str, int | None]:
@@ -271,97 +275,119 @@ def template_position(context: Context | None = None) -> tuple[str, int | None]:
     return (context.name if context is not None and context.name else "<template>"), None
 
 
-def _guard(
-    context: Context, what: str, failure: Callable[[str], Any], run: Callable[[], Any]
-) -> Any:
-    """Apply the error policy: raise `CrmTemplateError`, or log and return the failure value."""
+def _failed(context: Context, what: str, failure: Any, exc: Exception) -> Any:
+    """The error policy: raise `CrmTemplateError`, or log with the position and return
+    ``failure``."""
+    name, line = template_position(context)
+    where = f"{name}:{line if line is not None else '?'}"
+    if getattr(context.environment, "crm_on_error", "raise") == "log":
+        logger.error("%s: %s failed: %s", where, what, exc)
+        return failure
+    message = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
+    raise CrmTemplateError(f"{where}: {message}", name, line) from exc
+
+
+def _guard(context: Context, what: str, failure: Any, run: Callable[[], Any]) -> Any:
+    """Run a filter under the error policy."""
     try:
         return run()
     except (CrmError, renderers.RendererError) as exc:
-        name, line = template_position(context)
-        where = f"{name}:{line if line is not None else '?'}"
-        if getattr(context.environment, "crm_on_error", "raise") == "log":
-            logger.error("%s: %s failed: %s", where, what, exc)
-            return failure(str(exc))
-        message = str(exc) if str(exc).startswith(what) else f"{what}: {exc}"
-        raise CrmTemplateError(f"{where}: {message}", name, line) from exc
+        return _failed(context, what, failure, exc)
 
 
 # --- the CRM functions ----------------------------------------------------------------------
 
 
-def _options(spec: FunctionSpec, args: tuple[Any, ...]) -> Mapping[str, Any] | None:
+_ACCEPTED = {spec.name: frozenset(spec.options) for spec in FUNCTIONS.values()}
+_REQUIRED = {spec.name: frozenset(spec.required) for spec in FUNCTIONS.values()}
+
+
+def _parse(spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Canonical options. Calls that already use the canonical names skip `parse_options`
+    (the hot path of a page full of reads); anything else gets its full checks and messages."""
     if not args:
-        return None
-    if len(args) == 1 and (args[0] is None or isinstance(args[0], Mapping)):
-        return args[0]
-    raise CrmUsageError(
-        f"{spec.name} takes one options mapping and/or keyword arguments, e.g. "
-        f"{spec.name}({{'slug': ...}}) or {spec.name}(slug=...); got {len(args)} positional "
-        "argument(s)"
-    )
+        source = kwargs
+    elif len(args) == 1 and not kwargs and type(args[0]) is dict:
+        source = args[0]
+    elif len(args) > 1 or not (args[0] is None or isinstance(args[0], Mapping)):
+        raise CrmUsageError(
+            f"{spec.name} takes one options mapping and/or keyword arguments, e.g. "
+            f"{spec.name}({{'slug': ...}}) or {spec.name}(slug=...); got {len(args)} positional "
+            "argument(s)"
+        )
+    else:
+        return parse_options(spec, args[0], kwargs)
+    keys = source.keys()
+    if keys <= _ACCEPTED[spec.name] and keys >= _REQUIRED[spec.name]:
+        return source  # never mutated: the service copies what it keeps
+    return parse_options(spec, None, source)
 
 
-def _reference(crm: Crm, o: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The reference a read is for, or None when the service should answer it (no customer,
-    or options it will reject)."""
+def _cached_values(
+    state: RenderState, crm: Crm, customer: str | None, o: Mapping[str, Any]
+) -> tuple[frozenset[str], FrozenDict] | None:
+    """(declared keys, newest value of each) of an entity for the call's reference: one store
+    query per entity and reference per render. None when the service should answer (no
+    current customer, or options it will reject with its own message)."""
+    slug = o["slug"]
     rtype = o.get("referenceType", "customer")
     rid = o.get("referenceId")
     if rid is None:
-        if rtype != "customer":
+        if rtype != "customer" or customer is None:
             return None
-        rid = crm.customer_id
-        if rid is None:
-            return None
-    check_reference(rtype, rid)
-    return rtype, rid
-
-
-def _latest(state: RenderState, crm: Crm, entity: Entity, ref: tuple[str, str]) -> FrozenDict:
-    """The newest value of every declared key of ``entity`` for ``ref``: one query per render."""
-    key = (entity.slug, *ref, "values")
-    values = state.cache.get(key)
-    if values is None:
+        rid = customer
+    key = (slug, rtype, rid, "values")
+    try:
+        hit = state.cache.get(key)
+    except TypeError:  # an unhashable option value: the service will reject it
+        return None
+    if hit is None:
+        entity = crm.get_entity(slug)
+        check_reference(rtype, rid)
         found = crm.get_fields(
-            slug=entity.slug,
-            fieldKeys=entity.field_keys,
-            referenceType=ref[0],
-            referenceId=ref[1],
+            slug=slug, fieldKeys=entity.field_keys, referenceType=rtype, referenceId=rid
         )
-        values = state.cache[key] = freeze(found)
-    return values
+        hit = state.cache[key] = (frozenset(found), freeze(found))
+    return hit
 
 
-def _read(state: RenderState, crm: Crm, spec: FunctionSpec, o: dict[str, Any]) -> Any:
+def _read(
+    state: RenderState, crm: Crm, customer: str | None, spec: FunctionSpec, o: dict[str, Any]
+) -> Any:
     """A read served from the render cache where possible; the service answers everything else
     (and raises its precise errors for bad options)."""
-    ref = _reference(crm, o)
-    if ref is not None:
-        name = spec.name
-        if name in ("GetCrmField", "GetCrmFields"):
-            entity = crm.get_entity(o["slug"])
-            declared = set(entity.field_keys)
-            if name == "GetCrmField":
-                key = o["fieldKey"]
-                if isinstance(key, str) and key in declared:
-                    return _latest(state, crm, entity, ref).get(key)
-            else:
-                keys = o["fieldKeys"]
-                if (
-                    isinstance(keys, list | tuple)
-                    and keys
-                    and all(isinstance(k, str) and k in declared for k in keys)
-                ):
-                    values = _latest(state, crm, entity, ref)
-                    return {k: values.get(k) for k in keys}
-        else:
-            slug = o["slug"]
-            extra = (o.get("fieldKey"), o.get("limit"))
-            if isinstance(slug, str) and all(v is None or isinstance(v, str | int) for v in extra):
-                key_ = (slug, *ref, name, *extra)
-                if key_ not in state.cache:
-                    state.cache[key_] = freeze(getattr(crm, spec.method)(o))
-                return state.cache[key_]
+    name = spec.name
+    if name == "GetCrmField":
+        hit = _cached_values(state, crm, customer, o)
+        key = o["fieldKey"]
+        if hit is not None and type(key) is str and key in hit[0]:
+            return hit[1][key]
+    elif name == "GetCrmFields":
+        hit = _cached_values(state, crm, customer, o)
+        keys = o["fieldKeys"]
+        if (
+            hit is not None
+            and isinstance(keys, list | tuple)
+            and keys
+            and all(type(k) is str and k in hit[0] for k in keys)
+        ):
+            return {k: hit[1][k] for k in keys}
+    else:  # GetCrmEntries, GetCrmFieldValues: cached per slug, reference, key and limit
+        rid = o.get("referenceId")
+        cache_key = (
+            o["slug"],
+            o.get("referenceType", "customer"),
+            customer if rid is None else rid,
+            o.get("fieldKey"),
+            o.get("limit"),
+            name,
+        )
+        try:
+            if cache_key not in state.cache:
+                state.cache[cache_key] = freeze(getattr(crm, spec.method)(o))
+            return state.cache[cache_key]
+        except TypeError:  # unhashable option values: let the service answer (and reject)
+            pass
     return freeze(getattr(crm, spec.method)(o))
 
 
@@ -375,58 +401,73 @@ def _touched(spec: FunctionSpec, o: Mapping[str, Any]) -> list[str] | None:
 
 
 def invoke(
-    context: Context, spec: FunctionSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    context: Context, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Call one CRM function for a template, with caching and the error policy."""
     state = _render_state(context)
-
-    def run() -> Any:
-        crm = _service(context, state)
-        o = parse_options(spec, _options(spec, args), kwargs)
+    try:
+        crm, customer = _service(context, state)
+        o = _parse(spec, args, kwargs)
         if spec.kind == "read":
-            return _read(state, crm, spec, o)
+            return _read(state, crm, customer, spec, o)
         try:
             return getattr(crm, spec.method)(o)
         finally:
             # Even a failed write may have changed something before failing (a queued async
             # write, a retried conflict): the next read goes to the store.
             state.invalidate(_touched(spec, o))
-
-    def failure(error: str) -> Any:
-        value = spec.failure_value(error)
-        # A failed write logged in production must not print its error into the page either.
-        return WriteResult(value) if spec.kind == "write" else value
-
-    return _guard(context, spec.name, failure, run)
+    except (CrmError, renderers.RendererError) as exc:
+        failure = spec.failure_value(str(exc))
+        if spec.kind == "write":  # a logged failed write must not print into the page either
+            failure = WriteResult(failure)
+        return _failed(context, spec.name, failure, exc)
 
 
 class CrmFunction:
     """A CRM function as a template global: ``GetCrmField({...})`` / ``GetCrmField(k=v)``.
 
     It holds only its name; the service comes from the render context at call time, so the
-    object gives a sandboxed template nothing to reach. Write functions carry
-    ``crm_write = True`` (not Jinja's ``unsafe_callable``): the default sandbox allows them, and
-    an application that wants read-only templates can refuse them in ``is_safe_callable``.
+    object gives a sandboxed template nothing to reach, and it prints as its name. Write
+    functions carry ``crm_write = True`` rather than Jinja's ``unsafe_callable``: the default
+    sandbox allows them, and an application that wants read-only templates refuses them in
+    ``is_safe_callable`` (see the README).
     """
 
-    __slots__ = ("_spec", "crm_write", "kind", "name")
-
-    def __init__(self, name: str, spec: FunctionSpec) -> None:
-        self.name = name
-        self.kind = spec.kind
-        self.crm_write = spec.kind == "write"
-        self._spec = spec
-
-    @pass_context
-    def __call__(self, context: Context, /, *args: Any, **kwargs: Any) -> Any:
-        return invoke(context, self._spec, args, kwargs)
+    __slots__ = ()
+    name: str
+    kind: str
+    crm_write: bool
+    # Stated explicitly for the sandbox's is_safe_callable (and found without a failed lookup).
+    unsafe_callable = False
+    alters_data = False
 
     def __repr__(self) -> str:
         return self.name
 
 
+def _function(name: str, spec: FunctionSpec) -> CrmFunction:
+    @pass_context
+    def call(context: Context, /, *args: Any, **kwargs: Any) -> Any:
+        return invoke(context, spec, args, kwargs)
+
+    # Jinja calls ``obj.__call__`` after checking it for pass_context; as a staticmethod that
+    # is the plain function above, which keeps a call as cheap as calling a function global.
+    cls = type(
+        name,
+        (CrmFunction,),
+        {
+            "__slots__": (),
+            "__call__": staticmethod(call),
+            "name": name,
+            "kind": spec.kind,
+            "crm_write": spec.kind == "write",
+        },
+    )
+    return cls()
+
+
 GLOBALS: dict[str, CrmFunction] = {
-    name: CrmFunction(name, spec)
+    name: _function(name, spec)
     for spec in FUNCTIONS.values()
     for name in (spec.name, spec.camel_name)
 }
@@ -493,7 +534,7 @@ def _render_options(
 
 def _render(context: Context, value: Any, field: Any, html: bool) -> Any:
     state = _render_state(context)
-    crm = _service(context, state)
+    crm = _service(context, state)[0]
     if isinstance(field, str):
         if _is_entry(value):
             slug, values = _entry_parts(value)
@@ -526,15 +567,13 @@ def _render(context: Context, value: Any, field: Any, html: bool) -> Any:
 def do_crm_render(context: Context, value: Any, field: Any = None) -> Markup:
     """``{{ value | crm_render(field) }}``, ``{{ entry | crm_render('key') }}`` or
     ``{{ 'slug' | crm_render('key') }}`` (the current customer's value): safe HTML."""
-    return _guard(
-        context, "crm_render", lambda _: Markup(""), lambda: _render(context, value, field, True)
-    )
+    return _guard(context, "crm_render", Markup(""), lambda: _render(context, value, field, True))
 
 
 @pass_context
 def do_crm_text(context: Context, value: Any, field: Any = None) -> str:
     """Like ``crm_render``, as plain text (autoescaped where it is printed)."""
-    return _guard(context, "crm_text", lambda _: "", lambda: _render(context, value, field, False))
+    return _guard(context, "crm_text", "", lambda: _render(context, value, field, False))
 
 
 @pass_context
@@ -548,9 +587,9 @@ def do_crm_label(context: Context, source: Any, key: str | None = None) -> str:
                 raise CrmUsageError("crm_label needs a field key: {{ 'slug' | crm_label('key') }}")
             return renderers.FieldInfo.of(source).label
         slug = _entry_parts(source)[0] if _is_entry(source) else source
-        return _field_of(_service(context, _render_state(context)), slug, key).label
+        return _field_of(_service(context, _render_state(context))[0], slug, key).label
 
-    return _guard(context, "crm_label", lambda _: "", run)
+    return _guard(context, "crm_label", "", run)
 
 
 def _find_stage(entity: Entity, wanted: str, by_slug: bool) -> Stage | None:
@@ -577,7 +616,7 @@ def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Marku
     """A stage badge: ``{{ entry | crm_stage }}`` or ``{{ stage_id | crm_stage('deals') }}``."""
 
     def run() -> Markup:
-        crm = _service(context, _render_state(context))
+        crm = _service(context, _render_state(context))[0]
         if _is_entry(value):
             entity_slug = _entry_parts(value)[0]
             stage_id = value.stage_id if isinstance(value, Entry) else value.get("stage_id")
@@ -597,7 +636,7 @@ def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Marku
             "id, or an entity slug as well for a stage slug: {{ 'won' | crm_stage('deals') }}"
         )
 
-    return _guard(context, "crm_stage", lambda _: Markup(""), run)
+    return _guard(context, "crm_stage", Markup(""), run)
 
 
 @pass_context
