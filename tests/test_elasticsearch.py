@@ -242,6 +242,10 @@ def test_duplicate_entity_and_customer_email(es_store: ElasticsearchStore) -> No
     es_store.create_customer(Customer(id="c1", email="a@example.com", created_at="1"))
     with pytest.raises(DuplicateError):
         es_store.create_customer(Customer(id="c2", email="a@example.com", created_at="2"))
+    with pytest.raises(DuplicateError):  # the same id again must not free c1's address
+        es_store.create_customer(Customer(id="c1", email="a@example.com", created_at="9"))
+    with pytest.raises(DuplicateError):
+        es_store.create_customer(Customer(id="c4", email="a@example.com", created_at="4"))
     es_store.create_customer(Customer(id="c3", email="b@example.com", created_at="3"))
     with pytest.raises(DuplicateError):
         es_store.update_customer(Customer(id="c3", email="a@example.com"))
@@ -534,3 +538,22 @@ def test_find_entries_pages_past_the_result_window(es_store: ElasticsearchStore)
     page = es_store.find_entries(SLUG, limit=5, offset=1100)
     assert [e.values["n"] for e in page] == [99, 98, 97, 96, 95]
     assert [e.id for e in es_store.iter_entries(SLUG, batch_size=500)][:2] == ["e0000", "e0001"]
+
+
+def test_a_stale_email_claim_is_taken_over(es_store: ElasticsearchStore) -> None:
+    """A claim left by a crash between claiming and writing the customer does not block."""
+    from crm_templates.model import Customer
+
+    claims = es_store.indices["customer_emails"]
+    es_store.client.index(
+        index=claims,
+        id="a@example.com",
+        document={"customer_id": "gone", "claimed_at": "2020-01-01T00:00:00.000000Z"},
+        refresh=True,
+    )
+    es_store.create_customer(Customer(id="c1", email="a@example.com", created_at="1"))
+    assert es_store.get_customer_by_email("a@example.com").id == "c1"  # type: ignore[union-attr]
+    fresh = {"customer_id": "busy", "claimed_at": "9999-01-01T00:00:00.000000Z"}
+    es_store.client.index(index=claims, id="b@example.com", document=fresh, refresh=True)
+    with pytest.raises(DuplicateError):  # a fresh claim may be a create still in flight
+        es_store.create_customer(Customer(id="c2", email="b@example.com", created_at="2"))

@@ -762,8 +762,11 @@ class ElasticsearchStore(Store):
 
     # --- customers ------------------------------------------------------------------------
 
-    def _claim_email(self, email: str, customer_id: str) -> None:
+    def _claim_email(self, email: str, customer_id: str) -> bool:
         """Reserve ``email`` for the customer: a document keyed by the email, created once.
+
+        True when this call made the claim, False when the customer already held it (then a
+        failed write must not release it).
 
         A claim whose owner no longer holds the email (a crash between claim and customer
         write, or an email change cut short) is taken over once it is older than a grace
@@ -777,7 +780,7 @@ class ElasticsearchStore(Store):
             try:
                 with self._translate(what, conflict=DuplicateError):
                     self.client.create(index=index, id=email, document=claim, refresh=self.refresh)
-                return
+                return True
             except DuplicateError:
                 pass
             current = self._get(index, email, what)
@@ -785,7 +788,7 @@ class ElasticsearchStore(Store):
                 continue  # released meanwhile: try again
             owner = current["_source"]["customer_id"]
             if owner == customer_id:
-                return
+                return False
             holder = self.get_customer(owner)
             claimed_at = str(current["_source"].get("claimed_at", ""))
             if (holder is not None and holder.email == email) or not _older_than(
@@ -804,7 +807,7 @@ class ElasticsearchStore(Store):
                         if_primary_term=seq[1],
                         refresh=self.refresh,
                     )
-                return
+                return True
             except DuplicateError:
                 raise taken from None
         raise taken
@@ -828,43 +831,37 @@ class ElasticsearchStore(Store):
             )
 
     def create_customer(self, customer: Customer) -> None:
-        if customer.email:
-            self._claim_email(customer.email, customer.id)
+        self._write_customer(customer, None)
+
+    def update_customer(self, customer: Customer) -> None:
+        current = self._get(
+            self.indices["customers"], customer.id, f"reading customer {customer.id!r}"
+        )
+        if current is None:
+            return
+        old = customer_from_dict(current["_source"])
+        self._write_customer(replace(customer, created_at=old.created_at), old)
+
+    def _write_customer(self, customer: Customer, old: Customer | None) -> None:
+        """Claim a new email, write the customer, then release the email it no longer uses."""
+        email = customer.email if old is None or customer.email != old.email else None
+        claimed = self._claim_email(email, customer.id) if email else False
         try:
-            with self._translate(f"creating customer {customer.id!r}", conflict=DuplicateError):
-                self.client.create(
+            with self._translate(
+                f"{'creating' if old is None else 'updating'} customer {customer.id!r}",
+                conflict=DuplicateError,
+            ):
+                (self.client.create if old is None else self.client.index)(
                     index=self.indices["customers"],
                     id=customer.id,
                     document=customer_to_dict(customer),
                     refresh=self.refresh,
                 )
         except StoreError:
-            if customer.email:
-                self._release_email(customer.email, customer.id)
+            if email and claimed:
+                self._release_email(email, customer.id)
             raise
-
-    def update_customer(self, customer: Customer) -> None:
-        index = self.indices["customers"]
-        current = self._get(index, customer.id, f"reading customer {customer.id!r}")
-        if current is None:
-            return
-        old = customer_from_dict(current["_source"])
-        new_email = customer.email if customer.email != old.email else None
-        if new_email:
-            self._claim_email(new_email, customer.id)
-        try:
-            with self._translate(f"updating customer {customer.id!r}"):
-                self.client.index(
-                    index=index,
-                    id=customer.id,
-                    document=customer_to_dict(replace(customer, created_at=old.created_at)),
-                    refresh=self.refresh,
-                )
-        except StoreError:
-            if new_email:
-                self._release_email(new_email, customer.id)
-            raise
-        if old.email and old.email != customer.email:
+        if old is not None and old.email and old.email != customer.email:
             self._release_email(old.email, customer.id)
 
     def get_customer(self, customer_id: str) -> Customer | None:
