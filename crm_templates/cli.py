@@ -115,6 +115,9 @@ _register_server(main)
 from .migrate import migrate_command as _migrate  # noqa: E402
 
 main.add_command(_migrate)
+from .lint import lint as _lint  # noqa: E402
+
+main.add_command(_lint)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
