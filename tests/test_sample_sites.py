@@ -27,6 +27,11 @@ def copy_site(name: str, tmp_path: Path) -> Path:
     return target
 
 
+def parse(data: bytes) -> Any:
+    """The parsed page (typed loosely: the tests assert the elements exist by using them)."""
+    return BeautifulSoup(data, "html.parser")
+
+
 def csrf(html: str) -> str:
     """The first CSRF token in a page."""
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
@@ -59,7 +64,7 @@ def test_every_page_renders_for_a_new_visitor(make_app: Any, name: str) -> None:
             continue  # needs ?id=, covered below
         response = client.get(url)
         assert response.status_code == 200, (url, response.get_data(as_text=True)[:500])
-        soup = BeautifulSoup(response.data, "html.parser")
+        soup = parse(response.data)
         assert soup.title and soup.title.string.strip()
         assert soup.find("link", rel="stylesheet")["href"] == "/static/site.css"
     assert client.get("/static/site.css").status_code == 200
@@ -113,21 +118,21 @@ def test_weight_tracker_check_in(make_app: Any) -> None:
 
     bad = client.post("/checkin", data={"csrf_token": token, "weight": "heavy", "goal": "5"})
     assert bad.status_code == 422
-    soup = BeautifulSoup(bad.data, "html.parser")
+    soup = parse(bad.data)
     assert "must be a number" in soup.find(id="weight-error").text
     assert "between 20 and 400" in soup.find(id="goal-error").text
     assert soup.find(id="weight")["value"] == "heavy"  # what the visitor typed comes back
 
     ok = client.post("/checkin", data={"csrf_token": token, "weight": "82.5", "goal": "75"})
     assert ok.status_code == 303 and ok.headers["Location"] == "/"
-    soup = BeautifulSoup(client.get("/").data, "html.parser")
+    soup = parse(client.get("/").data)
     assert soup.find(id="current-weight").text.strip() == "82.5"
     assert soup.find(id="goal-weight").text.strip() == "75"
     assert soup.find(id="to-go").text.strip() == "7.5 kg"
     assert soup.find(id="stage").text.strip() == "In Progress"
 
     client.post("/checkin", data={"csrf_token": token, "weight": "74", "goal": "75", "note": "yay"})
-    soup = BeautifulSoup(client.get("/").data, "html.parser")
+    soup = parse(client.get("/").data)
     assert soup.find(id="stage").text.strip() == "Goal Reached"
     history = [li.get_text(" ", strip=True) for li in soup.find(id="history").find_all("li")]
     assert len(history) == 2
@@ -140,7 +145,7 @@ def test_weight_tracker_preview_of_seeded_customer(make_app: Any) -> None:
     dana = app.extensions["crm"].crm.find_customer("dana@example.com")
     token = csrf(client.get("/auth/sign-in").get_data(as_text=True))
     client.post("/operator/sign-in", data={"csrf_token": token, "password": "pw"})
-    soup = BeautifulSoup(client.get(f"/?preview_customer={dana.id}").data, "html.parser")
+    soup = parse(client.get(f"/?preview_customer={dana.id}").data)
     assert "Preview as" in soup.find(class_="crm-preview-banner").text
     assert soup.find(id="current-weight").text.strip() == "78.4"
     assert len(soup.find(id="history").find_all("li")) == 4
@@ -152,7 +157,7 @@ def test_weight_tracker_preview_of_seeded_customer(make_app: Any) -> None:
 def test_property_listings_render_catalogue(make_app: Any) -> None:
     app = make_app("property_listings")
     client = app.test_client()
-    soup = BeautifulSoup(client.get("/").data, "html.parser")
+    soup = parse(client.get("/").data)
     cards = soup.select("#listings article")
     assert len(cards) == 4
     images = soup.select("#listings img")
@@ -160,7 +165,7 @@ def test_property_listings_render_catalogue(make_app: Any) -> None:
     for img in images:
         assert client.get(img["src"]).status_code == 200
     links = [a["href"] for a in soup.select("#listings h2 a")]
-    detail = BeautifulSoup(client.get(links[0]).data, "html.parser")
+    detail = parse(client.get(links[0]).data)
     assert detail.select_one(".field-city .crm-reference").text.strip() == "Lisbon"
     assert detail.select_one(".crm-rich_text strong")
     plan = detail.select_one(".field-floor_plan a")
@@ -171,7 +176,7 @@ def test_property_listings_render_catalogue(make_app: Any) -> None:
     assert detail.select_one(".field-agent_email a")["href"].startswith("mailto:")
     assert detail.select_one(".field-agent_phone a")["href"].startswith("tel:+351")
     assert client.get("/property?id=nope").status_code == 404
-    cities = BeautifulSoup(client.get("/cities").data, "html.parser")
+    cities = parse(client.get("/cities").data)
     assert len(cities.select("#cities article")) == 3
 
 
@@ -197,8 +202,8 @@ def test_sales_pipeline_lead_to_won_deal(make_app: Any) -> None:
     response = client.post("/", data=lead)
     assert response.status_code == 303 and response.headers["Location"] == "/pipeline"
 
-    def board() -> BeautifulSoup:
-        return BeautifulSoup(client.get("/pipeline").data, "html.parser")
+    def board() -> Any:
+        return parse(client.get("/pipeline").data)
 
     assert board().select_one("#newest-lead .crm-stage").text == "New"
     for stage, label in (("contacted", "Contacted"), ("qualified", "Qualified")):

@@ -298,6 +298,7 @@ def test_sessions_survive_a_restart(site: Path) -> None:
         # The same cookie jar against the new app: same secret key, same customer.
         assert client.application is first
         cookie = client.get_cookie("crm_session")
+        assert cookie is not None
         again = second.test_client()
         again.set_cookie("crm_session", cookie.value)
         assert again.get("/").get_data(as_text=True) == f"home:{cid}:False"
