@@ -227,6 +227,8 @@ def _scoped(environment: Environment) -> None:
 
 def _customer_id(context: Context) -> str | None:
     cid = context.get("customer_id")
+    if type(cid) is str and cid:  # the common case, first: this runs on every call
+        return cid
     if cid is None or cid == "" or isinstance(cid, Undefined):
         customer = context.get("customer")
         if isinstance(customer, Mapping):
@@ -342,12 +344,16 @@ def _cached_values(
     except TypeError:  # an unhashable option value: the service will reject it
         return None
     if hit is None:
-        entity = crm.get_entity(slug)
+        entity = crm.get_entity(slug)  # validates the slug (UnknownEntityError)
         check_reference(rtype, rid)
-        found = crm.get_fields(
-            slug=slug, fieldKeys=entity.field_keys, referenceType=rtype, referenceId=rid
+        # Straight to the store: the entity, its keys and the reference are validated above,
+        # and this is the one query every read of this entity in the render shares.
+        declared = entity.field_keys
+        found = crm.store.latest_values(slug, rtype, rid, declared)
+        hit = state.cache[key] = (
+            frozenset(declared),
+            freeze({k: found.get(k) for k in declared}),
         )
-        hit = state.cache[key] = (frozenset(found), freeze(found))
     return hit
 
 
