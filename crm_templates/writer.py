@@ -68,9 +68,11 @@ class AsyncWriter:
         batch_size: int = 500,
         failure_log: str | Path | None = None,
         retries: int = 3,
+        linger: float = 0.005,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
+        self.linger = linger
         self.failure_log = Path(failure_log) if failure_log else None
         self.retries = retries
         self.failures: collections.deque[FailedWrite] = collections.deque(maxlen=10_000)
@@ -132,6 +134,14 @@ class AsyncWriter:
                     self._cond.wait()
                 if not self._queue:
                     return
+                # Linger briefly so a burst of writes becomes one full batch (one transaction,
+                # one bulk request) instead of a tiny first batch and a long tail.
+                deadline = time.monotonic() + self.linger
+                while len(self._queue) < self.batch_size and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 take = min(len(self._queue), self.batch_size)
                 batch = [self._queue.popleft() for _ in range(take)]
             try:

@@ -442,7 +442,8 @@ def test_b6_async_writes_go_out_at_least_100_per_bulk(
     items = [(body or b"").count(b"\n") // 2 for body in bulks]
     assert sum(items) == 1000
     print(f"B6 async: {len(bulks)} _bulk requests for 1000 writes, items per bulk {items}")
-    assert sum(items) / len(bulks) >= 100, items
+    # The writer lingers briefly to fill batches, so even the first bulk carries ≥ 100 writes.
+    assert min(items) >= 100, items
     assert wire.paths().count("/_bulk") == len(wire.requests), "async adds only bulk"
     assert store.count_entries(SLUG, "customer", "cus_1") == 1000
 
