@@ -5,6 +5,11 @@ through the Jinja extension in a SandboxedEnvironment, on a SQLite file with 1,0
 (several entries per entity each). Baseline, in the same run: the same page given the values
 by a hand-written prefetch — one SELECT per entity with sqlite3, JSON-decoding each row and
 keeping every key's newest value. Ratio = our time per render / baseline time; target ≤ 1.5×.
+
+Where our time goes (measured on a shared 2-core machine, about 2.2-2.5× overall): Jinja's
+sandboxed call machinery costs ~3 µs per call before our code runs (~1.7 µs), copying the 34
+extra globals into every render's context ~25 µs, and ``latest_values`` over all declared keys
+(one query per entity, with a json_type filter per key) ~20 µs more than the raw SELECTs.
 """
 
 from __future__ import annotations
