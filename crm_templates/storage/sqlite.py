@@ -71,6 +71,7 @@ _ENTRY_COLUMNS = (
     "created_at, updated_at, version"
 )
 _NEWEST_FIRST = " ORDER BY created_at DESC, id DESC"
+_FILTER_KEYS = 2  # latest_values filters in SQL for this many keys or fewer
 
 
 # json.dumps() with custom separators builds a new encoder per call; one shared encoder is
@@ -435,12 +436,18 @@ class SQLiteStore(Store):
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        held = " OR ".join(["json_type(values_json, ?) IS NOT NULL"] * len(wanted))
         sql = (
             "SELECT values_json FROM entries WHERE entity = ? AND reference_type = ? "
-            f"AND reference_id = ? AND ({held}){_NEWEST_FIRST}"
+            "AND reference_id = ?"
         )
-        params = [entity, reference_type, reference_id, *(_key_path(k) for k in wanted)]
+        params = [entity, reference_type, reference_id]
+        if len(wanted) <= _FILTER_KEYS:
+            # A json_type filter lets SQLite skip rows without the key in C; SQLite 3.40
+            # re-parses the JSON for every key it checks, so it only pays off for a few keys.
+            sql += " AND (" + " OR ".join(["json_type(values_json, ?) IS NOT NULL"] * len(wanted))
+            sql += ")"
+            params += [_key_path(k) for k in wanted]
+        sql += _NEWEST_FIRST
         found: dict[str, Any] = {}
         with self._use() as conn:
             cursor = conn.execute(sql, params)
