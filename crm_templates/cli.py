@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,19 +104,13 @@ def entries(
             click.echo(f"{e.id}  {e.created_at}  {e.title or '-'}  {values}")
 
 
-# Commands defined beside the parts they drive register themselves here, one import each.
-# (lint: crm_templates.lint · serve/render/seed: crm_templates.server.cli · migrate:
-# crm_templates.migrate)
+# Commands defined beside the parts they drive register themselves here. Each module keeps
+# its heavy imports (Flask, Jinja2, the search client) inside the commands, so `--help` and the
+# core commands stay light.
+from .lint import lint as _lint  # noqa: E402
+from .migrate import migrate_command as _migrate  # noqa: E402
 from .server.cli import register as _register_server  # noqa: E402
 
-_register_server(main)
-from .migrate import migrate_command as _migrate  # noqa: E402
-
-main.add_command(_migrate)
-from .lint import lint as _lint  # noqa: E402
-
 main.add_command(_lint)
-
-
-def run() -> None:  # pragma: no cover - console entry for `python -m crm_templates`
-    main(prog_name=os.path.basename(sys.argv[0]) or "crm-templates")
+main.add_command(_migrate)
+_register_server(main)
