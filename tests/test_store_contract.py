@@ -126,9 +126,7 @@ def test_has_key_counts_stored_null_and_dotted_keys(store: Any) -> None:
     a = make_entry(**{"a.b": None})
     b = make_entry(**{"a": 1})
     store.insert_entries([a, b])
-    assert [e.id for e in store.find_entries("deals", "customer", "cus_1", has_key="a.b")] == [
-        a.id
-    ]
+    assert [e.id for e in store.find_entries("deals", "customer", "cus_1", has_key="a.b")] == [a.id]
 
 
 def test_latest_values_newest_holder_per_key(store: Any) -> None:
