@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import MissingOptionError, UnknownOptionError
@@ -30,6 +30,13 @@ class FunctionSpec:
     options: tuple[str, ...]
     required: tuple[str, ...]
     failure: Any
+    #: ``options`` and ``required`` as sets, for the canonical-names fast path.
+    accepted: frozenset[str] = field(init=False, repr=False, compare=False)
+    must: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accepted", frozenset(self.options))
+        object.__setattr__(self, "must", frozenset(self.required))
 
     @property
     def camel_name(self) -> str:
@@ -137,6 +144,15 @@ def parse_options(
     spec: FunctionSpec, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Fold the options mapping and keyword arguments onto canonical names and check them."""
+    if not kwargs and type(options) is dict:
+        keys = options.keys()
+        # The common case — canonical names only — needs no alias folding.
+        if keys <= spec.accepted and keys >= spec.must:
+            return dict(options)
+    elif not options and type(kwargs) is dict:
+        keys = kwargs.keys()
+        if keys <= spec.accepted and keys >= spec.must:
+            return dict(kwargs)
     accepted = spec.options
     out: dict[str, Any] = {}
     for source in (options, kwargs):

@@ -94,7 +94,10 @@ class AsyncWriter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="crm-writer", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            # Wake the writer only when it has something to start on or a full batch to take:
+            # waking it on every write while it lingers costs a thread switch per write.
+            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+                self._cond.notify_all()
 
     @property
     def pending(self) -> int:
