@@ -168,7 +168,7 @@ def test_reads_and_writes_work_in_the_sandbox(env: Environment, crm: Crm) -> Non
 
 def test_functions_are_stateless_objects() -> None:
     e = SandboxedEnvironment(extensions=[CrmExtension])
-    fn = e.globals["GetCrmField"]
+    fn = e.crm_globals["GetCrmField"]  # type: ignore[attr-defined]
     # Nothing on the object leads to the service or the store: it holds its name only.
     public = {a for a in dir(fn) if not a.startswith("_")}  # all class-level constants
     assert public == {"alters_data", "crm_write", "kind", "name", "unsafe_callable"}
