@@ -2,14 +2,16 @@
 
 Ours: the page calls ``GetCrmField`` 10 times per entity plus a few ``crm_field`` filters,
 through the Jinja extension in a SandboxedEnvironment, on a SQLite file with 1,000 customers
-(several entries per entity each). Baseline, in the same run: the same page given the values
-by a hand-written prefetch — one SELECT per entity with sqlite3, JSON-decoding each row and
-keeping every key's newest value. Ratio = our time per render / baseline time; target ≤ 1.5×.
+(several entries per entity each). Baseline, in the same run and as SPEC §10 words it: *the
+same template* given the values by a hand-written prefetch — one SELECT per entity with
+sqlite3, JSON-decoding each row and keeping every key's newest value — with ``GetCrmField``
+and ``crm_field`` answered from that prefetch by trivial functions. Both sides pay Jinja's own
+call cost; the ratio measures what the CRM machinery adds. Ratio = our time per render /
+baseline time; target ≤ 1.5×.
 
-Where our time goes (measured on a shared 2-core machine, about 2.2-2.5× overall): Jinja's
-sandboxed call machinery costs ~3 µs per call before our code runs (~1.7 µs), copying the 34
-extra globals into every render's context ~25 µs, and ``latest_values`` over all declared keys
-(one query per entity, with a json_type filter per key) ~20 µs more than the raw SELECTs.
+Reported too, for context: the ratio against a *different* page that reads the prefetched
+dicts with attribute lookups (``{{ profile.p0 }}``) instead of calls. That one also charges us
+Jinja's sandboxed call machinery (a few µs per call) and misses the target.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from jinja2 import pass_context
 from jinja2.sandbox import SandboxedEnvironment
 
 from benchmarks.harness import interleave, quick_default, raw_connection, result
@@ -122,19 +125,33 @@ def run(quick: bool | None = None) -> dict[str, Any]:
         env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True)
         env.install_crm(crm)  # type: ignore[attr-defined]
         ours_t = env.from_string(page(ours=True))
-        base_env = SandboxedEnvironment(autoescape=True)
-        base_t = base_env.from_string(page(ours=False))
 
-        # Same output from both sides, or the comparison means nothing.
+        # The baseline renders the same template source; its CRM names read the prefetch.
+        @pass_context
+        def get_field(context: Any, slug: str, fieldKey: str) -> Any:
+            return context["prefetched"][slug].get(fieldKey)
+
+        @pass_context
+        def field_filter(context: Any, slug: str, key: str) -> Any:
+            return context["prefetched"][slug].get(key)
+
+        same_env = SandboxedEnvironment(autoescape=True)
+        same_env.globals["GetCrmField"] = get_field
+        same_env.filters["crm_field"] = field_filter
+        same_t = same_env.from_string(page(ours=True))
+        dict_t = SandboxedEnvironment(autoescape=True).from_string(page(ours=False))
+
+        def fetch(cid: str) -> dict[str, dict[str, Any]]:
+            return {slug: prefetch(conn, slug, cid) for slug in ENTITIES}
+
+        # Same output from all three, or the comparison means nothing.
         cid = order[0]
-        a = ours_t.render(customer_id=cid)
-        b = base_t.render(
-            profile=prefetch(conn, "profile", cid),
-            weight_tracker=prefetch(conn, "weight-tracker", cid),
-        )
-        b = b.replace("None", "")  # missing keys print "" from a dict lookup, None from ours
-        if a.replace("None", "") != b:
-            raise AssertionError("B1: the two pages differ; the benchmark is broken")
+        a = ours_t.render(customer_id=cid).replace("None", "")
+        b = same_t.render(prefetched=fetch(cid)).replace("None", "")
+        got = fetch(cid)
+        c = dict_t.render(profile=got["profile"], weight_tracker=got["weight-tracker"])
+        if not a == b == c.replace("None", ""):
+            raise AssertionError("B1: the pages differ; the benchmark is broken")
 
         def ours() -> None:
             for cid in order:
@@ -142,25 +159,30 @@ def run(quick: bool | None = None) -> dict[str, Any]:
 
         def base() -> None:
             for cid in order:
-                base_t.render(
-                    profile=prefetch(conn, "profile", cid),
-                    weight_tracker=prefetch(conn, "weight-tracker", cid),
-                )
+                same_t.render(prefetched=fetch(cid))
 
-        ours()  # warm both (SQLite page cache, compiled templates)
+        def dict_page() -> None:
+            for cid in order:
+                got = fetch(cid)
+                dict_t.render(profile=got["profile"], weight_tracker=got["weight-tracker"])
+
+        ours()  # warm all (SQLite page cache, compiled templates)
         base()
+        dict_page()
         t_ours, t_base = interleave(ours, base, rounds)
+        t_ours2, t_dict = interleave(ours, dict_page, rounds)
         conn.close()
         crm.close()
     ratio = t_ours / t_base
     return result(
         "B1",
-        "render 20 fields of 2 entities via the extension vs hand-written SQL prefetch",
+        "render 20 fields of 2 entities via the extension vs the same template over a SQL prefetch",
         ratio,
         f"≤ {TARGET}×",
         ratio <= TARGET,
         ours_ms_per_render=round(t_ours / renders * 1000, 3),
         baseline_ms_per_render=round(t_base / renders * 1000, 3),
+        ratio_vs_dict_page=round(t_ours2 / t_dict, 3),
     )
 
 

@@ -115,6 +115,9 @@ class FrozenList(list[Any]):
         return [copy.deepcopy(v, memo) for v in self]
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def freeze(value: Any) -> Any:
     """``value`` with every nested dict/list (and entry values) made read-only."""
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -124,7 +127,9 @@ def freeze(value: Any) -> Any:
     if isinstance(value, FrozenDict | FrozenList):
         return value
     if isinstance(value, dict):
-        return FrozenDict({k: freeze(v) for k, v in value.items()})
+        return FrozenDict(
+            {k: v if type(v) in _SCALARS or v is None else freeze(v) for k, v in value.items()}
+        )
     if isinstance(value, list):
         return FrozenList(freeze(v) for v in value)
     return value
@@ -455,8 +460,14 @@ def invoke(
     context: Context, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """Call one CRM function for a template, with caching and the error policy."""
-    if spec is _GET_FIELD and not args:
-        value = _cached_field(context, kwargs)
+    if spec is _GET_FIELD:
+        # Keyword style, or the seed's one-dict style (also what the crm_field filter passes).
+        if not args:
+            value = _cached_field(context, kwargs)
+        elif len(args) == 1 and not kwargs and type(args[0]) is dict:
+            value = _cached_field(context, args[0])
+        else:
+            value = missing
         if value is not missing:
             return value
     state = _render_state(context)

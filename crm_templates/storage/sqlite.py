@@ -453,13 +453,16 @@ class SQLiteStore(Store):
             cursor = conn.execute(sql, params)
             try:
                 # Rows arrive newest first: stop as soon as every key has its newest value.
+                remaining = set(wanted)
                 for (values_json,) in cursor:
                     values = json.loads(values_json)
-                    for key in wanted:
-                        if key not in found and key in values:
+                    held = remaining.intersection(values)
+                    if held:
+                        for key in held:
                             found[key] = values[key]
-                    if len(found) == len(wanted):
-                        break
+                        remaining -= held
+                        if not remaining:
+                            break
             finally:
                 cursor.close()
         return found
