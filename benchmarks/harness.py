@@ -1,7 +1,7 @@
 """Shared helpers: interleaved timing rounds and the result shape every benchmark returns.
 
 Machines here are noisy, so every benchmark compares against a baseline measured in the same
-process, alternating the two in rounds and taking medians; only the ratio is reported.
+process, alternating the two in many short rounds; only the ratio is reported.
 """
 
 from __future__ import annotations
@@ -28,17 +28,37 @@ def median_seconds(fn: Callable[[], None], rounds: int) -> float:
 
 
 def interleave(
-    ours: Callable[[], None], base: Callable[[], None], rounds: int
+    ours: Callable[[], None],
+    base: Callable[[], None],
+    rounds: int,
+    reset: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
-    """Median times of two workloads run alternately, so drift hits both equally."""
+    """Mean times of two workloads run alternately, so drift hits both equally.
+
+    The mean, not the median: a median of rounds would drop the rounds that contain a garbage
+    collection or a WAL checkpoint, which are real costs of the workload (and fall more on the
+    side that allocates more). ``reset`` runs untimed before every measured run (e.g. a WAL
+    checkpoint, so that neither side pays for a checkpoint the other side's writes made due).
+    """
     a: list[float] = []
     b: list[float] = []
     for _ in range(rounds):
         for fn, sink in ((ours, a), (base, b)):
+            if reset is not None:
+                reset()
             start = time.perf_counter()
             fn()
             sink.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
+    return statistics.fmean(a), statistics.fmean(b)
+
+
+def checkpoint(conn: sqlite3.Connection) -> Callable[[], None]:
+    """A reset for `interleave`: empty the WAL so every measured run starts from the same state."""
+
+    def reset() -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    return reset
 
 
 def result(

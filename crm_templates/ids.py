@@ -37,7 +37,19 @@ def new_id(prefix: str = "") -> str:
     return f"{prefix}{ms:012x}{tail:020x}"
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """The current time as a sortable ISO 8601 UTC string with microseconds (``...Z``)."""
-    # isoformat is several times faster than strftime; the suffix swap keeps it sortable.
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    """The current time as a sortable ISO 8601 UTC string with microseconds (``...Z``).
+
+    Every write stamps one, so the date-and-seconds prefix is formatted once per second.
+    """
+    global _second
+    micros = time.time_ns() // 1000
+    seconds, fraction = divmod(micros, 1_000_000)
+    cached = _second  # one read: another thread may replace it, never half of it
+    if cached[0] != seconds:
+        prefix = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _second = (seconds, prefix)
+    return f"{cached[1]}.{fraction:06d}Z"

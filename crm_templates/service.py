@@ -12,6 +12,7 @@ one raise `MissingOptionError` unless a provider can create one.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -46,6 +47,11 @@ SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry h
 RETRIES = 10
 
 
+# Most calls repeat the same (referenceType, referenceId): remember the pairs that passed.
+# Invalid pairs raise, and lru_cache does not cache exceptions.
+_check_reference_cached = functools.lru_cache(maxsize=4096)(check_reference)
+
+
 class WriteResult(dict[str, Any]):
     """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text."""
 
@@ -63,6 +69,7 @@ class _Schema:
     entity: Entity
     fields: dict[str, Field]
     loaded: float
+    has_references: bool = False
 
 
 class _Shared:
@@ -172,7 +179,12 @@ class Crm:
                 f"no CRM entity {slug!r}.{suggest(slug, known)} Known entities: "
                 f"{', '.join(known) or 'none'} (create it with EnsureCrmEntity)"
             )
-        schema = _Schema(entity, {f.key: f for f in entity.fields}, now)
+        schema = _Schema(
+            entity,
+            {f.key: f for f in entity.fields},
+            now,
+            any(f.type in REFERENCE_TYPES for f in entity.fields),
+        )
         with shared.lock:
             shared.schemas[slug] = schema
         return schema
@@ -228,7 +240,10 @@ class Crm:
                         "render with customer_id / bind the service to a customer"
                     )
                 return None
-        check_reference(rtype, rid)
+        if type(rtype) is str and type(rid) is str:
+            _check_reference_cached(rtype, rid)
+        else:
+            check_reference(rtype, rid)  # raises its precise message
         return rtype, rid
 
     @staticmethod
@@ -252,6 +267,8 @@ class Crm:
 
     def _check_targets(self, schema: _Schema, values: Mapping[str, Any]) -> None:
         """Reference values must name existing entries of the field's target entity."""
+        if not schema.has_references:
+            return
         wanted: dict[str, str] = {}
         for key, value in values.items():
             field = schema.fields[key]

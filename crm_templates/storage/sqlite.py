@@ -8,6 +8,7 @@ guarded by a lock, since each new in-memory connection would be a different data
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -77,6 +78,21 @@ _FILTER_KEYS = 2  # latest_values filters in SQL for this many keys or fewer
 # json.dumps() with custom separators builds a new encoder per call; one shared encoder is
 # several times cheaper on the write path.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+_NEWEST_ID = (
+    "SELECT id FROM entries WHERE entity = ? AND reference_type = ? AND reference_id = ? "
+    "ORDER BY created_at DESC, id DESC LIMIT 1"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _merge_sql(keys: int) -> str:
+    setters = ", ".join(["?, json(?)"] * keys)
+    return (
+        f"UPDATE entries SET values_json = json_set(values_json, {setters}), "
+        "updated_at = ?, version = version + 1 WHERE id = ?"
+    )
 
 
 def _key_path(key: str) -> str:
@@ -520,23 +536,16 @@ class SQLiteStore(Store):
         # index-only SELECT and one autocommit UPDATE. Both are linearisable without a
         # transaction: json_set merges into the row as it is at UPDATE time, and an entry that
         # vanished in between makes the update miss, which the service retries.
-        setters = ", ".join(["?, json(?)"] * len(values))
         params: list[Any] = []
         for key, value in values.items():
             params += [_key_path(key), _encode(value)]
         with self._use() as conn:
             rows = conn.execute(
-                f"SELECT id FROM entries WHERE entity = ? AND reference_type = ? AND "
-                f"reference_id = ?{_NEWEST_FIRST} LIMIT 1",
-                (entity, reference_type, reference_id),
+                _NEWEST_ID, (entity, reference_type, reference_id)
             ).fetchall()  # fetchall resets the statement, so the UPDATE can commit at once
             if not rows:
                 return None
-            cur = conn.execute(
-                f"UPDATE entries SET values_json = json_set(values_json, {setters}), "
-                "updated_at = ?, version = version + 1 WHERE id = ?",
-                [*params, updated_at, rows[0][0]],
-            )
+            cur = conn.execute(_merge_sql(len(values)), [*params, updated_at, rows[0][0]])
         if cur.rowcount != 1:
             raise ConflictError(f"entry {rows[0][0]!r} was deleted during the update")
         return str(rows[0][0])
