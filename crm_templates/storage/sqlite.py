@@ -80,18 +80,13 @@ _FILTER_KEYS = 2  # latest_values filters in SQL for this many keys or fewer
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-_NEWEST_ID = (
-    "SELECT id FROM entries WHERE entity = ? AND reference_type = ? AND reference_id = ? "
-    "ORDER BY created_at DESC, id DESC LIMIT 1"
-)
-
-
 @functools.lru_cache(maxsize=64)
 def _merge_sql(keys: int) -> str:
     setters = ", ".join(["?, json(?)"] * keys)
     return (
-        f"UPDATE entries SET values_json = json_set(values_json, {setters}), "
-        "updated_at = ?, version = version + 1 WHERE id = ?"
+        f"UPDATE entries SET values_json = json_set(values_json, {setters}), updated_at = ?, "
+        "version = version + 1 WHERE id = (SELECT id FROM entries WHERE entity = ? AND "
+        f"reference_type = ? AND reference_id = ?{_NEWEST_FIRST} LIMIT 1) RETURNING id"
     )
 
 
@@ -532,23 +527,18 @@ class SQLiteStore(Store):
         values: dict[str, Any],
         updated_at: str,
     ) -> str | None:
-        # SetCrmField with force is the seed's fast path for sequential writes, so it costs one
-        # index-only SELECT and one autocommit UPDATE. Both are linearisable without a
-        # transaction: json_set merges into the row as it is at UPDATE time, and an entry that
-        # vanished in between makes the update miss, which the service retries.
+        # SetCrmField with force is the seed's fast path for sequential writes, so it is one
+        # statement: find the newest entry, merge with json_set, bump the version. fetchall()
+        # steps the statement to its end, so the autocommit transaction commits at once.
         params: list[Any] = []
         for key, value in values.items():
             params += [_key_path(key), _encode(value)]
         with self._use() as conn:
             rows = conn.execute(
-                _NEWEST_ID, (entity, reference_type, reference_id)
-            ).fetchall()  # fetchall resets the statement, so the UPDATE can commit at once
-            if not rows:
-                return None
-            cur = conn.execute(_merge_sql(len(values)), [*params, updated_at, rows[0][0]])
-        if cur.rowcount != 1:
-            raise ConflictError(f"entry {rows[0][0]!r} was deleted during the update")
-        return str(rows[0][0])
+                _merge_sql(len(values)),
+                [*params, updated_at, entity, reference_type, reference_id],
+            ).fetchall()
+        return str(rows[0][0]) if rows else None
 
     def delete_entries(
         self, entity: str, reference_type: str | None = None, reference_id: str | None = None
