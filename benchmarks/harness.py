@@ -32,13 +32,15 @@ def interleave(
     base: Callable[[], None],
     rounds: int,
     reset: Callable[[], None] | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
     """Mean times of two workloads run alternately, so drift hits both equally.
 
     The mean, not the median: a median of rounds would drop the rounds that contain a garbage
     collection or a WAL checkpoint, which are real costs of the workload (and fall more on the
-    side that allocates more). ``reset`` runs untimed before every measured run (e.g. a WAL
-    checkpoint, so that neither side pays for a checkpoint the other side's writes made due).
+    side that allocates more). ``reset`` runs untimed before every measured run and ``settle``
+    timed after it: with a WAL checkpoint as both, each side starts from an empty WAL and pays
+    for checkpointing its own writes, never the other side's.
     """
     a: list[float] = []
     b: list[float] = []
@@ -48,6 +50,8 @@ def interleave(
                 reset()
             start = time.perf_counter()
             fn()
+            if settle is not None:
+                settle()
             sink.append(time.perf_counter() - start)
     return statistics.fmean(a), statistics.fmean(b)
 
