@@ -319,29 +319,16 @@ def _guard(context: Context, what: str, failure: Any, run: Callable[[], Any]) ->
 # --- the CRM functions ----------------------------------------------------------------------
 
 
-_ACCEPTED = {spec.name: frozenset(spec.options) for spec in FUNCTIONS.values()}
-_REQUIRED = {spec.name: frozenset(spec.required) for spec in FUNCTIONS.values()}
-
-
 def _parse(spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Canonical options. Calls that already use the canonical names skip `parse_options`
-    (the hot path of a page full of reads); anything else gets its full checks and messages."""
-    if not args:
-        source = kwargs
-    elif len(args) == 1 and not kwargs and type(args[0]) is dict:
-        source = args[0]
-    elif len(args) > 1 or not (args[0] is None or isinstance(args[0], Mapping)):
+    """Canonical options from a template call: one options mapping and/or keyword arguments
+    (`parse_options` skips alias folding when the names are already canonical)."""
+    if len(args) > 1 or (args and not (args[0] is None or isinstance(args[0], Mapping))):
         raise CrmUsageError(
             f"{spec.name} takes one options mapping and/or keyword arguments, e.g. "
             f"{spec.name}({{'slug': ...}}) or {spec.name}(slug=...); got {len(args)} positional "
             "argument(s)"
         )
-    else:
-        return parse_options(spec, args[0], kwargs)
-    keys = source.keys()
-    if keys <= _ACCEPTED[spec.name] and keys >= _REQUIRED[spec.name]:
-        return source  # never mutated: the service copies what it keeps
-    return parse_options(spec, None, source)
+    return parse_options(spec, args[0] if args else None, kwargs)
 
 
 def _cached_values(
