@@ -8,12 +8,21 @@ and adds ``env.install_crm``. The globals are stateless callables: each call fin
 through the render context (``context.environment.crm`` or the page server's ``request_crm``),
 so no template can reach the `Crm` or `Store` objects through them.
 
-Reads are cached per render: a render state lives in every context of one render (including
-loop/derived contexts and included templates) under a key that is not a Jinja identifier, so
-no template can name it. The first read of an entity for a reference fetches the newest values
+Reads are cached per render. The cache (with the render's bound customer and its imported
+modules) is a `RenderState` that exists exactly as long as one call of ``Template.render``,
+``generate``, ``render_async`` or ``generate_async`` and is reachable only through a
+`contextvars.ContextVar` set around that call: nothing Jinja keeps between renders (compiled
+templates, the template cache, modules of ``{% import %}``/``{% from %}`` without context,
+macros, ``caller``, ``self``) holds it, and each thread or asyncio task of a server sees only
+its own render (issue 8). The first read of an entity for a reference fetches the newest values
 of *all* its declared keys in one query; later `GetCrmField`/`GetCrmFields` calls and
 ``crm_field`` filters on that entity are served from it. A write drops the cached data of the
 slug(s) it touches, so a template reads its own writes.
+
+Whose data a call reads: the ``customer_id`` (or ``customer``) of the calling context, else —
+in a macro of a template imported without context, whose context has no render variables —
+the customer of the render that called it. Outside any render (a macro called from Python
+through ``template.module``) nothing is cached and the installed service answers as it is.
 """
 
 from __future__ import annotations
@@ -22,12 +31,13 @@ import difflib
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from jinja2 import nodes
+from jinja2 import Template, nodes
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.ext import Extension
 from jinja2.runtime import Context, Undefined
@@ -53,8 +63,6 @@ logger = logging.getLogger(__name__)
 OnError = Literal["raise", "log"]
 RequestCrm = Callable[[], "Crm | None"]
 
-# Not a valid Jinja identifier, so a template cannot look the render state up by name.
-_STATE_KEY = "crm.render-state"
 _CRM_LOOKING = re.compile("crm", re.IGNORECASE)
 _HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 _STATUSES = frozenset(SEMANTIC_STATUSES)
@@ -139,16 +147,27 @@ def freeze(value: Any) -> Any:
 
 
 class RenderState:
-    """Read cache of one render; keys start with the entity slug so writes can drop them."""
+    """The state of one render: read cache, bound customer, imported modules.
 
-    __slots__ = ("bound", "cache")
+    Keys of ``cache`` start with the entity slug so writes can drop them. Created by
+    `RenderScopedTemplate` for each render and reachable only through `current_render_state`;
+    it never outlives the render (issue 8: a cache that did leaked one customer's values to
+    the next visitor through a module Jinja had cached).
+    """
+
+    __slots__ = ("bound", "cache", "modules", "root")
 
     def __init__(self) -> None:
         self.cache: dict[tuple[Any, ...], Any] = {}
-        # (context, its customer_id, service, service's customer) of the last lookup, reused
-        # while the context and its customer_id are the same; a write resets it (a write may
-        # create the customer).
+        # (context, the customer_id that context names, service, service's customer) of the
+        # last lookup, reused while the context and its customer_id are the same; a write
+        # resets it (a write may create the customer).
         self.bound: tuple[Context, str | None, Crm, str | None] | None = None
+        # The render's first context: whose customer a macro imported without context reads.
+        self.root: Context | None = None
+        # Modules of templates imported without context, made once per render (not per
+        # process, as Jinja would), so their top-level CRM reads belong to this render.
+        self.modules: dict[Template, Any] = {}
 
     def invalidate(self, slugs: Iterable[str] | None) -> None:
         """Forget cached reads of these entities (``None``: of every entity)."""
@@ -164,18 +183,98 @@ class RenderState:
         return "<crm render state>"
 
 
-class _RenderScoped(Context):
-    """Gives every render one `RenderState`, inherited by derived and included contexts.
+_CURRENT_RENDER: ContextVar[RenderState | None] = ContextVar("crm_render_state", default=None)
 
-    Jinja builds a new context for each render, for calls inside loops (``derived``) and for
-    ``{% include %}``; the latter two copy the parent's variables, so storing the state in
-    ``vars`` makes one render share one cache and keeps separate renders apart.
+
+def current_render_state() -> RenderState | None:
+    """The `RenderState` of the render running in this thread or task, or None outside one."""
+    return _CURRENT_RENDER.get()
+
+
+class RenderScopedTemplate(Template):
+    """Runs every render inside its own `RenderState` (installed as ``env.template_class``).
+
+    ``render``/``render_async`` set the state for the whole call; ``generate``/
+    ``generate_async`` set it around each step only, so a paused stream never leaks its state
+    into the code iterating it (or into another stream interleaved with it).
+    """
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        token = _CURRENT_RENDER.set(RenderState())
+        try:
+            return super().render(*args, **kwargs)
+        finally:
+            _CURRENT_RENDER.reset(token)
+
+    async def render_async(self, *args: Any, **kwargs: Any) -> str:
+        token = _CURRENT_RENDER.set(RenderState())
+        try:
+            return await super().render_async(*args, **kwargs)
+        finally:
+            _CURRENT_RENDER.reset(token)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+        state = RenderState()
+        stream = super().generate(*args, **kwargs)
+        while True:
+            token = _CURRENT_RENDER.set(state)
+            try:
+                chunk = next(stream)
+            except StopIteration:
+                return
+            finally:
+                _CURRENT_RENDER.reset(token)
+            yield chunk
+
+    async def generate_async(self, *args: Any, **kwargs: Any) -> AsyncGenerator[str, object]:
+        state = RenderState()
+        stream = super().generate_async(*args, **kwargs)
+        try:
+            while True:
+                token = _CURRENT_RENDER.set(state)
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _CURRENT_RENDER.reset(token)
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    def _get_default_module(self, ctx: Context | None = None) -> Any:
+        """Jinja caches a module imported without context on the template, for the process;
+        during a render, cache it in the render instead."""
+        state = _CURRENT_RENDER.get()
+        if state is None or (ctx is not None and ctx.globals_keys - self.globals.keys()):
+            return super()._get_default_module(ctx)  # outside a render, or an uncached module
+        module = state.modules.get(self)
+        if module is None:
+            module = state.modules[self] = self.make_module()
+        return module
+
+    async def _get_default_module_async(self, ctx: Context | None = None) -> Any:
+        state = _CURRENT_RENDER.get()
+        if state is None or (ctx is not None and ctx.globals_keys - self.globals.keys()):
+            return await super()._get_default_module_async(ctx)
+        module = state.modules.get(self)
+        if module is None:
+            module = state.modules[self] = await self.make_module_async()
+        return module
+
+
+class _RenderScoped(Context):
+    """Resolves the CRM functions and records the first context of each render.
+
+    The state itself is not stored in the context: contexts of imported modules outlive a
+    render in Jinja's caches, so anything kept in them would reach the next render.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        state = self.parent.get(_STATE_KEY)
-        self.vars[_STATE_KEY] = state if isinstance(state, RenderState) else RenderState()
+        state = _CURRENT_RENDER.get()
+        if state is not None and state.root is None:
+            state.root = self
 
     def resolve_or_missing(self, key: str) -> Any:
         """Context variables, then template globals, then the CRM functions.
@@ -192,14 +291,11 @@ class _RenderScoped(Context):
         return GLOBALS.get(key, missing)
 
 
-def _render_state(context: Context) -> RenderState:
-    state = context.vars.get(_STATE_KEY) or context.get(_STATE_KEY)
-    if isinstance(state, RenderState):
-        return state
-    # The environment's context_class was replaced after install: cache for this context only.
-    state = RenderState()
-    context.vars[_STATE_KEY] = state
-    return state
+def _render_state() -> RenderState:
+    """The running render's state; outside a render (a macro called from Python), a state for
+    this one call, so nothing is cached across calls."""
+    state = _CURRENT_RENDER.get()
+    return RenderState() if state is None else state
 
 
 class _CrmUndefined(Undefined):
@@ -230,10 +326,16 @@ def misspelling_hint(name: str) -> str:
 
 
 def _scoped(environment: Environment) -> None:
-    """Install the render-state context class and the misspelling hint (idempotent)."""
+    """Install the render-scoped template and context classes and the misspelling hint
+    (idempotent)."""
     if not issubclass(environment.context_class, _RenderScoped):
         base = environment.context_class
         environment.context_class = type(f"Crm{base.__name__}", (_RenderScoped, base), {})
+    if not issubclass(environment.template_class, RenderScopedTemplate):
+        base_t = environment.template_class
+        environment.template_class = type(
+            f"Crm{base_t.__name__}", (RenderScopedTemplate, base_t), {}
+        )
     if not issubclass(environment.undefined, _CrmUndefined):
         base_u = environment.undefined
         environment.undefined = type(
@@ -264,10 +366,16 @@ def _customer_id(context: Context) -> str | None:
 def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
     """The request's (or the environment's) service bound to the render context's customer,
     and that customer's id."""
-    cid = _customer_id(context)
+    own = _customer_id(context)
     bound = state.bound
-    if bound is not None and bound[0] is context and bound[1] == cid:
+    if bound is not None and bound[0] is context and bound[1] == own:
         return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
+    cid = own
+    root = state.root
+    if cid is None and root is not None and root is not context:
+        # A macro of a template imported without context: its context has none of the
+        # render's variables, and it reads for the customer of the render calling it.
+        cid = _customer_id(root)
     env = context.environment
     request_crm: RequestCrm | None = getattr(env, "crm_request_crm", None)
     base = request_crm() if request_crm is not None else None
@@ -280,7 +388,7 @@ def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
         )
     crm = base if cid is None else base.bind(cid, read_only=base.read_only)
     customer = crm.customer_id
-    state.bound = (context, cid, crm, customer)
+    state.bound = (context, own, crm, customer)
     return crm, customer
 
 
@@ -422,7 +530,7 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     The commonest call on a page, so it skips option parsing and service lookup when their
     results are already known: same context, same ``customer_id``, the entity's values cached.
     """
-    state = context.vars.get(_STATE_KEY)
+    state = _CURRENT_RENDER.get()
     if state is None or len(kwargs) != 2:
         return missing
     bound = state.bound
@@ -457,7 +565,7 @@ def invoke(
             value = missing
         if value is not missing:
             return value
-    state = _render_state(context)
+    state = _render_state()
     try:
         crm, customer = _service(context, state)
         o = _parse(spec, args, kwargs)
@@ -586,7 +694,7 @@ def _render_options(
 
 
 def _render(context: Context, value: Any, field: Any, html: bool) -> Any:
-    state = _render_state(context)
+    state = _render_state()
     crm = _service(context, state)[0]
     if isinstance(field, str):
         if _is_entry(value):
@@ -640,7 +748,7 @@ def do_crm_label(context: Context, source: Any, key: str | None = None) -> str:
                 raise CrmUsageError("crm_label needs a field key: {{ 'slug' | crm_label('key') }}")
             return renderers.FieldInfo.of(source).label
         slug = _entry_parts(source)[0] if _is_entry(source) else source
-        return _field_of(_service(context, _render_state(context))[0], slug, key).label
+        return _field_of(_service(context, _render_state())[0], slug, key).label
 
     return _guard(context, "crm_label", "", run)
 
@@ -669,7 +777,7 @@ def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Marku
     """A stage badge: ``{{ entry | crm_stage }}`` or ``{{ stage_id | crm_stage('deals') }}``."""
 
     def run() -> Markup:
-        crm = _service(context, _render_state(context))[0]
+        crm = _service(context, _render_state())[0]
         if _is_entry(value):
             entity_slug = _entry_parts(value)[0]
             stage_id = value.stage_id if isinstance(value, Entry) else value.get("stage_id")
@@ -790,7 +898,9 @@ __all__ = [
     "CrmTemplateError",
     "FrozenDict",
     "FrozenList",
+    "RenderScopedTemplate",
     "RenderState",
+    "current_render_state",
     "freeze",
     "misspelling_hint",
     "stage_badge",
