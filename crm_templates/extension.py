@@ -159,10 +159,11 @@ class RenderState:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[Any, ...], Any] = {}
-        # (context, the customer_id that context names, service, service's customer) of the
-        # last lookup, reused while the context and its customer_id are the same; a write
-        # resets it (a write may create the customer).
-        self.bound: tuple[Context, str | None, Crm, str | None] | None = None
+        # (context, the customer_id that context names, service, service's customer, the
+        # root's customer_id used for a context naming none) of the last lookup, reused while
+        # the context and those customer ids are the same; a write resets it (a write may
+        # create the customer).
+        self.bound: tuple[Context, str | None, Crm, str | None, str | None] | None = None
         # The render's first context: whose customer a macro imported without context reads.
         self.root: Context | None = None
         # Modules of templates imported without context, made once per render (not per
@@ -170,8 +171,10 @@ class RenderState:
         self.modules: dict[Template, Any] = {}
 
     def invalidate(self, slugs: Iterable[str] | None) -> None:
-        """Forget cached reads of these entities (``None``: of every entity)."""
+        """Forget cached reads of these entities (``None``: of every entity), and the modules
+        made so far (a later ``{% include ... without context %}`` reads the new values)."""
         self.bound = None
+        self.modules.clear()
         if slugs is None:
             self.cache.clear()
             return
@@ -244,19 +247,26 @@ class RenderScopedTemplate(Template):
 
     def _get_default_module(self, ctx: Context | None = None) -> Any:
         """Jinja caches a module imported without context on the template, for the process;
-        during a render, cache it in the render instead."""
+        cache it in the render instead, and outside a render (``template.module`` from
+        Python) not at all: its top-level values may be CRM reads for whoever asked first."""
+        if ctx is not None and ctx.globals_keys - self.globals.keys():
+            return super()._get_default_module(ctx)  # Jinja's own uncached case
+        if self.environment.is_async:
+            return super()._get_default_module(ctx)  # raises Jinja's "not in async mode"
         state = _CURRENT_RENDER.get()
-        if state is None or (ctx is not None and ctx.globals_keys - self.globals.keys()):
-            return super()._get_default_module(ctx)  # outside a render, or an uncached module
+        if state is None:
+            return self.make_module()
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = self.make_module()
         return module
 
     async def _get_default_module_async(self, ctx: Context | None = None) -> Any:
-        state = _CURRENT_RENDER.get()
-        if state is None or (ctx is not None and ctx.globals_keys - self.globals.keys()):
+        if ctx is not None and ctx.globals_keys - self.globals.keys():
             return await super()._get_default_module_async(ctx)
+        state = _CURRENT_RENDER.get()
+        if state is None:
+            return await self.make_module_async()
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = await self.make_module_async()
@@ -367,15 +377,15 @@ def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
     """The request's (or the environment's) service bound to the render context's customer,
     and that customer's id."""
     own = _customer_id(context)
-    bound = state.bound
-    if bound is not None and bound[0] is context and bound[1] == own:
-        return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
     cid = own
     root = state.root
     if cid is None and root is not None and root is not context:
         # A macro of a template imported without context: its context has none of the
         # render's variables, and it reads for the customer of the render calling it.
         cid = _customer_id(root)
+    bound = state.bound
+    if bound is not None and bound[0] is context and bound[1] == own and bound[4] == cid:
+        return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
     env = context.environment
     request_crm: RequestCrm | None = getattr(env, "crm_request_crm", None)
     base = request_crm() if request_crm is not None else None
@@ -388,7 +398,7 @@ def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
         )
     crm = base if cid is None else base.bind(cid, read_only=base.read_only)
     customer = crm.customer_id
-    state.bound = (context, own, crm, customer)
+    state.bound = (context, own, crm, customer, cid)
     return crm, customer
 
 
@@ -540,6 +550,11 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     if cid is missing:
         cid = context.parent.get("customer_id")
     if cid != bound[1]:
+        return missing
+    root = state.root
+    # A macro imported without context reads for the render's customer: the render may have
+    # changed it ({% set customer_id = ... %}) since the cached lookup.
+    if cid is None and root is not None and root is not context and _customer_id(root) != bound[4]:
         return missing
     slug = kwargs.get("slug")
     key = kwargs.get("fieldKey")
@@ -864,6 +879,15 @@ class CrmExtension(Extension):
         )
         environment.filters.update(FILTERS)
         _scoped(environment)
+
+    def bind(self, environment: Environment) -> CrmExtension:
+        """The extension for an ``env.overlay()``: its ``install_crm`` installs on the overlay
+        (Jinja copies attributes, so the copied one would install on the original)."""
+        bound = super().bind(environment)
+        assert isinstance(bound, CrmExtension)
+        environment.install_crm = bound._install  # type: ignore[attr-defined]
+        _scoped(environment)
+        return bound
 
     def _install(
         self,

@@ -200,3 +200,80 @@ def test_threads_rendering_for_different_customers_see_only_their_own(crm: Crm) 
     for t in threads:
         t.join()
     assert foreign == []
+
+
+def test_module_top_level_from_python_is_computed_per_access(crm: Crm) -> None:
+    # Jinja would keep the module of template.module for the process: its top-level read
+    # would then be whoever asked first.
+    alice = make_env(crm.bind("alice"))
+    assert alice.get_template("top.html").module.top == "alice-private"  # type: ignore[attr-defined]
+    crm.bind("alice").set_field(slug="notes", fieldKey="secret", value="alice-changed")
+    assert alice.get_template("top.html").module.top == "alice-changed"  # type: ignore[attr-defined]
+
+
+def test_page_backend_using_template_module_reads_for_each_visitor(tmp_path: Path) -> None:
+    from crm_templates.server import create_app
+    from tests.test_server import make_site
+
+    site = make_site(
+        tmp_path / "site",
+        {
+            "save.html": "{% do SetCrmField(slug='notes', fieldKey='secret', value=query.v) %}ok",
+            "show.html": "{{ var.top }}",
+            "show.py": """
+                from crm_templates.server.state import state
+                def handle(request, page):
+                    page.set_variable("top", state().env.get_template("top.html").module.top)
+                """,
+        },
+        "entities:\n  - slug: notes\n    entityMode: data\n    fields:\n"
+        "      - {key: secret, type: text}\n",
+    )
+    (site / "templates" / "top.html").write_text(LIBRARY["top.html"])
+    app = create_app(site, TESTING=True, CRM_SEED=False)
+    try:
+        alice, bob = app.test_client(), app.test_client()
+        alice.get("/save?v=alice-private")
+        assert alice.get("/show").get_data(as_text=True) == "alice-private"
+        assert bob.get("/show").get_data(as_text=True) == "None"
+    finally:
+        app.extensions["crm"].close()
+
+
+def test_include_without_context_reads_a_write_made_earlier_in_the_render(crm: Crm) -> None:
+    env = make_env(crm)
+    template = env.from_string(
+        "{% include 'inc.html' without context %}"
+        "{% do SetCrmField(slug='notes', fieldKey='secret', value='new') %}"
+        "{% include 'inc.html' without context %}{% include 'inc.html' %}"
+    )
+    assert template.render(customer_id="alice") == "[alice-private][new][new]"
+
+
+def test_imported_macro_follows_the_render_customer_when_the_page_changes_it(crm: Crm) -> None:
+    env = make_env(crm)
+    template = env.from_string(
+        "{% import 'm.html' as m %}{{ m.mine() }}{% set customer_id = 'bob' %}{{ m.mine() }}"
+    )
+    assert template.render(customer_id="alice") == "[alice-private][bob-private]"
+
+
+def test_install_crm_on_an_overlay_leaves_the_original_environment_alone(
+    crm: Crm, tmp_path: Path
+) -> None:
+    from crm_templates import open_store
+
+    env = make_env(crm)
+    other = Crm(open_store(f"sqlite:///{tmp_path / 'other.db'}"))
+    try:
+        other.ensure_entity(NOTES)
+        other.bind("alice").set_field(slug="notes", fieldKey="secret", value="other-store")
+        overlay = env.overlay()
+        overlay.install_crm(other)  # type: ignore[attr-defined]
+        assert env.crm is crm  # type: ignore[attr-defined]
+        assert overlay.crm is other  # type: ignore[attr-defined]
+        page = "{% import 'm.html' as m %}{{ m.mine() }}"
+        assert env.from_string(page).render(customer_id="alice") == "[alice-private]"
+        assert overlay.from_string(page).render(customer_id="alice") == "[other-store]"
+    finally:
+        other.close()
