@@ -5,6 +5,12 @@ pair works. Records keep their ids, timestamps and versions. Re-running is safe:
 id already exists in the target is left alone (counted as ``skipped`` when it is identical,
 ``differing`` when the target holds another state of it), so an interrupted copy can simply be
 run again. At the end the totals of both stores are compared.
+
+Security records (used sign-in tokens, revoked session ids, rate-limit hits and session
+generations; issue 8) are not copied: the `Store` interface cannot list them, and they are
+short-lived state of a running server. The target starts with none, so a revoked session or a
+used token from before the move could be accepted again until it expires; rotate the server's
+secret key when switching stores if that matters (every session then signs in again).
 """
 
 from __future__ import annotations

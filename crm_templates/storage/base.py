@@ -188,3 +188,60 @@ class Store(ABC):
     @abstractmethod
     def iter_entries(self, entity: str | None = None, batch_size: int = 500) -> Iterator[Entry]:
         """Every entry (of one entity or all), oldest first, fetched in batches."""
+
+    # --- security records (issue 8; SPEC §8) ------------------------------------------------
+    # Used tokens, rate-limit hits and session generations live in the store, so they hold
+    # across restarts, processes and machines. Keys are opaque strings of 1 to 512 characters
+    # chosen by the server (e.g. ``"sign-in:<nonce>"``, ``"limit:email:<addr>"``); times are
+    # Unix seconds (float). Every operation is atomic across the threads and processes sharing
+    # the store. Bad arguments raise `CrmValidationError` before anything is written; backend
+    # failures raise `StoreError` / `StoreUnavailable`. See `crm_templates.storage.security`
+    # for the record layout. `crm-templates migrate` does not copy these records.
+
+    @abstractmethod
+    def claim_token(self, key: str, expires_at: float) -> bool:
+        """Record ``key`` as used until ``expires_at`` (Unix seconds).
+
+        True if this call claimed it, False if an unexpired claim already exists (a replay;
+        nothing changes). A claim whose ``expires_at`` has passed may be claimed again.
+        """
+
+    @abstractmethod
+    def is_token_claimed(self, key: str) -> bool:
+        """True while an unexpired claim on ``key`` exists (used for revoked session ids)."""
+
+    @abstractmethod
+    def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
+        """Record one hit on ``key`` unless ``limit`` hits already fall within the last
+        ``window`` seconds.
+
+        True if the hit was recorded (allowed), False if over the limit (nothing recorded).
+        Recording also forgets the key's hits older than ``window``, so use one window per key.
+        ``limit`` is an int >= 0, ``window`` seconds > 0.
+        """
+
+    @abstractmethod
+    def count_rate_hits(self, key: str, window: float) -> int:
+        """How many hits on ``key`` fall within the last ``window`` seconds (records nothing)."""
+
+    @abstractmethod
+    def clear_rate_hits(self, key: str) -> None:
+        """Forget every hit on ``key`` (e.g. after a successful sign-in)."""
+
+    @abstractmethod
+    def session_generation(self, key: str) -> int:
+        """The current generation of ``key``: 0 if it was never bumped."""
+
+    @abstractmethod
+    def bump_session_generation(self, key: str) -> int:
+        """Increase the generation of ``key`` by one and return the new value (atomic: N bumps
+        from any number of threads and processes raise it by exactly N)."""
+
+    @abstractmethod
+    def purge_security_records(self, now: float | None = None) -> int:
+        """Delete claims expired at ``now`` (default: the current time) and rate-limit keys
+        whose every hit has left the window it was recorded under; returns how many records
+        (claims and rate-limit keys) were deleted. Housekeeping: call it now and then (e.g.
+        at start-up and hourly); the other operations are correct without it. Generations
+        are never purged.
+        """

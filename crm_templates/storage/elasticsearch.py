@@ -1,12 +1,14 @@
 """The Elasticsearch / OpenSearch backend (scale-out), on the official ``elasticsearch`` client.
 
-Layout: ``<prefix>entries``, ``<prefix>entities``, ``<prefix>customers`` and
-``<prefix>customer_emails`` (the uniqueness claims for customer emails), created on first use
-with strict mappings. An entry's values are kept twice: ``values`` exactly as written (an object
-with ``enabled: false``: stored, never mapped) and, for filtering and aggregation, ``keys`` (the
-keys present, for ``has_key``) plus ``kv``, a ``nested`` list of ``{k, s, n, b}`` — key, string,
-number and boolean parts. No field is ever named after a value key, so two entities using one key
-with different types can never collide in the mapping.
+Layout: ``<prefix>entries``, ``<prefix>entities``, ``<prefix>customers``,
+``<prefix>customer_emails`` (the uniqueness claims for customer emails) and ``<prefix>security``
+(used tokens, rate-limit hits and session generations; see `elasticsearch_security`), each
+created with a strict mapping when the store opens and finds it missing (so a cluster from an
+earlier version gains new indices on open). An entry's values are kept twice: ``values`` exactly
+as written (an object with ``enabled: false``: stored, never mapped) and, for filtering and
+aggregation, ``keys`` (the keys present, for ``has_key``) plus ``kv``, a ``nested`` list of
+``{k, s, n, b}`` — key, string, number and boolean parts. No field is ever named after a value
+key, so two entities using one key with different types can never collide in the mapping.
 
 Consistency: every synchronous write refreshes (``refresh=true`` by default, ``?refresh=wait_for``
 on busy clusters), so it is visible to the next search. Compare-and-set uses ``if_seq_no`` /
@@ -60,6 +62,8 @@ from ..model import (
     entry_to_dict,
 )
 from .base import Store
+from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
+from .elasticsearch_security import SecurityIndex
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -132,6 +136,7 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
         "dynamic": "strict",
         "properties": {"customer_id": _KEYWORD, "claimed_at": _KEYWORD},
     },
+    "security": _SECURITY_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -408,9 +413,10 @@ class ElasticsearchStore(Store):
         self.url = url or "elasticsearch://"
         self.prefix = prefix
         self.refresh = refresh
-        #: Index name by role: entries, entities, customers, customer_emails.
+        #: Index name by role: entries, entities, customers, customer_emails, security.
         self.indices = {role: f"{prefix}{role}" for role in _MAPPINGS}
         self._entries = self.indices["entries"]
+        self._security = SecurityIndex(self)
         self._seqs = _SeqCache()
         self._local = threading.local()
         self._rmw_lock = threading.RLock()
@@ -1151,6 +1157,32 @@ class ElasticsearchStore(Store):
             if len(hits) < batch_size:
                 return
             after = hits[-1]["sort"]
+
+    # --- security records (issue 8): see elasticsearch_security -----------------------------
+
+    def claim_token(self, key: str, expires_at: float) -> bool:
+        return self._security.claim_token(key, expires_at)
+
+    def is_token_claimed(self, key: str) -> bool:
+        return self._security.is_token_claimed(key)
+
+    def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
+        return self._security.hit_rate_limit(key, limit, window)
+
+    def count_rate_hits(self, key: str, window: float) -> int:
+        return self._security.count_rate_hits(key, window)
+
+    def clear_rate_hits(self, key: str) -> None:
+        self._security.clear_rate_hits(key)
+
+    def session_generation(self, key: str) -> int:
+        return self._security.session_generation(key)
+
+    def bump_session_generation(self, key: str) -> int:
+        return self._security.bump_session_generation(key)
+
+    def purge_security_records(self, now: float | None = None) -> int:
+        return self._security.purge(now)
 
 
 def _reason(body: Any, fallback: str) -> str:

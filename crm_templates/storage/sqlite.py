@@ -4,6 +4,9 @@ WAL journal, one connection per thread, ``BEGIN IMMEDIATE`` for read-modify-writ
 ``synchronous=NORMAL`` (a committed transaction survives a killed process; only a power loss can
 lose the last few). ``:memory:`` databases are shared by all threads through one connection
 guarded by a lock, since each new in-memory connection would be a different database.
+
+The schema is created with ``CREATE ... IF NOT EXISTS`` on every open, so a database file from an
+earlier version gains the tables added since (``security_records``, issue 8) when it is opened.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +36,19 @@ from ..model import (
     entity_to_dict,
 )
 from .base import Store
+from .security import (
+    CLAIM,
+    EXPIRING_KINDS,
+    GENERATION,
+    HITS,
+    check_key,
+    check_limit,
+    check_time,
+    check_window,
+    next_hits,
+    now_or,
+    recent,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -65,6 +82,15 @@ CREATE INDEX IF NOT EXISTS ix_entries_ref
 CREATE INDEX IF NOT EXISTS ix_entries_customer
     ON entries (reference_type, reference_id, created_at, id);
 CREATE INDEX IF NOT EXISTS ix_entries_entity ON entries (entity, created_at, id);
+CREATE TABLE IF NOT EXISTS security_records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at REAL,
+    generation INTEGER,
+    hits TEXT,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS ix_security_records_expiry ON security_records (expires_at);
 """
 
 _ENTRY_COLUMNS = (
@@ -578,3 +604,91 @@ class SQLiteStore(Store):
             for row in rows:
                 yield _row_to_entry(row)
             after = (rows[-1][8], rows[-1][0])
+
+    # --- security records (issue 8; see storage/security.py) ------------------------------
+    # Claims and generations are one upsert each (atomic on its own); a rate-limit hit reads
+    # and rewrites the key's record inside BEGIN IMMEDIATE, which serialises it against every
+    # other connection to the file.
+
+    def claim_token(self, key: str, expires_at: float) -> bool:
+        key, until = check_key(key), check_time(expires_at, "expires_at")
+        with self._use() as conn:
+            rows = conn.execute(
+                "INSERT INTO security_records (kind, key, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE security_records.expires_at <= ? RETURNING 1",
+                (CLAIM, key, until, time.time()),
+            ).fetchall()
+        return bool(rows)
+
+    def is_token_claimed(self, key: str) -> bool:
+        key = check_key(key)
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM security_records WHERE kind = ? AND key = ? AND expires_at > ?",
+                (CLAIM, key, time.time()),
+            ).fetchone()
+        return row is not None
+
+    def _rate_hits(self, conn: sqlite3.Connection, key: str) -> tuple[list[float], float | None]:
+        row = conn.execute(
+            "SELECT hits, expires_at FROM security_records WHERE kind = ? AND key = ?",
+            (HITS, key),
+        ).fetchone()
+        return (json.loads(row[0]), row[1]) if row else ([], None)
+
+    def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
+        key, limit, window = check_key(key), check_limit(limit), check_window(window)
+        with self.atomic(), self._use() as conn:
+            hits, expires_at = self._rate_hits(conn, key)
+            updated = next_hits(hits, expires_at, time.time(), limit, window)
+            if updated is None:
+                return False
+            conn.execute(
+                "INSERT INTO security_records (kind, key, hits, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET hits = excluded.hits, "
+                "expires_at = excluded.expires_at",
+                (HITS, key, _encode(updated[0]), updated[1]),
+            )
+        return True
+
+    def count_rate_hits(self, key: str, window: float) -> int:
+        key, window = check_key(key), check_window(window)
+        with self._use() as conn:
+            hits, _ = self._rate_hits(conn, key)
+        return len(recent(hits, time.time(), window))
+
+    def clear_rate_hits(self, key: str) -> None:
+        key = check_key(key)
+        with self._use() as conn:
+            conn.execute("DELETE FROM security_records WHERE kind = ? AND key = ?", (HITS, key))
+
+    def session_generation(self, key: str) -> int:
+        key = check_key(key)
+        with self._use() as conn:
+            row = conn.execute(
+                "SELECT generation FROM security_records WHERE kind = ? AND key = ?",
+                (GENERATION, key),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def bump_session_generation(self, key: str) -> int:
+        key = check_key(key)
+        with self._use() as conn:
+            rows = conn.execute(
+                "INSERT INTO security_records (kind, key, generation) VALUES (?, ?, 1) "
+                "ON CONFLICT (kind, key) DO UPDATE SET generation = generation + 1 "
+                "RETURNING generation",
+                (GENERATION, key),
+            ).fetchall()
+        return int(rows[0][0])
+
+    def purge_security_records(self, now: float | None = None) -> int:
+        at = now_or(now)
+        with self._use() as conn:
+            return int(
+                conn.execute(
+                    "DELETE FROM security_records WHERE kind IN (?, ?) AND expires_at <= ?",
+                    (*EXPIRING_KINDS, at),
+                ).rowcount
+            )
