@@ -52,9 +52,24 @@ def is_same_site_url(url: str) -> bool:
 
 
 def check_request() -> None:
-    """before_request: body cap (413), then CSRF (400) or same-origin for JSON (403)."""
+    """before_request: body cap (413), then CSRF (400) or same-origin for JSON (403).
+
+    The cap is checked before the body is read: from ``Content-Length``, or — for a chunked
+    body, which has none — by reading at most the cap here. werkzeug stops such a body at the
+    cap without an error, so a form or JSON body cut short would otherwise reach the page as
+    if it were complete. (``crm-templates serve`` has waitress refuse both kinds even earlier.)
+    """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and limit is not None and request.content_length > limit:
+        abort(413)
+    if (
+        limit is not None
+        and request.content_length is None
+        and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        # Cached, so the form parser and page.data read these bytes again.
+        and len(request.get_data(cache=True, parse_form_data=False)) >= limit
+    ):
+        # The stream ends at the cap, so a body of exactly the cap counts as too large.
         abort(413)
     if request.method not in UNSAFE_METHODS:
         return
