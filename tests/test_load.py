@@ -126,10 +126,13 @@ def test_serve_under_concurrent_load_then_drains_on_sigterm(tmp_path: Path) -> N
     port = free_port()
     env = {**os.environ, "CRM_SEED": "0"}
     env.pop("CRM_STORE_URL", None)
+    # The output (an access-log line per request) goes to a file: a pipe nobody reads until
+    # the end would fill up and block the server.
+    log = (tmp_path / "serve.log").open("w+")
     server = subprocess.Popen(
         [sys.executable, "-m", "crm_templates", "serve", str(site), "--port", str(port),
          "--threads", "8", "--store", f"sqlite:///{db}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -138,7 +141,7 @@ def test_serve_under_concurrent_load_then_drains_on_sigterm(tmp_path: Path) -> N
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.1)
 
@@ -154,13 +157,15 @@ def test_serve_under_concurrent_load_then_drains_on_sigterm(tmp_path: Path) -> N
 
         # Stop right away: async writes may still be queued and must be drained, not lost.
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
+        server.wait(timeout=60)
+        output = (tmp_path / "serve.log").read_text()
         assert server.returncode == 0, output
         assert "drained" in output
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
+        log.close()
 
     with Crm(open_store(f"sqlite:///{db}")) as crm:
         for v in visitors:

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from .logs import LEVELS
+
 site_argument = click.argument(
     "site_dir", type=click.Path(exists=True, file_okay=False, dir_okay=True)
 )
@@ -42,12 +44,33 @@ def _is_loopback(host: str) -> bool:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option("--debug", is_flag=True, help="Flask's development server, reloading, tracebacks.")
+@click.option(
+    "--log-level",
+    envvar="CRM_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(LEVELS, case_sensitive=False),
+    help="Level of the crm_templates logs (sign-in links and the access log are INFO).",
+)
 def serve(
-    site_dir: str, store_url: str | None, host: str, port: int, threads: int, debug: bool
+    site_dir: str,
+    store_url: str | None,
+    host: str,
+    port: int,
+    threads: int,
+    debug: bool,
+    log_level: str,
 ) -> None:
-    """Serve SITE_DIR (pages/, templates/, static/, crm.yaml) on waitress."""
-    from .app import create_app
+    """Serve SITE_DIR (pages/, templates/, static/, crm.yaml) on waitress.
 
+    Logs go to stderr, one line per request on the access log (unless logging was already
+    configured in this process).
+    """
+    from .app import create_app
+    from .logs import AccessLog, configure_logging, quiet_request_handler
+
+    # Before the app exists, so Flask's logger finds the handler and adds none of its own.
+    configure_logging(log_level)
     config: dict[str, Any] = {}
     if debug:
         config["DEBUG"] = True
@@ -55,6 +78,7 @@ def serve(
         # Plain http on this machine only: a Secure cookie would never come back.
         config["CRM_COOKIE_SECURE"] = False
     app = create_app(site_dir, store_url, **config)
+    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     server_state = app.extensions["crm"]
     operator = (
         "on"
@@ -64,11 +88,30 @@ def serve(
     try:
         if debug:
             click.echo(f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server)")
-            app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
+            app.run(
+                host=host,
+                port=port,
+                debug=True,
+                use_reloader=False,
+                threaded=True,
+                request_handler=quiet_request_handler(),
+            )
             return
         from waitress import create_server
 
-        server: Any = create_server(app, host=host, port=port, threads=threads)
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            # No "Server: waitress" banner telling scanners what to try.
+            ident="",
+            # Refuse an oversized body from its Content-Length, before reading it: waitress
+            # buffers a whole body before the app runs, so the app's own 413 would come only
+            # after the upload. waitress refuses sizes >= its limit; the app refuses > limit.
+            **({"max_request_body_size": limit + 1} if limit is not None else {}),
+        )
         bound_port = server.effective_port if hasattr(server, "effective_port") else port
 
         def stop(signum: int, frame: Any) -> None:

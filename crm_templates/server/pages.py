@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
+from .bodies import request_data
 from .customers import current_customer, is_operator, is_signed_in, request_crm
 from .security import is_same_site_url
 from .site import PageRoute
@@ -137,11 +138,13 @@ class Page:
         return is_signed_in()
 
     @property
-    def data(self) -> Any:
-        """The request body: parsed JSON for JSON requests, else the form as a dict."""
-        if request.is_json:
-            return request.get_json(silent=True)
-        return request.form.to_dict()
+    def data(self) -> dict[str, Any]:
+        """The request body as a dict: a form's fields, or a JSON object (`bodies.request_data`).
+
+        Malformed or too deeply nested JSON and non-object JSON answer 400, another body type
+        415 — the backend never sees them.
+        """
+        return request_data()
 
     def set_variable(self, key: str, value: Any) -> None:
         """Make ``value`` available to the template as ``{{ var.<key> }}``."""
@@ -189,6 +192,7 @@ _MESSAGES = {
     404: "There is no page at this address.",
     405: "This page does not accept that kind of request.",
     413: "The request is too large.",
+    415: "This page does not accept that kind of request body.",
     429: "Too many requests. Please wait a few minutes and try again.",
     500: "Something went wrong on our side. Please try again.",
 }
@@ -214,7 +218,7 @@ def register_error_pages(app: Flask) -> None:
             response.headers["Allow"] = "GET, HEAD"
         return response
 
-    for code in (400, 403, 404, 405, 413, 429):
+    for code in (400, 403, 404, 405, 413, 415, 429):
         app.register_error_handler(code, handle)
 
     def internal(exc: Exception) -> Response:

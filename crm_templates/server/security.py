@@ -29,6 +29,28 @@ DEFAULT_CSP = (
     "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+# Powerful browser features no CRM page needs, refused for the page and every frame in it.
+# Only names Chromium and Firefox recognise: an unknown one is reported as a console error.
+DEFAULT_PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "serial",
+        "usb",
+    )
+)
+# Sign-in, operator and admin answers carry tokens, passwords' outcomes and other customers'
+# data: no cache (shared or the browser's back/forward store) may keep them.
+NO_STORE_PREFIXES = ("/auth/", "/operator/", "/admin/")
 
 
 def same_origin(url: str | None) -> bool:
@@ -52,9 +74,24 @@ def is_same_site_url(url: str) -> bool:
 
 
 def check_request() -> None:
-    """before_request: body cap (413), then CSRF (400) or same-origin for JSON (403)."""
+    """before_request: body cap (413), then CSRF (400) or same-origin for JSON (403).
+
+    The cap is checked before the body is read: from ``Content-Length``, or — for a chunked
+    body, which has none — by reading at most the cap here. werkzeug stops such a body at the
+    cap without an error, so a form or JSON body cut short would otherwise reach the page as
+    if it were complete. (``crm-templates serve`` has waitress refuse both kinds even earlier.)
+    """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and limit is not None and request.content_length > limit:
+        abort(413)
+    if (
+        limit is not None
+        and request.content_length is None
+        and "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        # Cached, so the form parser and page.data read these bytes again.
+        and len(request.get_data(cache=True, parse_form_data=False)) >= limit
+    ):
+        # The stream ends at the cap, so a body of exactly the cap counts as too large.
         abort(413)
     if request.method not in UNSAFE_METHODS:
         return
@@ -79,14 +116,30 @@ def check_request() -> None:
     csrf.protect()
 
 
+def _no_store(path: str, status: int) -> bool:
+    """Whether a response must not be cached anywhere: private areas and every error."""
+    return status >= 400 or (path + "/").startswith(NO_STORE_PREFIXES)
+
+
 def security_headers(response: Response) -> Response:
-    """after_request: CSP and friends on every response, including errors and static files."""
+    """after_request: CSP and friends on every response, including errors and static files.
+
+    ``Cache-Control: no-store`` on everything under ``/auth``, ``/operator`` and ``/admin``
+    and on every error answer (issue 8, item 11); pages set their own ``private, no-store``.
+    """
+    config = current_app.config
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", current_app.config["CRM_CONTENT_SECURITY_POLICY"])
+    headers.setdefault("Content-Security-Policy", config["CRM_CONTENT_SECURITY_POLICY"])
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    headers.setdefault(
+        "Permissions-Policy", config.get("CRM_PERMISSIONS_POLICY", DEFAULT_PERMISSIONS_POLICY)
+    )
+    if _no_store(request.path, response.status_code):
+        headers["Cache-Control"] = "no-store"
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
