@@ -160,7 +160,12 @@ def test_async_renders_on_concurrent_tasks_stay_apart(crm: Crm) -> None:
         jobs = [template.render_async(customer_id=c) for c in ["alice", "bob", "x"] * 10]
         return list(await asyncio.gather(*jobs))
 
-    results = asyncio.run(main())
+    # On a thread of its own: Playwright's sync API (browser tests in the same session) keeps
+    # an event loop marked running on the main thread, where asyncio.run() would refuse.
+    results: list[str] = []
+    runner = threading.Thread(target=lambda: results.extend(asyncio.run(main())))
+    runner.start()
+    runner.join(timeout=60)
     want = {"alice": "[alice-private]" * 2, "bob": "[bob-private]" * 2, "x": "[None]" * 2}
     assert results == [want[c] for c in ["alice", "bob", "x"] * 10]
 
