@@ -73,8 +73,9 @@ class SecurityIndex:
         """The document as a realtime GET sees it (``_source``, ``_seq_no``, …), or None."""
         return self.store._get(self.index, doc_id, what)
 
-    def _write(self, doc_id: str, doc: dict[str, Any], current: dict[str, Any] | None,
-               what: str) -> bool:  # fmt: skip
+    def _write(
+        self, doc_id: str, doc: dict[str, Any], current: dict[str, Any] | None, what: str
+    ) -> bool:
         """Create ``doc`` (``current`` None) or replace ``current`` if unchanged since read.
 
         False when another writer got there first (the caller reads again).
