@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -242,6 +243,24 @@ def test_successful_operator_sign_ins_never_count(make: Any) -> None:
     assert operator_sign_in(client, "wrong").status_code == 403
     assert operator_sign_in(client, "wrong").status_code == 403
     assert operator_sign_in(client).status_code == 429  # locked, even with the right password
+
+
+def test_sign_in_requests_purge_expired_records_hourly(make: Any, tmp_path: Path) -> None:
+    db = tmp_path / "purge.db"
+    app = make(CRM_STORE_URL=f"sqlite:///{db}")
+    store = crm_of(app).store
+
+    def claims() -> list[str]:
+        with sqlite3.connect(db) as connection:
+            rows = connection.execute("SELECT key FROM security_records WHERE kind = 'claim'")
+            return sorted(key for (key,) in rows)
+
+    store.claim_token("session-revoked:old", time.time() - 1)
+    request_link(app, app.test_client())
+    assert claims() == []  # the first sign-in request of a process purges
+    store.claim_token("session-revoked:older", time.time() - 1)
+    request_link(app, app.test_client(), "bob@example.com")
+    assert claims() == ["session-revoked:older"]  # then not again within the hour
 
 
 # --- across processes: two apps on one store ---------------------------------------------------

@@ -132,8 +132,9 @@ def refuse_untrusted_host() -> Response | None:
         return None
     given = request.environ.get("HTTP_HOST", "")
     log.warning(
-        "refused a request for host %r (400): not in TRUSTED_HOSTS %r; add the name the site "
-        "is served as to CRM_TRUSTED_HOSTS, or set CRM_BASE_URL",
+        "refused a request for host %r (400): not in TRUSTED_HOSTS %r. If the site is served "
+        "under that name, add it to CRM_TRUSTED_HOSTS (behind a proxy, set CRM_BASE_URL: "
+        "`serve` on loopback trusts only the loopback names when neither is set)",
         given,
         current_app.config.get("TRUSTED_HOSTS"),
     )
