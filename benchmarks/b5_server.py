@@ -105,6 +105,7 @@ def _serve(site: str, port: int, threads: int) -> None:
     from waitress import serve
 
     from crm_templates.server import create_app
+    from crm_templates.server.sessions import CUSTOMER
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth" noise
     app = create_app(site, CRM_COOKIE_SECURE=False)
@@ -114,7 +115,15 @@ def _serve(site: str, port: int, threads: int) -> None:
     dana = state.crm.find_customer("dana@example.com")
     cookie = app.session_interface.get_signing_serializer(app).dumps(  # type: ignore[attr-defined]
         # With a CSRF secret already in the session, neither route has to set a new cookie.
-        {"customer_id": dana.id, "signed_in": True, "csrf_token": "b5" * 20}
+        # A signed-in session has a session id and its customer's generation (0: never
+        # bumped), which the page server checks in the store on every request.
+        {
+            "customer_id": dana.id,
+            "signed_in": True,
+            CUSTOMER.sid_key: "b5-session",
+            CUSTOMER.generation_key: 0,
+            "csrf_token": "b5" * 20,
+        }
     )
     print(f"crm_session={cookie}", flush=True)
     try:

@@ -60,8 +60,13 @@ def site(tmp_path: Path) -> Path:
 
 
 def build(site: Path, **config: Any) -> Any:
-    """An app over ``site`` (testing, operator password set unless overridden)."""
-    settings: dict[str, Any] = {"TESTING": True, "CRM_OPERATOR_PASSWORD": PASSWORD}
+    """An app over ``site`` (testing, operator password set, the test client's host trusted
+    for sign-in links, unless overridden)."""
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "CRM_OPERATOR_PASSWORD": PASSWORD,
+        "TRUSTED_HOSTS": ["localhost"],
+    }
     settings.update(config)
     return create_app(site, **settings)
 
@@ -293,13 +298,24 @@ def path_of(link: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def open_link(client: Any, link: str) -> Any:
+    """Open a sign-in link and press the confirmation page's button; the POST's response."""
+    page = client.get(path_of(link))
+    assert page.status_code == 200, page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    token = re.search(r'name="token" value="([^"]+)"', html)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token and csrf
+    return client.post("/auth/verify", data={"csrf_token": csrf.group(1), "token": token.group(1)})
+
+
 def test_sign_in_flow(app: Any, client: Any, caplog: Any) -> None:
     caplog.set_level("INFO", logger="crm_templates.mail")
     link = request_link(app, client, "Ann@Example.com")
     assert link.startswith("http://localhost/auth/verify?token=")
     assert link in caplog.text  # the default mailer logs it
     assert app.extensions["crm"].outbox[-1].to == "ann@example.com"
-    response = client.get(path_of(link))
+    response = open_link(client, link)
     assert response.status_code == 303
     assert response.headers["Location"] == "/"
     customer = crm_of(app).find_customer("ann@example.com")
@@ -308,7 +324,7 @@ def test_sign_in_flow(app: Any, client: Any, caplog: Any) -> None:
 
 def test_sign_in_link_is_single_use(app: Any, client: Any) -> None:
     link = request_link(app, client)
-    assert client.get(path_of(link)).status_code == 303
+    assert open_link(client, link).status_code == 303
     replay = app.test_client().get(path_of(link))
     assert replay.status_code == 400
     assert "already used" in replay.get_data(as_text=True)
@@ -399,7 +415,7 @@ def test_sign_in_reassigns_the_visitors_entries(app: Any, client: Any) -> None:
     known = crm_of(app).create_customer("ann@example.com")
     client.post("/save", data={"csrf_token": token_of(client), "text": "before sign-in"})
     visitor = next(c for c in crm_of(app).store.list_customers() if c.email is None)
-    client.get(path_of(request_link(app, client)))
+    open_link(client, request_link(app, client))
     crm = crm_of(app)
     assert crm.get_field(slug="notes", fieldKey="text", referenceId=known.id) == "before sign-in"
     assert crm.get_entries(slug="notes", referenceId=visitor.id) == []
@@ -411,9 +427,9 @@ def test_sign_in_does_not_take_another_customers_entries(app: Any) -> None:
     ann = crm.create_customer("ann@example.com")
     crm.set_field(slug="notes", fieldKey="text", value="ann's", referenceId=ann.id)
     client = app.test_client()
-    client.get(path_of(request_link(app, client, "ann@example.com")))
+    open_link(client, request_link(app, client, "ann@example.com"))
     # Signed in as Ann, the same browser signs in as Bob: Ann's entries stay Ann's.
-    client.get(path_of(request_link(app, client, "bob@example.com")))
+    open_link(client, request_link(app, client, "bob@example.com"))
     assert crm.get_field(slug="notes", fieldKey="text", referenceId=ann.id) == "ann's"
 
 
@@ -425,7 +441,7 @@ def test_sign_in_redirects_only_within_the_site(app: Any) -> None:
     ]:
         client = app.test_client()
         link = request_link(app, client, "ann@example.com", next=wanted)
-        assert client.get(path_of(link)).headers["Location"] == expected
+        assert open_link(client, link).headers["Location"] == expected
 
 
 def test_sign_in_links_use_the_configured_base_url(site: Path) -> None:
@@ -439,7 +455,7 @@ def test_sign_in_links_use_the_configured_base_url(site: Path) -> None:
 
 
 def test_sign_out(app: Any, client: Any) -> None:
-    client.get(path_of(request_link(app, client)))
+    open_link(client, request_link(app, client))
     assert client.get("/").get_data(as_text=True).endswith(":True:ann@example.com")
     assert client.get("/auth/sign-out").status_code in (404, 405)  # only a POST signs out
     assert client.post("/auth/sign-out").status_code == 400  # no CSRF token

@@ -13,6 +13,7 @@ from flask import Flask
 
 from .security import DEFAULT_CSP, init_security
 from .state import CrmServer
+from .urls import init_urls
 
 # Every setting, with its default. Each can come from the environment (same name), and
 # explicit create_app() arguments win over the environment.
@@ -30,7 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "CRM_SIGN_IN_LIMIT": 5,  # sign-in emails per address per window
     "CRM_SIGN_IN_IP_LIMIT": 20,  # sign-in emails per client IP per window
     "CRM_SIGN_IN_WINDOW": 15 * 60,
-    "CRM_BASE_URL": None,  # None: links use the request's host
+    "CRM_BASE_URL": None,  # None: links use the request's host only if TRUSTED_HOSTS lists it
+    # Comma-separated host names for Flask's TRUSTED_HOSTS (unless that is given); None: serve
+    # on loopback trusts the loopback names, anything else trusts no host (urls.py).
+    "CRM_TRUSTED_HOSTS": None,
     "CRM_MAILER": None,  # None: log the link (logger crm_templates.mail)
     "CRM_SEED": True,
     "CRM_CONTENT_SECURITY_POLICY": DEFAULT_CSP,
@@ -103,6 +107,9 @@ def create_app(
     if on_error not in ("raise", "log"):
         raise ValueError(f"CRM_ON_ERROR must be 'raise' or 'log'; got {on_error!r}")
     app.config["CRM_ON_ERROR"] = on_error
+    if app.config.get("TRUSTED_HOSTS") is None:
+        app.config["TRUSTED_HOSTS"] = app.config["CRM_TRUSTED_HOSTS"]
+    init_urls(app)  # validates CRM_BASE_URL and TRUSTED_HOSTS before anything opens
 
     secure = app.config["CRM_COOKIE_SECURE"]
     if not app.config.get("SECRET_KEY"):

@@ -87,6 +87,7 @@ def serve(
     )
     try:
         if debug:
+            _trust_hosts(app, host, port)
             click.echo(f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server)")
             app.run(
                 host=host,
@@ -113,6 +114,7 @@ def serve(
             **({"max_request_body_size": limit + 1} if limit is not None else {}),
         )
         bound_port = server.effective_port if hasattr(server, "effective_port") else port
+        _trust_hosts(app, host, bound_port)
 
         def stop(signum: int, frame: Any) -> None:
             # waitress leaves its loop on SystemExit and waits for running requests.
@@ -127,6 +129,18 @@ def serve(
     finally:
         server_state.close()
         click.echo("Stopped; queued writes drained and the store closed.")
+
+
+def _trust_hosts(app: Any, host: str, port: int) -> None:
+    """On loopback, trust the loopback host names on ``port`` (links are built from them); say
+    so when no sign-in link could be mailed (issue 8, item 2)."""
+    from .urls import missing_address_hint, trust_loopback
+
+    if _is_loopback(host):
+        trust_loopback(app, host, port)
+    problem = missing_address_hint(app)
+    if problem:
+        click.echo(f"Warning: {problem}.", err=True)
 
 
 def _url_for_page(page: str) -> str:

@@ -3,6 +3,10 @@
 The signed session cookie holds ``customer_id`` (and ``signed_in`` once the visitor proved an
 email). A visitor who only reads gets no customer record; the first CRM write creates an
 anonymous one through the provider given to `Crm.bind`, and the session remembers it.
+
+A signed-in session also carries a session id and its customer's generation (`sessions`): it
+is honoured only while the store says neither was revoked (issue 8, item 4). A customer record
+with an email is reachable only through such a session — never as an anonymous visitor.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from flask import g, has_request_context, session
 
 from ..model import Customer
 from ..service import Crm
+from . import sessions
 from .state import state
 
 SESSION_CUSTOMER = "customer_id"
@@ -24,11 +29,18 @@ def current_customer() -> Customer | None:
         customer = None
         cid = session.get(SESSION_CUSTOMER)
         if isinstance(cid, str):
-            customer = state().crm.get_customer(cid)
+            signed_in = bool(session.get(SESSION_SIGNED_IN))
+            if signed_in and not sessions.is_current(
+                sessions.CUSTOMER, sessions.customer_generation_key(cid)
+            ):
+                customer = None  # signed out here or everywhere: a new visitor from now on
+            else:
+                customer = state().crm.get_customer(cid)
+            if customer is not None and customer.email is not None and not signed_in:
+                customer = None  # an account needs its email proved, not just its id
             if customer is None:
-                # The store was reset or the customer deleted: start over as a new visitor.
-                session.pop(SESSION_CUSTOMER, None)
-                session.pop(SESSION_SIGNED_IN, None)
+                # Also when the store was reset or the customer deleted: start over.
+                _forget_customer()
         g.crm_customer = customer
     customer = g.crm_customer
     return customer if isinstance(customer, Customer) else None
@@ -40,8 +52,33 @@ def is_signed_in() -> bool:
 
 
 def is_operator() -> bool:
-    """True for an operator session (``/operator/sign-in``)."""
-    return session.get(SESSION_OPERATOR) is True
+    """True for an operator session (``/operator/sign-in``) the store has not revoked."""
+    if session.get(SESSION_OPERATOR) is not True:
+        return False
+    if sessions.is_current(sessions.OPERATOR, sessions.OPERATOR_GENERATION):
+        return True
+    forget_operator()
+    return False
+
+
+def attach_operator() -> None:
+    """Make this session an operator session (after the password was checked), in a new
+    session id."""
+    sessions.revoke(sessions.OPERATOR)
+    session[SESSION_OPERATOR] = True
+    sessions.start(sessions.OPERATOR, sessions.OPERATOR_GENERATION)
+
+
+def forget_operator() -> None:
+    """Drop the operator part of the session (cookie only)."""
+    session.pop(SESSION_OPERATOR, None)
+    sessions.forget(sessions.OPERATOR)
+
+
+def detach_operator() -> None:
+    """Operator sign-out: revoke the operator session in the store, then forget it."""
+    sessions.revoke(sessions.OPERATOR)
+    forget_operator()
 
 
 def _provide_customer(create: bool) -> str | None:
@@ -68,18 +105,30 @@ def request_crm_or_none() -> Crm | None:
     return request_crm() if has_request_context() else None
 
 
-def attach_customer(customer: Customer, *, signed_in: bool) -> None:
-    """Make ``customer`` the session's customer (sign-in)."""
+def sign_in_customer(customer: Customer) -> None:
+    """Make ``customer`` (with a proved email) the session's customer, in a new session id;
+    a session id from before (another customer's) is revoked first."""
+    sessions.revoke(sessions.CUSTOMER)
     session[SESSION_CUSTOMER] = customer.id
-    session[SESSION_SIGNED_IN] = signed_in
-    session.permanent = True
+    session[SESSION_SIGNED_IN] = True
+    sessions.start(sessions.CUSTOMER, sessions.customer_generation_key(customer.id))
     g.crm_customer = customer
     g.pop("crm", None)
 
 
-def detach_customer() -> None:
-    """Forget the session's customer (sign-out); the next write starts a new anonymous one."""
+def _forget_customer() -> None:
     session.pop(SESSION_CUSTOMER, None)
     session.pop(SESSION_SIGNED_IN, None)
+    sessions.forget(sessions.CUSTOMER)
     g.crm_customer = None
     g.pop("crm", None)
+
+
+def sign_out_customer(*, everywhere: bool = False) -> None:
+    """Sign-out: revoke this session in the store (and with ``everywhere``, every session of
+    the signed-in customer); the next write starts a new anonymous visitor."""
+    customer = current_customer()
+    if everywhere and customer is not None and is_signed_in():
+        sessions.bump(sessions.customer_generation_key(customer.id))
+    sessions.revoke(sessions.CUSTOMER)
+    _forget_customer()

@@ -3,6 +3,10 @@
 The password comes from ``CRM_OPERATOR_PASSWORD`` or, better, a werkzeug hash in
 ``CRM_OPERATOR_PASSWORD_HASH``. With neither set, operator features are off and every
 operator URL answers 403 saying how to turn them on.
+
+Failed attempts are counted per client IP in the store (all processes share the count); a
+successful sign-in does not count and clears the IP's failures. Sign-out revokes the operator
+session in the store; ``POST /operator/sign-out-everywhere`` ends every operator session.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from flask import (
     request,
     url_for,
 )
-from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 
-from .customers import SESSION_OPERATOR, is_operator
+from . import sessions
+from .customers import attach_operator, detach_operator, forget_operator, is_operator
 from .security import is_same_site_url
 from .state import state
 
@@ -83,22 +87,35 @@ def sign_in() -> ResponseReturnValue:
         next_url = "/operator/"
     if request.method == "GET":
         return render_template("crm/operator_sign_in.html", next=next_url, error=None)
-    if not state().operator_attempts.hit(request.remote_addr or "unknown"):
+    attempts = state().operator_attempts
+    ip = request.remote_addr or "unknown"
+    # Checked before the password, recorded only on failure: a right password never counts.
+    if attempts.exceeded(ip):
         abort(429, "Too many operator sign-in attempts. Please wait a few minutes.")
     if not check_password(request.form.get("password", "")):
+        attempts.hit(ip)
         body = render_template(
             "crm/operator_sign_in.html", next=next_url, error="That password is not right."
         )
         return Response(body, status=403)
-    flask_session[SESSION_OPERATOR] = True
-    flask_session.permanent = True
+    attempts.clear(ip)
+    attach_operator()
     return redirect(next_url, code=303)
 
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out() -> ResponseReturnValue:
-    """End the operator session (the visitor's own customer stays)."""
-    flask_session.pop(SESSION_OPERATOR, None)
+    """End the operator session, server-side too (the visitor's own customer stays)."""
+    detach_operator()
+    return redirect("/", code=303)
+
+
+@bp.route("/sign-out-everywhere", methods=["POST"])
+@operator_required
+def sign_out_everywhere() -> ResponseReturnValue:
+    """End every operator session, in every browser and process."""
+    sessions.bump(sessions.OPERATOR_GENERATION)
+    forget_operator()
     return redirect("/", code=303)
 
 

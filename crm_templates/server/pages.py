@@ -38,6 +38,7 @@ from .customers import current_customer, is_operator, is_signed_in, request_crm
 from .security import is_same_site_url
 from .site import PageRoute
 from .state import state
+from .urls import current_url
 
 log = logging.getLogger("crm_templates.server")
 
@@ -67,7 +68,7 @@ class RequestView:
         return cls(
             path=request.path,
             method=request.method,
-            url=request.url,
+            url=current_url(),
             args=request.args.to_dict(),
             form=request.form.to_dict() if request.method == "POST" else {},
         )

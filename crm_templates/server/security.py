@@ -1,21 +1,18 @@
-"""Request guards shared by the blueprints: CSRF and same-origin checks, body cap, headers,
-rate limits and single-use token bookkeeping.
+"""Request guards shared by the blueprints: CSRF and same-origin checks, body cap, headers.
 
-The rate limiter and the used-token set are in memory: `crm-templates serve` runs one
-process (waitress threads), so one process sees every request. Behind several processes,
-put the limits in the proxy instead (README, security notes).
+Rate limits and single-use tokens live in the store (`sessions`); absolute URLs and trusted
+hosts in `urls`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict, deque
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, request
 from flask_wtf.csrf import CSRFProtect, validate_csrf
 from wtforms import ValidationError
+
+from .urls import own_origins
 
 csrf = CSRFProtect()
 
@@ -54,14 +51,15 @@ NO_STORE_PREFIXES = ("/auth/", "/operator/", "/admin/")
 
 
 def same_origin(url: str | None) -> bool:
-    """True when ``url`` (an Origin or Referer header) names this server's scheme and host."""
+    """True when ``url`` (an Origin or Referer header) names this server's scheme and host, or
+    ``CRM_BASE_URL``'s (`urls.own_origins`)."""
     if not url:
         return False
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
-    return parts.scheme == request.scheme and parts.netloc.lower() == request.host.lower()
+    return f"{parts.scheme}://{parts.netloc}".lower() in own_origins()
 
 
 def is_same_site_url(url: str) -> bool:
@@ -151,48 +149,3 @@ def init_security(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(check_request)
     app.after_request(security_headers)
-
-
-class SlidingWindow:
-    """At most ``limit`` hits per key within ``window`` seconds (in memory, thread-safe)."""
-
-    def __init__(self, limit: int, window: float, *, max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> bool:
-        """Record a hit; False (and not recorded) when the key is over its limit."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.pop(key, None) or deque()
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            allowed = len(hits) < self.limit
-            if allowed:
-                hits.append(now)
-            self._hits[key] = hits  # most recently used last
-            while len(self._hits) > self.max_keys:
-                self._hits.popitem(last=False)
-            return allowed
-
-
-class UsedTokens:
-    """Nonces of sign-in links already used, remembered until the link would expire anyway."""
-
-    def __init__(self) -> None:
-        self._used: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def use(self, nonce: str, expires_at: float) -> bool:
-        """Mark ``nonce`` used; False when it already was (the link is being replayed)."""
-        now = time.time()
-        with self._lock:
-            for key in [k for k, exp in self._used.items() if exp < now]:
-                del self._used[key]
-            if nonce in self._used:
-                return False
-            self._used[nonce] = expires_at
-            return True

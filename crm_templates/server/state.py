@@ -22,7 +22,7 @@ from markupsafe import Markup
 from ..cli import ensure_schema
 from ..service import Crm
 from ..storage import open_store
-from .security import SlidingWindow, UsedTokens
+from .sessions import Housekeeping, RateLimit, SingleUseTokens
 from .site import Site
 
 if TYPE_CHECKING:
@@ -55,14 +55,17 @@ class ServerState:
         # The default mailer logs the link and keeps the last messages here (tests read it).
         self.outbox: deque[MailMessage] = deque(maxlen=100)
         self.mailer: Mailer = config.get("CRM_MAILER") or self._log_mail
-        self.sign_in_per_email = SlidingWindow(
-            config["CRM_SIGN_IN_LIMIT"], config["CRM_SIGN_IN_WINDOW"]
+        # Limits and used tokens live in the store: every process of the site shares them.
+        store, window = crm.store, config["CRM_SIGN_IN_WINDOW"]
+        self.sign_in_per_email = RateLimit(
+            store, "sign-in-email", config["CRM_SIGN_IN_LIMIT"], window
         )
-        self.sign_in_per_ip = SlidingWindow(
-            config["CRM_SIGN_IN_IP_LIMIT"], config["CRM_SIGN_IN_WINDOW"]
+        self.sign_in_per_ip = RateLimit(store, "sign-in-ip", config["CRM_SIGN_IN_IP_LIMIT"], window)
+        self.operator_attempts = RateLimit(
+            store, "operator-sign-in", config["CRM_OPERATOR_LIMIT"], 300
         )
-        self.operator_attempts = SlidingWindow(config["CRM_OPERATOR_LIMIT"], 300)
-        self.used_tokens = UsedTokens()
+        self.sign_in_tokens = SingleUseTokens(store)
+        self.housekeeping = Housekeeping(store)
         self.env = self._environment(app)
         self._closed = False
         self._close_lock = threading.Lock()
