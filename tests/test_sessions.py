@@ -465,3 +465,59 @@ def test_two_serve_processes_share_tokens_and_sign_outs(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --- found by attacking the first version -----------------------------------------------------
+
+
+def test_a_client_over_its_own_limit_spends_nobody_elses_quota(make: Any) -> None:
+    app = make(CRM_SIGN_IN_IP_LIMIT=3, CRM_SIGN_IN_LIMIT=2)
+
+    def ask(email: str, ip: str) -> int:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = ip
+        data = {"csrf_token": token_of(client), "email": email}
+        return int(client.post("/auth/sign-in", data=data).status_code)
+
+    attacker, victim = "203.0.113.9", "198.51.100.7"
+    assert [ask(f"x{i}@example.com", attacker) for i in range(3)] == [200] * 3
+    assert [ask("ceo@example.com", attacker) for _ in range(5)] == [429] * 5
+    # The refused requests recorded nothing against the address: its owner still gets links.
+    assert [ask("ceo@example.com", victim) for _ in range(3)] == [200, 200, 429]
+
+
+def test_changing_the_operator_password_ends_operator_sessions(make: Any) -> None:
+    before = make(CRM_OPERATOR_PASSWORD="leaked-password-1")
+    operator = before.test_client()
+    assert operator_sign_in(operator, "leaked-password-1").status_code == 303
+    assert operator.get("/operator/").status_code == 200
+    # The operator rotates the password and restarts (same site, secret key and store).
+    after = make(CRM_OPERATOR_PASSWORD="rotated-password-2")
+    thief = copy_of(operator, after)
+    response = thief.get("/operator/")
+    assert response.status_code == 302
+    assert "/operator/sign-in" in response.headers["Location"]
+    assert thief.get("/?preview_customer=anyone").status_code == 403
+    fresh = after.test_client()
+    assert operator_sign_in(fresh, "rotated-password-2").status_code == 303
+    assert fresh.get("/operator/").status_code == 200
+    # The same holds for a werkzeug hash: its digest, not the plain text, is what is kept.
+    from werkzeug.security import generate_password_hash
+
+    hashed = make(CRM_OPERATOR_PASSWORD_HASH=generate_password_hash("hash-pw"))
+    assert copy_of(fresh, hashed).get("/operator/").status_code == 302
+
+
+def test_a_used_link_stays_used_through_the_last_second_of_its_life(make: Any) -> None:
+    # itsdangerous counts whole seconds, so a link is accepted up to a second past max_age;
+    # the used-token record must outlive that (and clock differences between servers).
+    app = make(CRM_SIGN_IN_MAX_AGE=1)
+    while time.time() % 1 > 0.3:  # start early in a second: the token's timestamp is whole
+        time.sleep(0.05)
+    started = int(time.time())
+    link = request_link(app, app.test_client())
+    assert open_link(app.test_client(), link).status_code == 303
+    time.sleep(max(0.0, started + 1.2 - time.time()))
+    replay = app.test_client().get(path_of(link))
+    assert replay.status_code == 400
+    assert "already used" in replay.get_data(as_text=True)

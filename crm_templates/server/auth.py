@@ -90,7 +90,9 @@ def sign_in() -> ResponseReturnValue:
         abort(400, NO_ADDRESS)
     server.housekeeping.now_and_then()
     ip = request.remote_addr or "unknown"
-    if not server.sign_in_per_email.hit(email) or not server.sign_in_per_ip.hit(ip):
+    # The client's own limit first: a client over it must not spend other people's
+    # per-address quota (one IP could otherwise keep any address from signing in).
+    if not server.sign_in_per_ip.hit(ip) or not server.sign_in_per_email.hit(email):
         abort(429, "Too many sign-in emails were requested. Please wait a few minutes.")
     minutes = current_app.config["CRM_SIGN_IN_MAX_AGE"] // 60
     server.mailer(

@@ -11,6 +11,8 @@ with an email is reachable only through such a session — never as an anonymous
 
 from __future__ import annotations
 
+import hmac
+
 from flask import g, has_request_context, session
 
 from ..model import Customer
@@ -52,8 +54,18 @@ def is_signed_in() -> bool:
 
 
 def is_operator() -> bool:
-    """True for an operator session (``/operator/sign-in``) the store has not revoked."""
-    if session.get(SESSION_OPERATOR) is not True:
+    """True for an operator session (``/operator/sign-in``) signed in with the password that
+    is configured now, and not revoked in the store."""
+    marker = session.get(SESSION_OPERATOR)
+    fingerprint = sessions.operator_fingerprint()
+    if marker is None:
+        return False
+    if not (
+        isinstance(marker, str)
+        and fingerprint is not None
+        and hmac.compare_digest(marker, fingerprint)
+    ):
+        forget_operator()  # signed in with another password (since rotated), or operators off
         return False
     if sessions.is_current(sessions.OPERATOR, sessions.OPERATOR_GENERATION):
         return True
@@ -65,7 +77,7 @@ def attach_operator() -> None:
     """Make this session an operator session (after the password was checked), in a new
     session id."""
     sessions.revoke(sessions.OPERATOR)
-    session[SESSION_OPERATOR] = True
+    session[SESSION_OPERATOR] = sessions.operator_fingerprint()
     sessions.start(sessions.OPERATOR, sessions.OPERATOR_GENERATION)
 
 

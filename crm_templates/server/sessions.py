@@ -20,6 +20,8 @@ lookup (benchmark B5).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,6 +32,23 @@ from ..storage.base import Store
 
 REVOKED = "session-revoked:"
 OPERATOR_GENERATION = "operator"
+# Claims outlive what they guard by this much (seconds): itsdangerous accepts a token up to a
+# second past its max_age (whole-second timestamps), and servers sharing a store may disagree
+# on the time by a little; a claim that expired first would let a used link work again.
+CLAIM_MARGIN = 300.0
+
+
+def operator_fingerprint() -> str | None:
+    """A keyed digest of the configured operator password (or its hash), kept in an operator
+    session: changing the password ends every operator session signed in with the old one
+    (a leaked password's cookies do not outlive the rotation). None when operators are off."""
+    config = current_app.config
+    secret = config.get("CRM_OPERATOR_PASSWORD_HASH") or config.get("CRM_OPERATOR_PASSWORD")
+    if not secret:
+        return None
+    raw = current_app.secret_key or ""
+    key = raw.encode() if isinstance(raw, str) else bytes(raw)
+    return hmac.new(key, b"crm-operator:" + str(secret).encode(), hashlib.sha256).hexdigest()
 
 
 def customer_generation_key(customer_id: str) -> str:
@@ -95,7 +114,7 @@ def revoke(slot: SessionSlot) -> None:
     sid = session.get(slot.sid_key)
     if isinstance(sid, str):
         lifetime = current_app.permanent_session_lifetime.total_seconds()
-        _store().claim_token(REVOKED + sid, expires_at=time.time() + lifetime)
+        _store().claim_token(REVOKED + sid, expires_at=time.time() + lifetime + CLAIM_MARGIN)
     forget(slot)
 
 
@@ -159,5 +178,6 @@ class SingleUseTokens:
         return self.store.is_token_claimed(f"{self.name}:{nonce}")
 
     def use(self, nonce: str, expires_at: float) -> bool:
-        """Mark ``nonce`` used (Unix time ``expires_at``); False when it already was."""
-        return self.store.claim_token(f"{self.name}:{nonce}", expires_at)
+        """Mark ``nonce`` used until `CLAIM_MARGIN` seconds past ``expires_at`` (Unix time,
+        when the link stops working); False when it already was."""
+        return self.store.claim_token(f"{self.name}:{nonce}", expires_at + CLAIM_MARGIN)

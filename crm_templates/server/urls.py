@@ -7,9 +7,10 @@ request headers an attacker controls (issue 8, item 2: ``POST /auth/sign-in`` wi
 1. ``CRM_BASE_URL`` set (``https://shop.example`` or ``https://shop.example/crm``): every
    absolute URL is that base plus the app-relative path. The request's Host is not used.
 2. Else the request's host, only when it matches Flask's ``TRUSTED_HOSTS`` (werkzeug's rules:
-   exact name, or ``.example.com`` for every subdomain; an entry with ``:port`` must also match
-   the port, which werkzeug alone ignores). With ``TRUSTED_HOSTS`` set, Flask refuses a request
-   for any other host; `refuse_untrusted_host` answers it with a plain 400 and a log line.
+   exact name, or ``.example.com`` for example.com and every subdomain; an entry with ``:port``
+   must also match the port, which werkzeug alone ignores). With ``TRUSTED_HOSTS`` set, a
+   request for any other host or port is answered by `refuse_untrusted_host` with a plain 400
+   and a log line.
 3. Neither: `external_url` raises `NoPublicAddress` and the caller refuses (the sign-in form
    answers 400 and logs what the operator must set).
 
@@ -128,8 +129,11 @@ def missing_address_hint(app: Flask) -> str | None:
 def refuse_untrusted_host() -> Response | None:
     """before_request: a plain 400 for a Host not in ``TRUSTED_HOSTS`` (Flask found it untrusted
     while matching the URL, so no URL can be built: no templates, no ``url_for``)."""
-    if not isinstance(request.routing_exception, SecurityError):
+    if not isinstance(request.routing_exception, SecurityError) and (
+        not current_app.config.get("TRUSTED_HOSTS") or trusted_request_host() is not None
+    ):
         return None
+    # werkzeug matched the name but ignores ports: an entry with a port refuses other ports.
     given = request.environ.get("HTTP_HOST", "")
     log.warning(
         "refused a request for host %r (400): not in TRUSTED_HOSTS %r. If the site is served "
