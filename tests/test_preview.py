@@ -458,6 +458,25 @@ def test_form_and_json_posts_are_refused(operator: Any, server_crm: Crm, two: An
     assert server_crm.get_field(slug="notes", fieldKey="text", referenceId=own.id) == "operator-own"
 
 
+def test_sign_in_and_sign_out_forms_are_refused_too(app: Any, operator: Any, two: Any) -> None:
+    a, _ = two
+    operator.get(f"/read?preview_customer={a.id}")
+    outbox = app.extensions["crm"].outbox
+    sent = len(outbox)
+    token = csrf(operator)
+    for url, data in [
+        ("/auth/sign-in", {"email": "a@example.com"}),
+        ("/auth/sign-out", {}),
+    ]:
+        response = operator.post(url, data={"csrf_token": token, **data})
+        assert response.status_code == 403, url
+        assert "crm-preview-banner" in response.get_data(as_text=True)
+    assert len(outbox) == sent  # no sign-in mail went out
+    # The operator's own customer is still this session's once the preview is left.
+    operator.post("/_crm/preview/leave", data={"csrf_token": token})
+    assert "note=operator-own" in operator.get("/read").get_data(as_text=True)
+
+
 def test_switching_previews_shows_only_that_customer(operator: Any, two: Any) -> None:
     a, b = two
     html = operator.get(f"/read?preview_customer={a.id}").get_data(as_text=True)

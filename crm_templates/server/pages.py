@@ -33,7 +33,7 @@ from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
 from .customers import current_customer, is_operator, is_signed_in, request_crm
-from .preview import READ_ONLY, preview_crm, previewed_customer, with_banner, writes_refused
+from .preview import preview_crm, previewed_customer
 from .security import is_same_site_url
 from .site import PageRoute
 from .state import state
@@ -268,13 +268,10 @@ def serve(path: str) -> BaseResponse:
         if not url.endswith("/") and server.site.route(url + "/") is not None:
             return redirect(url + "/", code=308)
         abort(404)
-    preview = previewed_customer()
-    if preview is None:
-        return _serve_page(route, None)
-    if writes_refused():
-        return with_banner(_error_page(403, READ_ONLY), preview)
-    preview_crm(preview)
-    return with_banner(_serve_page(route, preview), preview)
+    preview = previewed_customer()  # writes in a preview were refused before this view
+    if preview is not None:
+        preview_crm(preview)
+    return _serve_page(route, preview)
 
 
 def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:

@@ -9,8 +9,11 @@ without carrying the parameter. While it is set:
   CRM write functions answer ``{ok: False, error: 'preview'}``, the service's other writes and
   every writing `Store` method raise `PreviewError` (a page backend that lets it escape gets a
   403 page naming the refused write);
-* every POST to a page (form or JSON) is refused with 403 "previews are read-only" before the
-  page backend runs, so forms never write, neither for the customer nor as the operator;
+* every request that could change something (POST and the other unsafe methods, form or
+  JSON) is refused with 403 "previews are read-only" before any view runs: page backends, and
+  the site's sign-in and sign-out forms too, so the preview's forms never write, neither for
+  the customer nor as the operator's own session. Only leaving the preview and the operator's
+  own routes (``/operator/…``: sign-out) get through;
 * every HTML answer carries a banner naming the customer, with a "Leave preview" button
   (``POST /_crm/preview/leave``, CSRF-protected).
 
@@ -30,7 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..model import Customer
 from ..service import Crm
 from .customers import is_operator
-from .security import is_same_site_url
+from .security import UNSAFE_METHODS, is_same_site_url
 from .state import state
 
 SESSION_PREVIEW = "crm_preview"
@@ -39,9 +42,18 @@ READ_ONLY = (
     "Previews are read-only: this was not sent and nothing was saved. Use the banner's "
     "“Leave preview” button to use the site as yourself."
 )
+# Blueprints an operator may still post to while previewing: leaving it, operator sign-out.
+LET_THROUGH = frozenset({"crm_preview", "crm_operator"})
 
 bp = Blueprint("crm_preview", __name__, url_prefix="/_crm/preview")
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def _customer(customer_id: str) -> Customer | None:
+    customer = state().crm.get_customer(customer_id)
+    if customer is not None:
+        g.crm_previewed = customer  # the banner goes on whatever this request answers
+    return customer
 
 
 def previewed_customer() -> Customer | None:
@@ -55,11 +67,10 @@ def previewed_customer() -> Customer | None:
     if wanted is not None:
         if not is_operator():
             abort(403, "Previewing as a customer needs an operator sign-in (/operator/sign-in).")
-        customer = state().crm.get_customer(wanted)
+        customer = _customer(wanted)
         if customer is None:
             abort(404, f"There is no customer {wanted!r} to preview.")
-        if request.method in ("GET", "HEAD"):
-            session[SESSION_PREVIEW] = customer.id
+        session[SESSION_PREVIEW] = customer.id
         return customer
     remembered = session.get(SESSION_PREVIEW)
     if remembered is None:
@@ -67,16 +78,11 @@ def previewed_customer() -> Customer | None:
     if not is_operator() or not isinstance(remembered, str):
         session.pop(SESSION_PREVIEW, None)
         return None
-    customer = state().crm.get_customer(remembered)
+    customer = _customer(remembered)
     if customer is None:
         session.pop(SESSION_PREVIEW, None)
         abort(404, f"The previewed customer {remembered!r} no longer exists; the preview ended.")
     return customer
-
-
-def writes_refused() -> bool:
-    """True when this request would change something: refused in a preview."""
-    return request.method not in ("GET", "HEAD", "OPTIONS")
 
 
 def preview_crm(customer: Customer) -> Crm:
@@ -87,15 +93,30 @@ def preview_crm(customer: Customer) -> Crm:
     return crm
 
 
+@bp.before_app_request
+def refuse_writes() -> None:
+    """before_request: 403 for every unsafe request of an operator who is previewing (the
+    remembered preview or ``?preview_customer=``), except `LET_THROUGH`."""
+    if request.method not in UNSAFE_METHODS or request.blueprint in LET_THROUGH:
+        return
+    wanted = request.args.get(PARAM) or session.get(SESSION_PREVIEW)
+    if isinstance(wanted, str) and is_operator():
+        _customer(wanted)
+        abort(403, READ_ONLY)
+
+
 def _plain_url() -> str:
     """This request's path and query without the preview parameter."""
     args = [(k, v) for k, v in request.args.items(multi=True) if k != PARAM]
     return request.path + (f"?{urlencode(args)}" if args else "")
 
 
-def with_banner(response: BaseResponse, customer: Customer) -> BaseResponse:
-    """``response`` with the preview banner right after ``<body>`` (HTML answers only)."""
-    if response.mimetype != "text/html" or response.direct_passthrough:
+@bp.after_app_request
+def add_banner(response: BaseResponse) -> BaseResponse:
+    """after_request: the preview banner right after ``<body>`` of every HTML answer given
+    in a preview (pages, and the error pages refusing a write)."""
+    customer = g.get("crm_previewed")
+    if customer is None or response.mimetype != "text/html" or response.direct_passthrough:
         return response
     html = response.get_data(as_text=True)
     banner = render_template("crm/preview_banner.html", customer=customer, next_url=_plain_url())
