@@ -313,7 +313,8 @@ PAGES = {
         "def handle(request, page):\n"
         "    c = page.customer\n"
         "    return page.json({'customer': c and c.id, 'customer_id': page.customer_id,\n"
-        "                      'is_customer': page.is_customer, 'preview': page.preview})\n"
+        "                      'is_customer': page.is_customer, 'preview': page.preview,\n"
+        "                      'visitor_id': page.visitor_id})\n"
     ),
     "save.py": (
         "def handle(request, page):\n"
@@ -398,7 +399,13 @@ def own_customer(server_crm: Crm) -> Any:
 def test_preview_page_customer_is_the_previewed_one(operator: Any, two: Any) -> None:
     a, _ = two
     who = operator.get(f"/who?preview_customer={a.id}").get_json()
-    assert who == {"customer": a.id, "customer_id": a.id, "is_customer": True, "preview": True}
+    assert who == {
+        "customer": a.id,
+        "customer_id": a.id,
+        "is_customer": True,
+        "preview": True,
+        "visitor_id": None,  # the operator's own visitor is not offered in a preview
+    }
     html = operator.get("/read").get_data(as_text=True)  # no parameter: still the preview
     assert f"note=ann-note who={a.id} signed=True preview=True" in html
     assert "crm-preview-banner" in html and "Ann" in html and "a@example.com" in html

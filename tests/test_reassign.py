@@ -287,6 +287,13 @@ PAGES = {
         "    fields = {k: v for k, v in page.data.items() if k in ('color', 'size')}\n"
         "    return page.json(dict(page.SetCrmFields(slug='prefs', fields=fields)))\n"
     ),
+    # The documented way: the session's own visitor, from a template and from a backend.
+    "claim.html": STEAL.replace("query.victim", "visitor_id"),
+    "claim_api.py": (
+        "def handle(request, page):\n"
+        "    return page.json(dict(page.ReassignCrmReference(slug='*',\n"
+        "        fromReferenceType='customer', fromReferenceId=page.visitor_id)))\n"
+    ),
     # Writes to the visitor reference explicitly (any template may write any reference).
     "to_visitor.html": "{% do SetCrmField(slug='prefs', fieldKey='size', value='XL', "
     "referenceId=query.visitor) %}ok",
@@ -416,12 +423,27 @@ def test_own_visitor_onto_the_signed_in_customer(app: Any) -> None:
     assert refs(crm.store, "prefs", visitor.id) == []
     # Now the session's own visitor may be reassigned from a template: nothing left (idempotent).
     assert client.get(steal).get_data(as_text=True) == "True::0"
+    assert client.get("/claim").get_data(as_text=True) == "True::0"  # visitor_id is that id
     # Entries that reach the visitor reference later are consolidated, the customer winning.
     client.get(f"/to_visitor?visitor={visitor.id}")
-    assert client.get(steal).get_data(as_text=True) == "True::1"
+    assert client.get("/claim").get_data(as_text=True) == "True::1"
+    client.get(f"/to_visitor?visitor={visitor.id}")
+    assert client.get("/claim_api").get_json() == {"ok": True, "migrated": 1, "merged": True}
     assert client.get("/read").get_data(as_text=True) == "ann-blue/M"
     assert refs(crm.store, "prefs", visitor.id) == []
     assert len(refs(crm.store, "prefs", existing.id)) == 1
+
+
+def test_visitor_id_is_the_sessions_own(app: Any) -> None:
+    fresh = app.test_client()
+    save(fresh, color="c")
+    visitor = session_customer(fresh)
+    assert fresh.get("/claim").get_data(as_text=True) == "False:forbidden_target:0"
+    sign_in(app, fresh, "fresh@example.com")
+    assert fresh.get("/claim").get_data(as_text=True) == "True::0"
+    # Signed out, the session has no visitor of its own any more.
+    fresh.post("/auth/sign-out", data={"csrf_token": csrf(fresh)})
+    assert fresh.get(f"/steal?victim={visitor}").get_data(as_text=True) == "False:forbidden:0"
 
 
 def test_another_sessions_visitor_is_not_this_sessions(app: Any) -> None:

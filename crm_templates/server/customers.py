@@ -55,11 +55,17 @@ def _provide_customer(create: bool) -> str | None:
     return None if customer is None else customer.id
 
 
+def session_visitor_id() -> str | None:
+    """The id of the anonymous customer this session created (templates: ``visitor_id``)."""
+    vid = session.get(SESSION_VISITOR)
+    return vid if isinstance(vid, str) else None
+
+
 def _session_visitor() -> str | None:
     """This session's own anonymous visitor, the one reference templates and page backends may
     reassign (issue 8, fault 7): created by this session and still without an email."""
-    vid = session.get(SESSION_VISITOR)
-    visitor = state().crm.get_customer(vid) if isinstance(vid, str) else None
+    vid = session_visitor_id()
+    visitor = None if vid is None else state().crm.get_customer(vid)
     return vid if visitor is not None and visitor.email is None else None
 
 

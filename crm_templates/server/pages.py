@@ -32,7 +32,13 @@ from ..errors import PreviewError
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
-from .customers import current_customer, is_operator, is_signed_in, request_crm
+from .customers import (
+    current_customer,
+    is_operator,
+    is_signed_in,
+    request_crm,
+    session_visitor_id,
+)
 from .preview import preview_crm, previewed_customer
 from .security import is_same_site_url
 from .site import PageRoute
@@ -131,6 +137,12 @@ class Page:
         """The session's customer (the previewed one in a preview), or None for a visitor who
         has not written anything yet."""
         return self.previewed if self.previewed is not None else current_customer()
+
+    @property
+    def visitor_id(self) -> str | None:
+        """The anonymous customer this session started as (None in a preview): the one
+        ``fromReferenceId`` ReassignCrmReference accepts from page backends."""
+        return None if self.previewed is not None else session_visitor_id()
 
     @property
     def customer_id(self) -> str | None:
@@ -285,12 +297,13 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if route.template is None:
         log.error("page backend %s answered nothing and has no template", route.backend)
         return _error_page(500, _MESSAGES[500])
-    customer = preview or current_customer()
+    customer = page.customer
     context: Mapping[str, Any] = {
         "customer": customer,
         "customer_id": None if customer is None else customer.id,
-        "is_customer": bool(preview.email) if preview is not None else is_signed_in(),
+        "is_customer": page.is_customer,
         "is_operator": is_operator(),
+        "visitor_id": page.visitor_id,
         "preview": preview is not None,
         "request": RequestView.current(),
         "query": request.args.to_dict(),
