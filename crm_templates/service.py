@@ -203,11 +203,15 @@ class Crm:
         """Async writes that could not be applied (also logged)."""
         return list(self._shared.writer.failures)
 
-    @_writes
     def close(self) -> None:
-        """Drain async writes and close the store."""
+        """Drain async writes and close the store.
+
+        A read-only view (a preview) raises `PreviewError` instead: the store is shared.
+        """
+        if self.read_only and not self.trusted:
+            raise PreviewError(preview_message("Crm.close()"))
         self._shared.writer.close()
-        self.store.close()
+        self._shared.store.close()
 
     def __enter__(self) -> Crm:
         return self
