@@ -183,6 +183,9 @@ def test_operator_preview_banner_in_the_browser(serve: Any, watched: Any) -> Non
     expect(page.locator("h1")).to_contain_text("Previews are read-only")
     expect(banner).to_contain_text("Preview as Dana Rivera")
     page.get_by_role("button", name="Leave preview").click()
+    expect(page).to_have_url(server.url + "/checkin")  # back on the page, as the operator
+    expect(page.locator("h1")).to_have_text("Weekly check-in")
     expect(page.locator(".crm-preview-banner")).to_have_count(0)
     page.goto(server.url + "/")
+    expect(page.locator("h1")).to_have_text("Your progress")
     expect(page.locator(".crm-preview-banner")).to_have_count(0)
