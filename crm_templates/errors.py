@@ -6,6 +6,9 @@ Two families matter to page authors:
   unknown option, an unknown entity slug or field key. The message names what is accepted.
 * `CrmValidationError` (also a `ValueError`): a value is invalid for its field. Nothing is written.
 
+`PreviewError` (also a `PermissionError`) is raised by a read-only view's non-function writes
+(``update_entry``, ``create_customer``, any writing `Store` method); nothing is written.
+
 Storage failures derive from `StoreError`; backends raise them ``from`` the client's exception.
 """
 
@@ -46,6 +49,11 @@ class CrmValidationError(CrmError, ValueError):
 
 class EntryNotFoundError(CrmValidationError):
     """An entry id given in the options does not exist (or belongs to another entity)."""
+
+
+class PreviewError(CrmError, PermissionError):
+    """A write was refused because the service view is read-only (an operator preview or
+    ``crm-templates render``; issue 8). Nothing was written."""
 
 
 class StoreError(CrmError):

@@ -396,7 +396,12 @@ def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
             "no CRM service is installed on this Jinja environment: call "
             "env.install_crm(Crm(open_store(...))) before rendering"
         )
-    crm = base if cid is None else base.bind(cid, read_only=base.read_only)
+    if cid is not None:
+        crm = base.bind(cid)
+    elif base.trusted:
+        crm = base.bind()  # templates get a view, never the trusted service (crm_templates.access)
+    else:
+        crm = base
     customer = crm.customer_id
     state.bound = (context, own, crm, customer, cid)
     return crm, customer

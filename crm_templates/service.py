@@ -8,10 +8,14 @@ The current customer (the default ``referenceId``) comes from `Crm.bind`: a cust
 provider ``(create: bool) -> str | None`` that the page server uses to create an anonymous
 customer on the first write. Reads without a customer return the empty result; writes without
 one raise `MissingOptionError` unless a provider can create one.
+
+`Crm(store)` itself is for trusted Python code; the views `Crm.bind` makes (for templates and
+page backends) are limited by `crm_templates.access`: read-only previews, and the reassign rule.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import random
 import threading
@@ -21,12 +25,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .access import REASSIGN_REFUSALS, IdSource, ReassignRule, preview_message, read_only_store
 from .errors import (
     ConflictError,
+    CrmUsageError,
     CrmValidationError,
     DuplicateError,
     EntryNotFoundError,
     MissingOptionError,
+    PreviewError,
     UnknownEntityError,
     UnknownFieldError,
     UnknownFunctionError,
@@ -40,6 +47,7 @@ from .values import check_plain_string, check_reference, coerce
 from .writer import AsyncWriter, FailedWrite, PendingWrite
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 CustomerProvider = Callable[[bool], "str | None"]
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -50,6 +58,24 @@ RETRIES = 10
 # Most calls repeat the same (referenceType, referenceId): remember the pairs that passed.
 # Invalid pairs raise, and lru_cache does not cache exceptions.
 _check_reference_cached = functools.lru_cache(maxsize=4096)(check_reference)
+
+
+class _Same(enum.Enum):
+    CUSTOMER = "the same customer"
+
+
+def _writes(method: F) -> F:
+    """Marks a service method that writes without being a CRM function: a read-only view
+    raises `PreviewError` instead of running it (issue 8, fault 6)."""
+
+    @functools.wraps(method)
+    def guarded(self: Crm, *args: Any, **kwargs: Any) -> Any:
+        if self.read_only:
+            raise PreviewError(preview_message(f"Crm.{method.__name__}()"))
+        return method(self, *args, **kwargs)
+
+    guarded.crm_writes = True  # type: ignore[attr-defined]
+    return guarded  # type: ignore[return-value]
 
 
 class WriteResult(dict[str, Any]):
@@ -84,7 +110,11 @@ class _Shared:
 
 
 class Crm:
-    """The CRM service over one store."""
+    """The CRM service over one store.
+
+    Constructed directly it is trusted (for Python code: the server's sign-in flow, the CLI);
+    ``read_only=True`` makes it refuse every write, as a preview does.
+    """
 
     def __init__(
         self,
@@ -100,29 +130,63 @@ class Crm:
         self._shared = _Shared(store, writer, entity_cache_seconds)
         self._customer = customer
         self.read_only = read_only
+        self._store = read_only_store(store) if read_only else store
+        # None: trusted, reassigns freely; views made by bind() always carry a rule.
+        self._reassign: ReassignRule | None = None
 
     # --- binding, lifecycle ---------------------------------------------------------------
 
     @property
     def store(self) -> Store:
-        """The store this service writes to."""
-        return self._shared.store
+        """The store this service uses; a read-only view's refuses every write (`PreviewError`)."""
+        return self._store
+
+    @property
+    def trusted(self) -> bool:
+        """True for the service itself, False for every view made by `bind`."""
+        return self._reassign is None
 
     def bind(
-        self, customer: str | CustomerProvider | None = None, *, read_only: bool | None = None
+        self,
+        customer: str | CustomerProvider | _Same | None = _Same.CUSTOMER,
+        *,
+        read_only: bool = False,
+        reassign_from: IdSource | None = None,
+        reassign_to: IdSource | None = None,
     ) -> Crm:
-        """A view of this service whose default ``referenceId`` is ``customer``.
+        """A view of this service for templates and page backends (`crm_templates.access`).
 
-        ``read_only=True`` (operator previews) makes every write return
-        ``{ok: False, error: 'preview'}`` without touching the store.
+        ``customer`` is the default ``referenceId``: an id, a provider ``(create) -> id | None``,
+        or None; left out, this view's customer.
+
+        ``read_only=True`` (operator previews, ``crm-templates render``): the CRM write
+        functions return ``{ok: False, error: 'preview', preview: True, message}``, the other
+        writing methods raise `PreviewError`, and ``store`` refuses every write. A view of a
+        read-only view is read-only whatever ``read_only`` says.
+
+        ReassignCrmReference through a view may only move ``("customer", reassign_from())``
+        (the session's own anonymous visitor) onto ``("customer", reassign_to())`` (the current
+        signed-in customer; by default the customer bound here), else it returns
+        ``{ok: False, error: 'forbidden' | 'forbidden_target'}`` and moves nothing. Without
+        ``reassign_from`` no reassign is allowed. Both can only be given when binding the
+        service itself (`CrmUsageError` otherwise): a view of a view keeps its rule.
         """
+        if (reassign_from is not None or reassign_to is not None) and self._reassign is not None:
+            raise CrmUsageError(
+                "reassign_from and reassign_to can only be given when binding the service "
+                "itself; a view keeps the reassign rule it was made with"
+            )
         # A shallow copy by hand: copy.copy's reduce protocol is several times slower, and the
         # page server binds once per request and the template extension once per render.
         view = object.__new__(Crm)
         view.__dict__.update(self.__dict__)
-        view._customer = customer
-        if read_only is not None:
-            view.read_only = read_only
+        if customer is not _Same.CUSTOMER:
+            view._customer = customer
+        if self._reassign is None:
+            view._reassign = ReassignRule(reassign_from, reassign_to, view._customer)
+        if read_only and not self.read_only:
+            view.read_only = True
+            view._store = read_only_store(self._store)
         return view
 
     @property
@@ -140,9 +204,14 @@ class Crm:
         return list(self._shared.writer.failures)
 
     def close(self) -> None:
-        """Drain async writes and close the store."""
+        """Drain async writes and close the store.
+
+        A read-only view (a preview) raises `PreviewError` instead: the store is shared.
+        """
+        if self.read_only and not self.trusted:
+            raise PreviewError(preview_message("Crm.close()"))
         self._shared.writer.close()
-        self.store.close()
+        self._shared.store.close()
 
     def __enter__(self) -> Crm:
         return self
@@ -362,8 +431,11 @@ class Crm:
         result.setdefault("id", entry.id)
         return result
 
-    def _preview(self) -> WriteResult:
-        return WriteResult(ok=False, error="preview")
+    @staticmethod
+    def _preview(name: str) -> WriteResult:
+        """A CRM write function's answer in a read-only view: refused, but not raised, so a
+        template that writes still renders in a preview."""
+        return WriteResult(ok=False, error="preview", preview=True, message=preview_message(name))
 
     @staticmethod
     def _opts(name: str, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict:
@@ -438,7 +510,7 @@ class Crm:
         """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines."""
         o = self._opts("EnsureCrmEntity", options, kwargs)
         if self.read_only:
-            return self._preview()
+            return self._preview("EnsureCrmEntity")
         slug = check_slug(o["slug"])
         fields = parse_fields(o.get("fields"))
         pipelines = parse_pipelines(o.get("pipelines"))
@@ -511,7 +583,7 @@ class Crm:
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         title = check_plain_string("title", o.get("title")) or ""
         raw_values = o.get("values") or {}
         if not isinstance(raw_values, Mapping):
@@ -606,7 +678,7 @@ class Crm:
         values = self._coerce(schema, {field.key: o["value"]})
         force = self._flag(o, "force")
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=True)
         assert ref is not None
         return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
@@ -637,7 +709,7 @@ class Crm:
         values = self._coerce(schema, pairs)
         force = self._flag(o, "force")
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=True)
         assert ref is not None
         return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
@@ -652,7 +724,7 @@ class Crm:
         field = self._field(schema, o["fieldKey"])
         values = self._coerce(schema, {field.key: o["value"]})
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=True)
         assert ref is not None
         entry = self._new_entry(schema, ref, values)
@@ -681,7 +753,7 @@ class Crm:
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=False)
         if ref is None:
             return WriteResult(ok=True, deleted=0)
@@ -711,7 +783,7 @@ class Crm:
         if entry_id is not None and not isinstance(entry_id, str):
             raise CrmValidationError(f"entryId must be a string; got {entry_id!r}")
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = None if entry_id is not None else self._reference(o, write=adding)
         store = self.store
 
@@ -791,7 +863,7 @@ class Crm:
             )
         pipeline, stage = resolve(entity, o)
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=False)
         store = self.store
 
@@ -897,7 +969,7 @@ class Crm:
         if placement is not None and target.entity.mode == "data":
             raise CrmValidationError(f"entity {target.entity.slug!r} is in data mode: no pipelines")
         if self.read_only:
-            return self._preview()
+            return self._preview(spec.name)
         ref = self._reference(o, write=False)
         store = self.store
 
@@ -937,9 +1009,19 @@ class Crm:
     ) -> WriteResult:
         """ReassignCrmReference: move one reference's entries onto another (visitor → customer).
 
-        ``slug: '*'`` reassigns the entries of every entity. Entries keep their timestamps, so
-        the merged history stays in order; ``merged`` is true when the target already had
-        entries of a reassigned entity.
+        ``slug: '*'`` reassigns the entries of every entity. Per entity: when the target has
+        no entries, the source's entries move over unchanged (timestamps, pipeline and stage
+        kept, so the history stays in order). When it has some, the source's entries are
+        consolidated into the target's newest entry: keys the target holds in none of its
+        entries get the source's newest value, keys it already holds keep the target's
+        values, and the source's entries are deleted (SPEC §5: the customer's existing values
+        win). A second call finds nothing to move (``migrated: 0``).
+
+        Returns ``{ok, migrated, merged}``: ``migrated`` counts the source entries taken,
+        ``merged`` is true when some entity was consolidated. Through a view (templates, page
+        backends) only the session's own anonymous visitor moves onto the current signed-in
+        customer; anything else returns ``{ok: False, error: 'forbidden' |
+        'forbidden_target', migrated: 0, message}`` and moves nothing (`ReassignRule`).
         """
         spec = FUNCTIONS["ReassignCrmReference"]
         o = parse_options(spec, options, kwargs)
@@ -950,39 +1032,72 @@ class Crm:
         )
         from_ref = (o["fromReferenceType"], o["fromReferenceId"])
         check_reference(*from_ref)
+        to_options = {"referenceType": o.get("toReferenceType", "customer")}
+        if "toReferenceId" in o:
+            to_options["referenceId"] = o["toReferenceId"]
+        self._flag(o, "async")
         if self.read_only:
-            return self._preview()
-        to_ref = self._reference(
-            {"referenceType": o.get("toReferenceType", "customer"),
-             **({"referenceId": o["toReferenceId"]} if "toReferenceId" in o else {})},
-            write=True,
-        )  # fmt: skip
+            return self._preview(spec.name)
+        rule = self._reassign
+        if rule is not None:
+            # Decided before the target is resolved: a refused call creates no customer.
+            refusal = rule.refusal(from_ref, self._reference(to_options, write=False))
+            if refusal is not None:
+                return WriteResult(
+                    ok=False, error=refusal, migrated=0, message=REASSIGN_REFUSALS[refusal]
+                )
+        to_ref = self._reference(to_options, write=True)
         assert to_ref is not None
-        store = self.store
 
-        def attempt() -> WriteResult:
+        def apply() -> WriteResult:
             migrated = 0
             merged = False
-            if to_ref == from_ref:
-                return WriteResult(ok=True, migrated=0, merged=False)
-            for slug in slugs:
-                with store.atomic():
-                    entries = store.find_entries(slug, *from_ref, limit=None)
-                    if not entries:
-                        continue
-                    merged = merged or store.count_entries(slug, *to_ref) > 0
-                    now = self._now()
-                    for e in entries:
-                        store.update_entry(
-                            replace(
-                                e, reference_type=to_ref[0], reference_id=to_ref[1], updated_at=now
-                            ),
-                            e.version,
-                        )
-                    migrated += len(entries)
+            if to_ref != from_ref:
+                for slug in slugs:
+                    taken, consolidated = self._retry(
+                        functools.partial(self._reassign_entity, slug, from_ref, to_ref)
+                    )
+                    migrated += taken
+                    merged = merged or consolidated
             return WriteResult(ok=True, migrated=migrated, merged=merged)
 
-        return self._write(spec, o, lambda: self._retry(attempt))
+        return self._write(spec, o, apply)
+
+    def _reassign_entity(
+        self, slug: str, source: tuple[str, str], target: tuple[str, str]
+    ) -> tuple[int, bool]:
+        """One entity of a reassign: (source entries taken, whether they were consolidated)."""
+        store = self.store
+        with store.atomic():
+            taken = store.find_entries(slug, *source, limit=None)
+            if not taken:
+                return 0, False
+            now = self._now()
+            newest = store.find_entries(slug, *target, limit=1)
+            if not newest:
+                for e in taken:
+                    store.update_entry(
+                        replace(
+                            e, reference_type=target[0], reference_id=target[1], updated_at=now
+                        ),
+                        e.version,
+                    )
+                return len(taken), False
+            keys = sorted({k for e in taken for k in e.values})
+            held = store.latest_values(slug, *target, keys)
+            added: dict[str, Any] = {}
+            for e in taken:  # newest first: the source's newest value of each key
+                for key, value in e.values.items():
+                    if key not in held:
+                        added.setdefault(key, value)
+            if added:
+                keep = newest[0]
+                store.update_entry(
+                    replace(keep, values={**keep.values, **added}, updated_at=now), keep.version
+                )
+            for e in taken:
+                store.delete_entry(e.id)
+            return len(taken), True
 
     # === Python-only helpers (admin, server, CLI) ==========================================
 
@@ -1001,6 +1116,7 @@ class Crm:
         check_reference(reference_type, reference_id)
         return self.store.find_entries(None, reference_type, reference_id, limit=limit)
 
+    @_writes
     def update_entry(
         self,
         entry_id: str,
@@ -1040,6 +1156,7 @@ class Crm:
 
         return self._retry(attempt)
 
+    @_writes
     def delete_entry(self, entry_id: str) -> bool:
         """Delete one entry by id."""
         return self.store.delete_entry(entry_id)
@@ -1056,6 +1173,7 @@ class Crm:
         except (EmailNotValidError, TypeError) as exc:
             raise CrmValidationError(f"not a valid email address: {email!r} ({exc})") from None
 
+    @_writes
     def create_customer(
         self,
         email: str | None = None,
@@ -1085,6 +1203,7 @@ class Crm:
         """The customer with this email."""
         return self.store.get_customer_by_email(self.normalise_email(email))
 
+    @_writes
     def update_customer(self, customer: Customer) -> Customer:
         """Save changed names or email (email normalised and kept unique)."""
         if customer.email:

@@ -201,9 +201,10 @@ CALLS = [
     ("MoveCrmToPipeline", "{'slug': 'deals', 'pipelineSlug': 'sales'}", "r.ok and r.moved == 1"),
     ("MoveCrmToEntity", "{'fromSlug': 'deals', 'toSlug': 'leads', 'fieldMap': {'amount': 'amount'}}",
      "r.ok and r.moved == 1"),
+    # A bare environment has no session, so no visitor a template may reassign (issue 8).
     ("ReassignCrmReference",
      "{'slug': '*', 'fromReferenceType': 'customer', 'fromReferenceId': 'visitor'}",
-     "r.ok and r.migrated == 0"),
+     "not r.ok and r.error == 'forbidden' and r.migrated == 0"),
 ]  # fmt: skip
 
 
@@ -586,8 +587,6 @@ def test_template_reads_its_own_writes(env: Environment, store: CountingStore) -
          "leads", "0|1"),
         (None, "MoveCrmToEntity(fromSlug='deals', toSlug='leads', fieldMap={'amount': 'amount'}, "
          "removeFromOld=true)", "deals", "1|0"),
-        ("v1", "ReassignCrmReference(slug='*', fromReferenceType='customer', "
-         "fromReferenceId='v1')", "leads", "0|1"),
         ("cus_1", "ClearCrmEntries(slug='leads')", "leads", "1|0"),
         (None, "CreateCrmEntry(slug='leads')", "leads", "0|1"),
     ],

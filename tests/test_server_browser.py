@@ -61,11 +61,13 @@ def serve(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def watched(page: Any) -> Iterator[Any]:
     """The browser page, failing the test on console errors (CSP violations, missing assets) or
-    page errors. A form re-rendered with its errors answers 422, which Chromium also logs."""
+    page errors. A form re-rendered with its errors answers 422, and a form sent in a preview
+    403, which Chromium also logs."""
     problems: list[str] = []
 
     def on_console(message: Any) -> None:
-        if message.type == "error" and "status of 422" not in message.text:
+        expected = ("status of 422", "status of 403")
+        if message.type == "error" and not any(e in message.text for e in expected):
             problems.append(message.text)
 
     page.on("console", on_console)
@@ -177,5 +179,18 @@ def test_operator_preview_banner_in_the_browser(serve: Any, watched: Any) -> Non
     assert banner.evaluate("e => getComputedStyle(e).position") == "sticky"
     expect(page.locator("#current-weight")).to_have_text("78.4")
     page.screenshot(path=str(SCREENSHOTS / "preview.png"))
-    page.get_by_role("link", name="Exit preview").click()
+    # Links stay in the preview; its forms are refused, with the banner still there.
+    page.get_by_role("link", name="New check-in").click()
+    expect(banner).to_contain_text("Preview as Dana Rivera")
+    expect(page.locator("#weight")).to_have_value("78.4")
+    page.fill("#weight", "60")
+    page.get_by_role("button", name="Save check-in").click()
+    expect(page.locator("h1")).to_contain_text("Previews are read-only")
+    expect(banner).to_contain_text("Preview as Dana Rivera")
+    page.get_by_role("button", name="Leave preview").click()
+    expect(page).to_have_url(server.url + "/checkin")  # back on the page, as the operator
+    expect(page.locator("h1")).to_have_text("Weekly check-in")
+    expect(page.locator(".crm-preview-banner")).to_have_count(0)
+    page.goto(server.url + "/")
+    expect(page.locator("h1")).to_have_text("Your progress")
     expect(page.locator(".crm-preview-banner")).to_have_count(0)

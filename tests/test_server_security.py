@@ -543,11 +543,11 @@ def test_preview_shows_the_customer_with_a_banner(client: Any, customer_with_not
     html = response.get_data(as_text=True)
     assert "note=private" in html
     assert "Preview as <strong>Cat</strong>" in html
-    # The banner comes right after <body>, with an exit link back to the plain page.
+    # The banner comes right after <body>, with a button leaving the preview for this page.
     assert re.search(
         r"<body class=x><link[^>]+crm\.css[^>]*>\s*<div class=\"crm-preview-banner\"", html
     )
-    assert 'href="/read"' in html
+    assert 'action="/_crm/preview/leave"' in html and 'name="next" value="/read"' in html
     index = client.get(f"/?preview_customer={customer_with_note.id}").get_data(as_text=True)
     assert f"home:{customer_with_note.id}:True:cat@example.com" in index
 
@@ -559,8 +559,8 @@ def test_preview_never_writes(app: Any, client: Any, customer_with_note: Any) ->
     customers_before = store.count_customers()
     html = client.get(f"/write?preview_customer={customer_with_note.id}").get_data(as_text=True)
     assert "ok=False error=preview" in html
-    backend = client.get(f"/save?preview_customer={customer_with_note.id}")
-    assert backend.get_json() == {"ok": False, "error": "preview"}
+    backend = client.get(f"/save?preview_customer={customer_with_note.id}").get_json()
+    assert (backend["ok"], backend["error"], backend["preview"]) == (False, "preview", True)
     token = token_of(client)
     post = client.post(
         f"/save?preview_customer={customer_with_note.id}", data={"csrf_token": token, "text": "x"}

@@ -699,30 +699,7 @@ def test_move_to_entity_without_source(sales: Crm) -> None:
     assert result["ok"] is False and result["moved"] == 0
 
 
-# --- reassign ---------------------------------------------------------------------------------
-
-
-def test_reassign_reference_moves_visitor_entries(wt: Crm) -> None:
-    visitor = wt.bind("anon_1")
-    visitor.add_field_value(slug=WT, fieldKey="current_weight", value=90)
-    visitor.add_field_value(slug=WT, fieldKey="current_weight", value=88)
-    wt.add_field_value(slug=WT, fieldKey="current_weight", value=95)
-    result = wt.reassign_reference(slug=WT, fromReferenceType="customer", fromReferenceId="anon_1")
-    assert result == {"ok": True, "migrated": 2, "merged": True}
-    assert visitor.get_entries(slug=WT) == []
-    # Timestamps are kept, so the merged history stays in creation order (newest first).
-    assert wt.get_field_values(slug=WT, fieldKey="current_weight") == [95.0, 88.0, 90.0]
-
-
-def test_reassign_all_entities(sales: Crm) -> None:
-    anon = sales.bind("anon_2")
-    anon.create_entry(slug="leads")
-    anon.create_entry(slug="deals")
-    result = sales.reassign_reference(
-        slug="*", fromReferenceType="customer", fromReferenceId="anon_2", toReferenceId="cus_9"
-    )
-    assert result == {"ok": True, "migrated": 2, "merged": False}
-    assert sales.store.count_entries(None, "customer", "cus_9") == 2
+# ReassignCrmReference (merge semantics, the rule for views): tests/test_reassign.py.
 
 
 # --- async, preview ---------------------------------------------------------------------------
@@ -787,7 +764,9 @@ def test_read_only_view_never_writes(wt: Crm) -> None:
         ("clear_entries", {}),
         ("move_to_stage", {"stageSlug": "goal-reached"}),
     ]:
-        assert getattr(preview, method)(slug=WT, **options) == {"ok": False, "error": "preview"}
+        result = getattr(preview, method)(slug=WT, **options)
+        assert (result["ok"], result["error"], result["preview"]) == (False, "preview", True)
+        assert result["message"].startswith("previews are read-only:")
     assert wt.get_field(slug=WT, fieldKey="note") == "before"
     assert len(wt.get_entries(slug=WT)) == 1
 

@@ -23,6 +23,7 @@ from .state import state
 SESSION_CUSTOMER = "customer_id"
 SESSION_SIGNED_IN = "signed_in"
 SESSION_OPERATOR = "operator"
+SESSION_VISITOR = "crm_visitor"  # the anonymous customer this session created
 
 
 def current_customer() -> Customer | None:
@@ -97,17 +98,39 @@ def _provide_customer(create: bool) -> str | None:
     customer = current_customer()
     if customer is None and create:
         customer = state().crm.create_customer()
-        session[SESSION_CUSTOMER] = customer.id
+        session[SESSION_CUSTOMER] = session[SESSION_VISITOR] = customer.id
         session.permanent = True
         g.crm_customer = customer
     return None if customer is None else customer.id
+
+
+def session_visitor_id() -> str | None:
+    """The id of the anonymous customer this session created (templates: ``visitor_id``)."""
+    vid = session.get(SESSION_VISITOR)
+    return vid if isinstance(vid, str) else None
+
+
+def _session_visitor() -> str | None:
+    """This session's own anonymous visitor, the one reference templates and page backends may
+    reassign (issue 8, fault 7): created by this session and still without an email."""
+    vid = session_visitor_id()
+    visitor = None if vid is None else state().crm.get_customer(vid)
+    return vid if visitor is not None and visitor.email is None else None
+
+
+def _signed_in_customer() -> str | None:
+    """The current signed-in customer's id: the only target of a template's reassign."""
+    customer = current_customer()
+    return customer.id if customer is not None and is_signed_in() else None
 
 
 def request_crm() -> Crm:
     """The Crm for this request: bound to the session customer (or a preview), cached on g."""
     crm = g.get("crm")
     if crm is None:
-        crm = g.crm = state().crm.bind(_provide_customer, read_only=False)
+        crm = g.crm = state().crm.bind(
+            _provide_customer, reassign_from=_session_visitor, reassign_to=_signed_in_customer
+        )
     assert isinstance(crm, Crm)
     return crm
 
@@ -131,6 +154,7 @@ def sign_in_customer(customer: Customer) -> None:
 def _forget_customer() -> None:
     session.pop(SESSION_CUSTOMER, None)
     session.pop(SESSION_SIGNED_IN, None)
+    session.pop(SESSION_VISITOR, None)
     sessions.forget(sessions.CUSTOMER)
     g.crm_customer = None
     g.pop("crm", None)

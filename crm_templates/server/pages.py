@@ -1,19 +1,18 @@
-"""Serving a site's pages: routing, page backends (``handle(request, page)``), preview, errors.
+"""Serving a site's pages: routing, page backends (``handle(request, page)``), errors.
 
 A request for ``/weight/checkin`` runs ``pages/weight/checkin.py`` (if present) and then
-renders ``pages/weight/checkin.html`` in the sandboxed environment with the session customer.
+renders ``pages/weight/checkin.html`` in the sandboxed environment with the session customer,
+or, in an operator preview, with the previewed customer read-only (`.preview`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -21,7 +20,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    g,
     jsonify,
     redirect,
     render_template,
@@ -30,11 +28,19 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..errors import PreviewError
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
 from .bodies import request_data
-from .customers import current_customer, is_operator, is_signed_in, request_crm
+from .customers import (
+    current_customer,
+    is_operator,
+    is_signed_in,
+    request_crm,
+    session_visitor_id,
+)
+from .preview import preview_crm, previewed_customer
 from .security import is_same_site_url
 from .site import PageRoute
 from .state import state
@@ -45,7 +51,6 @@ log = logging.getLogger("crm_templates.server")
 bp = Blueprint("crm_pages", __name__)
 # The server's own stylesheet for its pages (sign-in, errors, preview banner).
 assets = Blueprint("crm_assets", __name__, static_folder="static", static_url_path="/_crm/static")
-_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,13 @@ class Page:
 
     CRM functions are attributes under their seed names (``page.SetCrmFields({...})``,
     ``page.getCrmField(...)``) bound to the session customer; ``page.crm`` is the same service
-    with the snake_case methods.
+    with the snake_case methods. In an operator preview both are bound to the previewed
+    customer and read-only (`crm_templates.access`), and ``page.customer`` is that customer.
     """
 
     crm: Crm
     path: str
-    preview: bool = False
+    previewed: Customer | None = None  # the customer an operator previews as
     variables: dict[str, Any] = field(default_factory=dict)
     status: int = 200  # of the rendered template, e.g. 422 when a form has errors
     response: BaseResponse | None = None
@@ -124,9 +130,21 @@ class Page:
         )
 
     @property
+    def preview(self) -> bool:
+        """True in an operator preview: every write is refused."""
+        return self.previewed is not None
+
+    @property
     def customer(self) -> Customer | None:
-        """The session's customer, or None for a visitor who has not written anything yet."""
-        return current_customer()
+        """The session's customer (the previewed one in a preview), or None for a visitor who
+        has not written anything yet."""
+        return self.previewed if self.previewed is not None else current_customer()
+
+    @property
+    def visitor_id(self) -> str | None:
+        """The anonymous customer this session started as (None in a preview): the one
+        ``fromReferenceId`` ReassignCrmReference accepts from page backends."""
+        return None if self.previewed is not None else session_visitor_id()
 
     @property
     def customer_id(self) -> str | None:
@@ -135,7 +153,10 @@ class Page:
 
     @property
     def is_customer(self) -> bool:
-        """True once the visitor signed in with an email link."""
+        """True once the visitor signed in with an email link (in a preview: the previewed
+        customer has an email)."""
+        if self.previewed is not None:
+            return bool(self.previewed.email)
         return is_signed_in()
 
     @property
@@ -231,21 +252,6 @@ def register_error_pages(app: Flask) -> None:
     app.register_error_handler(500, internal)
 
 
-def _preview_customer() -> Customer | None:
-    """The customer named by ``?preview_customer=``, for operators only (else 403/404)."""
-    wanted = request.args.get("preview_customer")
-    if wanted is None:
-        return None
-    if not is_operator():
-        abort(403, "Previewing as a customer needs an operator sign-in (/operator/sign-in).")
-    if request.method not in ("GET", "HEAD"):
-        abort(403, "Previews are read-only: forms cannot be sent while previewing.")
-    customer = state().crm.get_customer(wanted)
-    if customer is None:
-        abort(404, f"There is no customer {wanted!r} to preview.")
-    return customer
-
-
 def _run_backend(route: PageRoute, page: Page) -> BaseResponse | None:
     assert route.backend is not None
     try:
@@ -253,6 +259,12 @@ def _run_backend(route: PageRoute, page: Page) -> BaseResponse | None:
         result = module.handle(request, page)
     except HTTPException:
         raise
+    except PreviewError as exc:
+        # A preview refused a write the backend did not expect to fail: say which one.
+        log.info("page backend %s in a preview: %s", route.backend, exc)
+        return _error_page(
+            403, f"This page tried to write during a preview and was stopped: {exc}."
+        )
     except Exception as exc:
         log.error("page backend %s failed", route.backend, exc_info=exc)
         details = "".join(traceback.format_exception(exc)) if current_app.debug else None
@@ -260,19 +272,6 @@ def _run_backend(route: PageRoute, page: Page) -> BaseResponse | None:
     if isinstance(result, BaseResponse):
         return result
     return page.response
-
-
-def _inject_banner(html: str, customer: Customer) -> str:
-    exit_args = request.args.to_dict()
-    exit_args.pop("preview_customer", None)
-    banner = render_template(
-        "crm/preview_banner.html",
-        customer=customer,
-        exit_url=request.path + (f"?{urlencode(exit_args)}" if exit_args else ""),
-    )
-    match = _BODY_TAG.search(html)
-    at = match.end() if match else 0
-    return html[:at] + banner + html[at:]
 
 
 @bp.route("/", defaults={"path": ""}, methods=["GET", "POST"])
@@ -286,19 +285,16 @@ def serve(path: str) -> BaseResponse:
         if not url.endswith("/") and server.site.route(url + "/") is not None:
             return redirect(url + "/", code=308)
         abort(404)
-    preview = _preview_customer()
+    preview = previewed_customer()  # writes in a preview were refused before this view
     if preview is not None:
-        g.crm = server.crm.bind(preview.id, read_only=True)
-    response = _serve_page(route, preview)
-    if preview is not None and response.status_code == 200 and response.mimetype == "text/html":
-        response.set_data(_inject_banner(response.get_data(as_text=True), preview))
-    return response
+        preview_crm(preview)
+    return _serve_page(route, preview)
 
 
 def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if request.method == "POST" and route.backend is None:
         abort(405)
-    page = Page(crm=request_crm(), path=route.url, preview=preview is not None)
+    page = Page(crm=request_crm(), path=route.url, previewed=preview)
     if route.backend is not None:
         answer = _run_backend(route, page)
         if answer is not None:
@@ -306,12 +302,13 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if route.template is None:
         log.error("page backend %s answered nothing and has no template", route.backend)
         return _error_page(500, _MESSAGES[500])
-    customer = preview or current_customer()
+    customer = page.customer
     context: Mapping[str, Any] = {
         "customer": customer,
         "customer_id": None if customer is None else customer.id,
-        "is_customer": bool(preview.email) if preview is not None else is_signed_in(),
+        "is_customer": page.is_customer,
         "is_operator": is_operator(),
+        "visitor_id": page.visitor_id,
         "preview": preview is not None,
         "request": RequestView.current(),
         "query": request.args.to_dict(),
@@ -335,6 +332,6 @@ def render_as(app: Flask, url: str, customer_id: str) -> tuple[int, str]:
         customer = server.crm.get_customer(customer_id)
         if customer is None:
             return 404, f"no customer {customer_id!r}"
-        g.crm = server.crm.bind(customer.id, read_only=True)
+        preview_crm(customer)
         response = _serve_page(route, customer)
         return response.status_code, response.get_data(as_text=True)

@@ -140,7 +140,7 @@ class CrmServer:
 
     def init_app(self, app: Flask) -> None:
         """Open the store, ensure the site's schema, seed an empty store, install the routes."""
-        from . import auth, operator, pages
+        from . import auth, operator, pages, preview
         from .seed import load_seed, store_is_empty
 
         config = app.config
@@ -172,6 +172,7 @@ class CrmServer:
 
         app.register_blueprint(auth.bp)
         app.register_blueprint(operator.bp)
+        app.register_blueprint(preview.bp)
         app.register_blueprint(pages.assets)
         app.register_blueprint(pages.bp)
         pages.register_error_pages(app)
