@@ -342,12 +342,6 @@ def test_a_used_token_stays_used_after_a_restart(make: Any, shared_store: str) -
 # The sign-in link goes to the `crm_templates.mail` logger; the command is run through a
 # wrapper that turns on INFO logging so the test can read the link from its output, whether
 # or not `serve` configures logging itself.
-SERVE = (
-    "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-    "from crm_templates.cli import main; main(prog_name='crm-templates')"
-)
-
-
 def free_port() -> int:
     """A free loopback port."""
     with socket.socket() as s:
@@ -413,7 +407,7 @@ def test_two_serve_processes_share_tokens_and_sign_outs(tmp_path: Path) -> None:
             log = tmp_path / f"serve{n}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    [sys.executable, "-c", SERVE, "serve", str(site), "--store", url,
+                    [sys.executable, "-m", "crm_templates", "serve", str(site), "--store", url,
                      "--port", str(port), "--threads", "2"],
                     stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                 )  # fmt: skip
