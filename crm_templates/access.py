@@ -19,6 +19,13 @@ both are decided here:
   call returns ``{ok: False, error: 'forbidden'}`` (source) or ``'forbidden_target'`` (target)
   and moves nothing.
 
+* **A view reaches only shared entries and its own customer's.** Entries attached to another
+  customer (``reference_type == 'customer'``, another id) cannot be named by id from a view:
+  not as a reference field's target (their labels would show that customer's data), not as a
+  label in a render, not as a relation's ``entryId``. Such an id is answered exactly like an
+  id that does not exist, so a visitor cannot learn which ids are real (`may_reach`).
+  Entries of any other reference type (``site``/``catalog`` data) are shared.
+
 Views never gain rights by binding again: a view of a read-only view is read-only, and a view
 of a view keeps its reassign rule.
 """
@@ -30,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .errors import PreviewError
+from .model import Entry
 from .storage.base import Store
 
 IdSource = Callable[[], "str | None"]
@@ -58,6 +66,18 @@ STORE_METHODS = frozenset(
 #: The methods a read-only view refuses: writes, transaction control (``atomic`` and ``batch``
 #: exist only for writes; SQLite's takes the write lock) and ``close`` (the store is shared).
 STORE_WRITES = STORE_METHODS - STORE_READS
+#: Reads of the server's security records: refused too (page code has no business with them),
+#: with a message that does not call them writes.
+STORE_SERVER_READS = frozenset({"is_token_claimed", "count_rate_hits", "session_generation"})
+
+
+def may_reach(entry: Entry, customer_id: str | None) -> bool:
+    """Whether a view bound to ``customer_id`` may name ``entry`` by id: shared entries (any
+    reference type but ``'customer'``) and ``customer_id``'s own (issue 8: a visitor's form
+    value copied into a reference field showed another customer's entry)."""
+    return entry.reference_type != "customer" or (
+        customer_id is not None and entry.reference_id == customer_id
+    )
 
 
 def preview_message(what: str) -> str:
@@ -99,6 +119,11 @@ def _reader(name: str) -> Callable[..., Any]:
 
 def _refuser(name: str) -> Callable[..., NoReturn]:
     def refuse(self: ReadOnlyStore, *args: Any, **kwargs: Any) -> NoReturn:
+        if name in STORE_SERVER_READS:
+            raise PreviewError(
+                f"previews are read-only: Store.{name}() (the server's security records) is "
+                "not available in a preview (nothing was changed)"
+            )
         _refuse(f"Store.{name}()")
 
     refuse.__name__ = refuse.__qualname__ = name

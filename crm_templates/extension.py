@@ -46,6 +46,7 @@ from markupsafe import Markup
 
 import renderers
 
+from .access import may_reach
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -697,9 +698,15 @@ def _render_options(
         wanted = [i for i in ids if i not in known]
         if wanted:
             found = crm.get_entries_by_ids(wanted)
+            # Another customer's entry shows as its bare id (crm_templates.access).
+            owner = crm.customer_id
             for ident in wanted:
                 entry = found.get(ident)
-                known[ident] = entry if entry is not None and entry.entity == target else None
+                if entry is not None and (
+                    entry.entity != target or not (crm.trusted or may_reach(entry, owner))
+                ):
+                    entry = None
+                known[ident] = entry
         out = {}
         for ident in ids:
             entry = known[ident]

@@ -3,7 +3,8 @@
 Entry ids sort in creation order even within one millisecond (a per-process monotonic counter
 takes over when the clock does not advance), so "newest" — the greatest ``(created_at, id)`` —
 is always well defined. Ids are 32 lowercase hex characters: 12 for the millisecond timestamp,
-20 for a random tail that is incremented for ids made in the same millisecond.
+20 for a random tail; an id made in the same millisecond as the last one adds a random step of
+1 to 2**40 to it, so ids stay ordered without being guessable from a neighbour (issue 8).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def new_id(prefix: str = "") -> str:
     with _lock:
         if ms <= _last_ms:
             ms = _last_ms
-            tail = _last_tail + 1
+            tail = _last_tail + 1 + int.from_bytes(os.urandom(5), "big")
             if tail > _TAIL_MAX:  # astronomically unlikely: borrow the next millisecond
                 ms += 1
                 tail = int.from_bytes(os.urandom(10), "big") >> 1

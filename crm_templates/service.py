@@ -25,7 +25,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .access import REASSIGN_REFUSALS, IdSource, ReassignRule, preview_message, read_only_store
+from .access import (
+    REASSIGN_REFUSALS,
+    IdSource,
+    ReassignRule,
+    may_reach,
+    preview_message,
+    read_only_store,
+)
 from .errors import (
     ConflictError,
     CrmUsageError,
@@ -335,7 +342,9 @@ class Crm:
         return out
 
     def _check_targets(self, schema: _Schema, values: Mapping[str, Any]) -> None:
-        """Reference values must name existing entries of the field's target entity."""
+        """Reference values must name existing entries of the field's target entity — for a
+        view, shared entries or its own customer's (`access.may_reach`; another customer's
+        entry is answered like a missing one)."""
         if not schema.has_references:
             return
         wanted: dict[str, str] = {}
@@ -347,10 +356,15 @@ class Crm:
         if not wanted:
             return
         found = self.store.get_entries_by_ids(list(wanted))
+        owner = None if self.trusted else self._current_customer(create=False)
         for ident, key in wanted.items():
             target = schema.fields[key].target_entity
             entry = found.get(ident)
-            if entry is None or entry.entity != target:
+            if (
+                entry is None
+                or entry.entity != target
+                or (not self.trusted and not may_reach(entry, owner))
+            ):
                 raise EntryNotFoundError(
                     f"field {key!r} references {ident!r}, which is not an entry of {target!r}"
                 )
@@ -791,7 +805,14 @@ class Crm:
             with store.atomic():
                 if entry_id is not None:
                     entry = store.get_entry(entry_id)
-                    if entry is None or entry.entity != schema.entity.slug:
+                    if (
+                        entry is None
+                        or entry.entity != schema.entity.slug
+                        or (
+                            not self.trusted
+                            and not may_reach(entry, self._current_customer(create=False))
+                        )
+                    ):
                         raise EntryNotFoundError(
                             f"entryId {entry_id!r} is not an entry of {schema.entity.slug!r}"
                         )

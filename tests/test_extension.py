@@ -107,12 +107,10 @@ def service(store: CountingStore) -> Iterator[Crm]:
     me = crm.bind("cus_1")
     me.set_fields(slug=WT, fields={"current_weight": 80, "goal_weight": 70, "unit": "kg"})
     me.set_field(slug="profile", fieldKey="nickname", value="Sam")
-    acme = crm.create_entry(
-        slug="companies", title="ACME Inc", values={"name": "ACME"}, referenceId="org"
-    )
-    globex = crm.create_entry(
-        slug="companies", title="Globex", values={"name": "Globex"}, referenceId="org"
-    )
+    # Companies are shared data (not one customer's), so every customer may reference them.
+    shared = {"referenceType": "site", "referenceId": "org"}
+    acme = crm.create_entry(slug="companies", title="ACME Inc", values={"name": "ACME"}, **shared)
+    globex = crm.create_entry(slug="companies", title="Globex", values={"name": "Globex"}, **shared)
     me.create_entry(
         slug="deals",
         title="Big deal",

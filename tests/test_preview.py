@@ -554,3 +554,125 @@ def test_render_command_uses_the_same_policy(app: Any, server_crm: Crm, two: Any
     status, body = render_as(app, "/write", a.id)
     assert status == 200 and "error=preview" in body and "crm-preview-banner" not in body
     assert snapshot(server_crm.store) == before
+
+
+# --- found by attacking the first version -----------------------------------------------------
+
+
+def leave_token(html: str) -> str:
+    """The CSRF token of the banner's Leave preview form."""
+    match = re.search(
+        r'action="/_crm/preview/leave">\s*<input type="hidden" name="csrf_token" value="([^"]+)"',
+        html,
+    )
+    assert match, html
+    return match.group(1)
+
+
+def page_token(html: str) -> str:
+    """The CSRF token of the page's own form (after the banner's)."""
+    tokens = re.findall(r'name="csrf_token" value="([^"]+)"', html)
+    assert tokens, html
+    return str(tokens[-1])
+
+
+@pytest.mark.parametrize("ended_by", ["leave", "operator sign-out"])
+def test_a_form_shown_in_a_preview_never_writes_after_the_preview_ends(
+    operator: Any, server_crm: Crm, two: Any, ended_by: str
+) -> None:
+    a, _ = two
+    shown = operator.get(f"/form?preview_customer={a.id}").get_data(as_text=True)
+    stale = page_token(shown)  # a tab left open on the preview
+    if ended_by == "leave":  # ... while another tab leaves the preview
+        assert operator.post("/_crm/preview/leave", data={"csrf_token": leave_token(shown)})
+    else:
+        assert operator.post("/operator/sign-out", data={"csrf_token": leave_token(shown)})
+    assert operator.get("/who").get_json()["preview"] is False
+    before = snapshot(server_crm.store)
+    response = operator.post("/save", data={"csrf_token": stale, "text": "ANN-PRIVATE"})
+    assert response.status_code == 400  # the preview's token is never accepted
+    assert snapshot(server_crm.store) == before
+    # Pages outside a preview carry ordinary tokens, which still work.
+    fresh = page_token(operator.get("/form").get_data(as_text=True))
+    assert operator.post("/save", data={"csrf_token": fresh, "text": "mine"}).get_json()["ok"]
+
+
+def test_operator_sign_out_ends_the_preview_for_good(operator: Any, two: Any) -> None:
+    a, _ = two
+    shown = operator.get(f"/read?preview_customer={a.id}").get_data(as_text=True)
+    assert "ann-note" in shown
+    assert operator.post("/operator/sign-out", data={"csrf_token": leave_token(shown)})
+    # Signing in again before any page request: the old preview must not come back.
+    form = operator.get("/operator/sign-in").get_data(as_text=True)
+    assert operator.post(
+        "/operator/sign-in", data={"csrf_token": page_token(form), "password": PASSWORD}
+    )
+    html = operator.get("/read").get_data(as_text=True)
+    assert "ann-note" not in html and "preview=False" in html
+    assert "crm-preview-banner" not in html
+
+
+@pytest.mark.parametrize("url", ["/no-such-page", "/auth/sign-in", "/operator/"])
+def test_every_html_answer_in_a_preview_shows_the_banner(operator: Any, two: Any, url: str) -> None:
+    a, _ = two
+    operator.get(f"/read?preview_customer={a.id}")
+    html = operator.get(url).get_data(as_text=True)
+    assert "crm-preview-banner" in html and "Leave preview" in html
+
+
+def test_security_record_reads_are_refused_in_a_preview_without_calling_them_writes(
+    seeded: Crm,
+) -> None:
+    store = seeded.bind("cus_a", read_only=True).store
+    for name, args in [
+        ("session_generation", ("k",)),
+        ("is_token_claimed", ("k",)),
+        ("count_rate_hits", ("k", 60.0)),
+    ]:
+        with pytest.raises(PreviewError) as info:
+            getattr(store, name)(*args)
+        assert "not available in a preview" in str(info.value)
+        assert "was not written" not in str(info.value)
+
+
+def test_render_command_writes_nothing_even_with_a_changed_schema(
+    app: Any, server_crm: Crm, two: Any, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from crm_templates.cli import main
+
+    a, _ = two
+    site = Path(app.config["CRM_SITE_DIR"])
+    db = tmp_path / "crm.db"
+    server_crm.flush()
+    (site / "crm.yaml").write_text(
+        CRM_YAML + "      - {key: added, type: text}\n  - slug: brand_new\n    fields: []\n"
+    )
+    before = snapshot(server_crm.store)
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["render", "/read", "--site", str(site), "--customer", a.id, "--store", f"sqlite:///{db}"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "ann-note" in result.output
+    assert server_crm.store.get_entity("brand_new") is None
+    assert "added" not in server_crm.store.get_entity("notes").field_keys  # type: ignore[union-attr]
+    assert snapshot(server_crm.store) == before
+    missing = tmp_path / "nowhere" / "crm.db"
+    result = runner.invoke(
+        main,
+        [
+            "render",
+            "/read",
+            "--site",
+            str(site),
+            "--customer",
+            a.id,
+            "--store",
+            f"sqlite:///{missing}",
+        ],
+    )
+    assert result.exit_code != 0 and "there is no store" in result.output
+    assert not missing.exists() and not missing.parent.exists()

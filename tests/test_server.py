@@ -540,6 +540,11 @@ def test_render_command_never_writes(site: Path) -> None:
 
 def test_render_command_reports_unknown_pages_and_customers(site: Path) -> None:
     runner = CliRunner()
+    result = runner.invoke(main, ["render", "/", "--site", str(site), "--customer", "x"])
+    assert result.exit_code == 1  # never served: no store to read, and none is created
+    assert "there is no store at" in result.output
+    assert not (site / "instance" / "crm.db").exists()
+    create_app(site, TESTING=True, CRM_SEED=False).extensions["crm"].close()
     result = runner.invoke(main, ["render", "/nope", "--site", str(site), "--customer", "x"])
     assert result.exit_code == 1
     assert "no page at '/nope'" in result.output

@@ -339,9 +339,8 @@ def test_a_used_token_stays_used_after_a_restart(make: Any, shared_store: str) -
 
 # --- two real `crm-templates serve` processes on one SQLite file ------------------------------
 
-# The sign-in link goes to the `crm_templates.mail` logger; the command is run through a
-# wrapper that turns on INFO logging so the test can read the link from its output, whether
-# or not `serve` configures logging itself.
+
+# The sign-in link goes to the `crm_templates.mail` logger, which `serve` prints.
 def free_port() -> int:
     """A free loopback port."""
     with socket.socket() as s:

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "CRM_TRUSTED_HOSTS": None,
     "CRM_MAILER": None,  # None: log the link (logger crm_templates.mail)
     "CRM_SEED": True,
+    "CRM_ENSURE_SCHEMA": True,  # ensure crm.yaml's entities at start (render: off, read-only)
     "CRM_CONTENT_SECURITY_POLICY": DEFAULT_CSP,
     "CRM_LOCALE": "en_US",
     "CRM_TIMEZONE": "UTC",

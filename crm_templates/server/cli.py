@@ -160,12 +160,28 @@ def _url_for_page(page: str) -> str:
 @store_option
 def render(page: str, site_dir: str, customer_id: str, store_url: str | None) -> None:
     """Print PAGE (a URL path like /checkin, or a file under pages/) as a customer, read-only."""
+    from pathlib import Path
+
     from .app import create_app
     from .pages import render_as
+    from .site import Site
 
-    # A throwaway secret and no seeding: rendering must not write anything.
+    # Rendering must not write anything: an existing store only, no schema ensured, no seed,
+    # a throwaway secret (no instance/secret_key), and a read-only view (the preview policy).
+    url = store_url or f"sqlite:///{Site(site_dir).instance_dir / 'crm.db'}"
+    if url.lower().startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path != ":memory:" and not Path(path).exists():
+            raise click.ClickException(
+                f"there is no store at {path}: serve or seed the site first, or pass --store"
+            )
     app = create_app(
-        site_dir, store_url, DEBUG=True, CRM_SEED=False, SECRET_KEY=secrets.token_hex(16)
+        site_dir,
+        url,
+        DEBUG=True,
+        CRM_SEED=False,
+        CRM_ENSURE_SCHEMA=False,
+        SECRET_KEY=secrets.token_hex(16),
     )
     try:
         status, html = render_as(app, _url_for_page(page), customer_id)

@@ -24,6 +24,7 @@ SESSION_CUSTOMER = "customer_id"
 SESSION_SIGNED_IN = "signed_in"
 SESSION_OPERATOR = "operator"
 SESSION_VISITOR = "crm_visitor"  # the anonymous customer this session created
+SESSION_PREVIEW = "crm_preview"  # the customer an operator previews (server.preview)
 
 
 def current_customer() -> Customer | None:
@@ -78,13 +79,15 @@ def attach_operator() -> None:
     """Make this session an operator session (after the password was checked), in a new
     session id."""
     sessions.revoke(sessions.OPERATOR)
+    session.pop(SESSION_PREVIEW, None)  # a new operator session starts outside any preview
     session[SESSION_OPERATOR] = sessions.operator_fingerprint()
     sessions.start(sessions.OPERATOR, sessions.OPERATOR_GENERATION)
 
 
 def forget_operator() -> None:
-    """Drop the operator part of the session (cookie only)."""
+    """Drop the operator part of the session (cookie only), and any preview it had."""
     session.pop(SESSION_OPERATOR, None)
+    session.pop(SESSION_PREVIEW, None)
     sessions.forget(sessions.OPERATOR)
 
 

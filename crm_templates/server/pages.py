@@ -20,6 +20,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -28,7 +29,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..errors import PreviewError
+from ..errors import CrmValidationError, PreviewError
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
@@ -40,7 +41,7 @@ from .customers import (
     request_crm,
     session_visitor_id,
 )
-from .preview import preview_crm, previewed_customer
+from .preview import preview_crm
 from .security import is_same_site_url
 from .site import PageRoute
 from .state import state
@@ -265,6 +266,11 @@ def _run_backend(route: PageRoute, page: Page) -> BaseResponse | None:
         return _error_page(
             403, f"This page tried to write during a preview and was stopped: {exc}."
         )
+    except CrmValidationError as exc:
+        # A value the core refused (most often the visitor's input passed straight through):
+        # the visitor's request was bad, not the server — 400 with the core's message.
+        log.warning("page backend %s: a value was refused: %s", route.backend, exc)
+        return _error_page(400, f"A value was not accepted: {exc}")
     except Exception as exc:
         log.error("page backend %s failed", route.backend, exc_info=exc)
         details = "".join(traceback.format_exception(exc)) if current_app.debug else None
@@ -285,7 +291,8 @@ def serve(path: str) -> BaseResponse:
         if not url.endswith("/") and server.site.route(url + "/") is not None:
             return redirect(url + "/", code=308)
         abort(404)
-    preview = previewed_customer()  # writes in a preview were refused before this view
+    # Decided before this view (preview.decide_preview); writes in a preview were refused.
+    preview = g.get("crm_previewed")
     if preview is not None:
         preview_crm(preview)
     return _serve_page(route, preview)

@@ -17,8 +17,11 @@ without carrying the parameter. While it is set:
 * every HTML answer carries a banner naming the customer, with a "Leave preview" button
   (``POST /_crm/preview/leave``, CSRF-protected).
 
-The preview ends when the operator leaves it, or at the first request after the session stops
-being an operator's (operator sign-out). ``crm-templates render`` uses `preview_crm` too.
+The preview ends when the operator leaves it or signs out (operator sign-in and sign-out drop
+it), and at the first request after the session stops being an operator's otherwise. Pages
+shown in a preview carry CSRF tokens of their own (`PREVIEW_CSRF_KEY`) that the CSRF check
+never accepts, so a form left open in a preview tab cannot write after the preview ended.
+``crm-templates render`` uses `preview_crm` too.
 """
 
 from __future__ import annotations
@@ -26,18 +29,19 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session
+from flask import Blueprint, Flask, abort, g, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..model import Customer
 from ..service import Crm
-from .customers import is_operator
+from .customers import SESSION_PREVIEW, is_operator
 from .security import UNSAFE_METHODS, is_same_site_url
 from .state import state
 
-SESSION_PREVIEW = "crm_preview"
 PARAM = "preview_customer"
+# The session key of the CSRF token that pages shown in a preview carry (never accepted).
+PREVIEW_CSRF_KEY = "crm_preview_csrf_token"
 READ_ONLY = (
     "Previews are read-only: this was not sent and nothing was saved. Use the banner's "
     "“Leave preview” button to use the site as yourself."
@@ -85,6 +89,19 @@ def previewed_customer() -> Customer | None:
     return customer
 
 
+def in_preview() -> bool:
+    """True while this request is shown in a preview (decided by `decide_preview`)."""
+    return g.get("crm_previewed") is not None
+
+
+def decide_preview() -> None:
+    """before_request: settle whether this request is in a preview, for every route, so the
+    banner (and the way out) is on every HTML answer — pages, errors, sign-in and operator
+    pages — and a remembered preview of a session that is no operator's any more is dropped."""
+    if request.args.get(PARAM) is not None or session.get(SESSION_PREVIEW) is not None:
+        previewed_customer()
+
+
 def preview_crm(customer: Customer) -> Crm:
     """The service as ``customer``, read-only, installed as this request's Crm (``g.crm``):
     what page backends (``page.crm``) and templates use in a preview."""
@@ -93,7 +110,6 @@ def preview_crm(customer: Customer) -> Crm:
     return crm
 
 
-@bp.before_app_request
 def refuse_writes() -> None:
     """before_request: 403 for every unsafe request of an operator who is previewing (the
     remembered preview or ``?preview_customer=``), except `LET_THROUGH`."""
@@ -103,6 +119,16 @@ def refuse_writes() -> None:
     if isinstance(wanted, str) and is_operator():
         _customer(wanted)
         abort(403, READ_ONLY)
+
+
+def install(app: Flask) -> None:
+    """Register the blueprint, and run `decide_preview` and `refuse_writes` right after the
+    host check and before the CSRF check: a previewing operator's post is answered "previews
+    are read-only", whatever its token."""
+    app.register_blueprint(bp)
+    hooks = app.before_request_funcs.setdefault(None, [])
+    at = 1 if hooks and hooks[0].__name__ == "refuse_untrusted_host" else 0
+    hooks[at:at] = [decide_preview, refuse_writes]
 
 
 def _plain_url() -> str:

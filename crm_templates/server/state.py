@@ -83,6 +83,7 @@ class ServerState:
 
         from ..extension import CrmExtension
         from .customers import request_crm_or_none
+        from .preview import PREVIEW_CSRF_KEY, in_preview
 
         site = self.site
         env = SandboxedEnvironment(
@@ -99,12 +100,16 @@ class ServerState:
             auto_reload=site.reload,
         )
 
-        def csrf_field() -> Markup:
-            return Markup('<input type="hidden" name="csrf_token" value="{}">').format(
-                generate_csrf()
-            )
+        def csrf_token() -> str:
+            # A page shown in a preview gets a token of its own (another session key), which
+            # the CSRF check never accepts: a form from a preview tab cannot write for the
+            # operator after the preview ended in another tab (issue 8, fault 6).
+            return str(generate_csrf(token_key=PREVIEW_CSRF_KEY if in_preview() else None))
 
-        env.globals.update(csrf_token=generate_csrf, csrf_field=csrf_field)
+        def csrf_field() -> Markup:
+            return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
+
+        env.globals.update(csrf_token=csrf_token, csrf_field=csrf_field)
         env.install_crm(  # type: ignore[attr-defined]
             self.crm,
             on_error=app.config["CRM_ON_ERROR"],
@@ -149,7 +154,7 @@ class CrmServer:
         crm = Crm(open_store(store_url))
         try:
             schema = site.schema_file
-            if schema is not None:
+            if schema is not None and config.get("CRM_ENSURE_SCHEMA", True):
                 ensure_schema(crm, schema)
             if config["CRM_SEED"] and site.seed_file is not None and store_is_empty(crm):
                 load_seed(crm, site.seed_file)
@@ -172,7 +177,7 @@ class CrmServer:
 
         app.register_blueprint(auth.bp)
         app.register_blueprint(operator.bp)
-        app.register_blueprint(preview.bp)
+        preview.install(app)
         app.register_blueprint(pages.assets)
         app.register_blueprint(pages.bp)
         pages.register_error_pages(app)
