@@ -862,6 +862,24 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+# --- printing ---------------------------------------------------------------------------------
+
+
+def none_as_empty(value: Any) -> Any:
+    """A Jinja ``finalize`` that prints ``None`` as nothing (everything else unchanged).
+
+    ``GetCrmField`` answers ``None`` for a value that is not set, and under
+    ``on_error="log"`` for a failed read; Jinja prints that as the text ``None``. The page
+    server's environment uses this (issue 9, item 4). The extension does not install it on an
+    environment the application made — it would change how every ``{{ }}`` of the
+    application prints — so pass it yourself::
+
+        env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True,
+                                   finalize=none_as_empty)
+    """
+    return "" if value is None else value
+
+
 # --- the extension --------------------------------------------------------------------------
 
 
@@ -932,5 +950,6 @@ __all__ = [
     "current_render_state",
     "freeze",
     "misspelling_hint",
+    "none_as_empty",
     "stage_badge",
 ]

@@ -79,9 +79,17 @@ def _writes(method: F) -> F:
 
 
 class WriteResult(dict[str, Any]):
-    """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text."""
+    """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text.
+
+    It is falsy exactly when ``ok`` is false (a refused preview write, a move with nothing to
+    move, a failure returned by the ``log`` error policy), so ``{% if SetCrmField(...) %}``
+    tests success (issue 9, item 4); a plain dict would be truthy whenever it has keys.
+    """
 
     __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return self.get("ok") is not False
 
     def __str__(self) -> str:
         return ""
