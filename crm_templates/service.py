@@ -773,6 +773,21 @@ class Crm:
             ),
         )
 
+    def _relation_entry(self, slug: str, ref: tuple[str, str], key: str) -> Entry | None:
+        """The entry a relation call without ``entryId`` acts on: the newest entry holding the
+        relation key (a stored null counts, as for GetCrmField), else the newest entry, else
+        None (issue 9, item 5: acting on the newest entry lost the links held by an older one).
+
+        Unlike SetCrmField's scan of the newest 100 entries, the holder is found at any depth:
+        a remove written onto an entry that never held the key would hide every link.
+        """
+        store = self.store
+        holding = store.find_entries(slug, *ref, has_key=key, limit=1)
+        if holding:
+            return holding[0]
+        newest = store.find_entries(slug, *ref, limit=1)
+        return newest[0] if newest else None
+
     def _relation(self, name: str, options: Any, kwargs: Mapping[str, Any]) -> WriteResult:
         spec = FUNCTIONS[name]
         o = parse_options(spec, options, kwargs)
@@ -806,8 +821,7 @@ class Crm:
                 elif ref is None:
                     return WriteResult(ok=True, id=None, changed=False)
                 else:
-                    recent = store.find_entries(schema.entity.slug, *ref, limit=1)
-                    entry = recent[0] if recent else None
+                    entry = self._relation_entry(schema.entity.slug, ref, field.key)
                 current = None if entry is None else entry.values.get(field.key)
                 if field.type == "reference":
                     new: Any = target_id if adding else (None if current == target_id else current)
@@ -838,13 +852,22 @@ class Crm:
     def set_relation(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """SetCrmRelation: link the entry (given or newest) to a target entry."""
+        """SetCrmRelation: link an entry to a target entry.
+
+        The entry is ``entryId``'s, else the newest one holding ``relationKey``, else the
+        newest, else a new one. A ``reference`` field holds one id (replaced), a
+        ``multi_reference`` an ordered set (appended once). Returns ``{ok, id, changed}``.
+        """
         return self._relation("SetCrmRelation", options, kwargs)
 
     def remove_relation(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """RemoveCrmRelation: unlink a target entry."""
+        """RemoveCrmRelation: unlink a target entry from the entry SetCrmRelation would use.
+
+        Without such an entry, or when it does not link the target, nothing changes
+        (``{ok: True, changed: False}``).
+        """
         return self._relation("RemoveCrmRelation", options, kwargs)
 
     def _move(
