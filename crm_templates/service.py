@@ -981,10 +981,25 @@ class Crm:
     ) -> WriteResult:
         """MoveCrmToEntity: copy mapped values of the newest source entry into a new target entry.
 
-        ``removeFromOld: true`` deletes the source entry afterwards (the lead became a deal).
+        ``fromSlug`` and ``toSlug`` must differ; ``fieldMap`` is a non-empty
+        ``{sourceKey: targetKey}`` mapping. ``allEntries: true`` copies every source entry of
+        the reference, each into its own new target entry (created oldest first, so the
+        targets keep the sources' order). ``removeFromOld: true`` deletes the source entries
+        that were copied (the lead became a deal). Values are coerced to the target's field
+        types; one mismatch writes nothing.
+
+        Returns ``{ok, id, ids, moved, removed_from_old}``: ``id`` is the target entry made
+        from the newest source, ``ids`` every target made (newest first), ``moved`` the number
+        of field values copied (summed over entries). With no source entry:
+        ``{ok: False, moved: 0, removed_from_old: False, error}``.
         """
         spec = FUNCTIONS["MoveCrmToEntity"]
         o = parse_options(spec, options, kwargs)
+        if o["fromSlug"] == o["toSlug"]:
+            raise CrmValidationError(
+                f"MoveCrmToEntity copies between two entities; fromSlug and toSlug are both "
+                f"{o['fromSlug']!r} (use SetCrmFields to change an entry of one entity)"
+            )
         source = self._schema(o["fromSlug"])
         target = self._schema(o["toSlug"])
         field_map = o["fieldMap"]
@@ -996,6 +1011,7 @@ class Crm:
             self._field(source, src, "fieldMap key")
             self._field(target, dst, "fieldMap value")
         remove = self._flag(o, "removeFromOld")
+        all_entries = self._flag(o, "allEntries")
         placement = self._placement(target.entity, o)
         if placement is not None and target.entity.mode == "data":
             raise CrmValidationError(f"entity {target.entity.slug!r} is in data mode: no pipelines")
@@ -1006,32 +1022,44 @@ class Crm:
 
         def attempt() -> WriteResult:
             with store.atomic():
-                newest = (
-                    [] if ref is None else store.find_entries(source.entity.slug, *ref, limit=1)
+                sources = (
+                    []
+                    if ref is None
+                    else store.find_entries(
+                        source.entity.slug, *ref, limit=None if all_entries else 1
+                    )
                 )
-                if not newest:
+                if not sources:
                     return WriteResult(
                         ok=False,
                         moved=0,
                         removed_from_old=False,
                         error=f"no entry of {source.entity.slug!r} for this reference to move",
                     )
-                src_entry = newest[0]
-                copied = self._coerce(
-                    target,
-                    {
-                        dst: src_entry.values[src]
-                        for src, dst in field_map.items()
-                        if src in src_entry.values
-                    },
-                )
                 assert ref is not None
-                entry = self._new_entry(
-                    target, ref, copied, title=src_entry.title, placement=placement
-                )
-                store.insert_entries([entry])
-                removed = store.delete_entry(src_entry.id) if remove else False
-            return WriteResult(ok=True, id=entry.id, moved=len(copied), removed_from_old=removed)
+                made: list[Entry] = []
+                moved = 0
+                for src_entry in reversed(sources):  # oldest first: new ids keep the order
+                    copied = self._coerce(
+                        target,
+                        {
+                            dst: src_entry.values[src]
+                            for src, dst in field_map.items()
+                            if src in src_entry.values
+                        },
+                    )
+                    moved += len(copied)
+                    made.append(
+                        self._new_entry(
+                            target, ref, copied, title=src_entry.title, placement=placement
+                        )
+                    )
+                store.insert_entries(made)
+                removed = False
+                if remove:
+                    removed = all([store.delete_entry(e.id) for e in sources])
+            ids = [e.id for e in reversed(made)]
+            return WriteResult(ok=True, id=ids[0], ids=ids, moved=moved, removed_from_old=removed)
 
         return self._write(spec, o, lambda: self._retry(attempt))
 
