@@ -46,6 +46,7 @@ from markupsafe import Markup
 
 import renderers
 
+from .colours import css_colour
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -64,7 +65,6 @@ OnError = Literal["raise", "log"]
 RequestCrm = Callable[[], "Crm | None"]
 
 _CRM_LOOKING = re.compile("crm", re.IGNORECASE)
-_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 _STATUSES = frozenset(SEMANTIC_STATUSES)
 
 
@@ -492,6 +492,8 @@ def _read(
     """A read served from the render cache where possible; the service answers everything else
     (and raises its precise errors for bad options)."""
     name = spec.name
+    if "async" in o and type(o["async"]) is not bool:
+        return freeze(getattr(crm, spec.method)(o))  # the service rejects it, with its message
     if name == "GetCrmField":
         hit = _cached_values(state, crm, customer, o)
         key = o["fieldKey"]
@@ -782,11 +784,14 @@ def _find_stage(entity: Entity, wanted: str, by_slug: bool) -> Stage | None:
 
 
 def stage_badge(stage: Stage) -> Markup:
-    """``<span class="crm-stage crm-stage-<status>">``, coloured only with a valid hex code."""
+    """``<span class="crm-stage crm-stage-<status>">``, with ``style="--crm-stage-color:…"``
+    only for a colour that parses as a CSS colour; the attribute holds the parser's
+    re-serialisation (`crm_templates.colours.css_colour`), never the stored text."""
     status = stage.semantic_status if stage.semantic_status in _STATUSES else "open"
     style = Markup("")
-    if isinstance(stage.color, str) and _HEX_COLOR.match(stage.color):
-        style = Markup(' style="--crm-stage-color:{}"').format(stage.color)
+    colour = css_colour(stage.color)
+    if colour is not None:
+        style = Markup(' style="--crm-stage-color:{}"').format(colour)
     return Markup('<span class="crm-stage crm-stage-{}"{}>{}</span>').format(
         status, style, stage.name
     )

@@ -52,6 +52,7 @@ CustomerProvider = Callable[[bool], "str | None"]
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry holding the key
+_FIELD_ITEM_KEYS = ("fieldKey", "field_key", "value")
 RETRIES = 10
 
 
@@ -612,6 +613,7 @@ class Crm:
         """GetCrmEntries: the reference's entries of one entity, newest first."""
         o = self._opts("GetCrmEntries", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         limit = self._limit(o)
         ref = self._reference(o, write=False)
         if ref is None:
@@ -622,6 +624,7 @@ class Crm:
         """GetCrmField: the key's value in the newest entry holding it, or None."""
         o = self._opts("GetCrmField", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key
         ref = self._reference(o, write=False)
         if ref is None:
@@ -634,6 +637,7 @@ class Crm:
         """GetCrmFields: ``{key: value}`` for several keys in one read (missing → None)."""
         o = self._opts("GetCrmFields", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         keys = o["fieldKeys"]
         if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
             raise CrmValidationError(f"fieldKeys must be a non-empty list of keys; got {keys!r}")
@@ -702,11 +706,8 @@ class Crm:
             pairs = dict(raw)
         elif isinstance(raw, Sequence) and not isinstance(raw, str):
             for item in raw:
-                if not isinstance(item, Mapping) or "fieldKey" not in item or "value" not in item:
-                    raise CrmValidationError(
-                        f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
-                    )
-                pairs[item["fieldKey"]] = item["value"]
+                key, value = self._field_item(item)
+                pairs[key] = value
         else:
             raise CrmValidationError(
                 f"fields must be a list of {{fieldKey, value}} or a {{key: value}} mapping; "
@@ -721,6 +722,33 @@ class Crm:
         ref = self._reference(o, write=True)
         assert ref is not None
         return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
+
+    @staticmethod
+    def _field_item(item: Any) -> tuple[Any, Any]:
+        """One ``{fieldKey, value}`` item of SetCrmFields' ``fields`` list; ``field_key`` is the
+        seed's other spelling (issue 9, item 7). Any other key is an error, as for options."""
+        if not isinstance(item, Mapping):
+            raise CrmValidationError(
+                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+            )
+        unknown = [str(k) for k in item if k not in _FIELD_ITEM_KEYS]
+        if unknown:
+            hint = suggest(unknown[0], _FIELD_ITEM_KEYS)
+            raise CrmValidationError(
+                f"fields item {item!r} has an unknown key {unknown[0]!r}.{hint} "
+                "Accepted: fieldKey (or field_key), value"
+            )
+        keys = [item[k] for k in ("fieldKey", "field_key") if k in item]
+        if not keys or "value" not in item:
+            raise CrmValidationError(
+                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+            )
+        if len(keys) == 2 and keys[0] != keys[1]:
+            raise CrmValidationError(
+                f"fields item {item!r} has both fieldKey and field_key with different values; "
+                "pass one of them"
+            )
+        return keys[0], item["value"]
 
     def add_field_value(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -745,6 +773,7 @@ class Crm:
         """GetCrmFieldValues: the key's values across entries, newest first."""
         o = self._opts("GetCrmFieldValues", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key
         limit = self._limit(o)
         ref = self._reference(o, write=False)
