@@ -41,6 +41,7 @@ from .errors import (
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .ids import new_id, utc_now
 from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, Stage
+from .presets import apply_preset
 from .schema import build_entity, check_slug, parse_fields, parse_pipelines
 from .storage.base import Store
 from .values import check_plain_string, check_reference, coerce
@@ -516,11 +517,21 @@ class Crm:
     def ensure_entity(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines."""
+        """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines.
+
+        ``preset: 'leads' | 'contacts' | 'deals'`` supplies that kind's standard fields and
+        pipeline; explicit ``fields``/``pipelines`` add to them (`crm_templates.presets`;
+        issue 9, item 8). ``async``, ``referenceType`` and ``referenceId`` are accepted, as on
+        every seed function, and ignored: the entity is always ensured before this returns.
+        """
         o = self._opts("EnsureCrmEntity", options, kwargs)
         if self.read_only:
             return self._preview("EnsureCrmEntity")
         slug = check_slug(o["slug"])
+        self._flag(o, "async")
+        if "referenceType" in o or "referenceId" in o:
+            check_reference(o.get("referenceType", "customer"), o.get("referenceId", "-"))
+        o = apply_preset(o)
         fields = parse_fields(o.get("fields"))
         pipelines = parse_pipelines(o.get("pipelines"))
         mode = o.get("entityMode")
