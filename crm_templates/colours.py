@@ -16,9 +16,10 @@ Two forms:
 * `css_colour` — the form that may go into a ``style`` attribute: a hex code or colour name as
   written (lower-cased), any function form rebuilt from the parsed numbers (``rgb(…)``,
   ``hsl(…)``, ``color(display-p3 …)`` …), so it contains only letters, digits, spaces and
-  ``#.%/()-``, whatever the stored text was; None for anything invalid. Renderers of stored colours (`crm_templates.extension.stage_badge`) call it at render
-  time, so a colour written straight into the store (an old store, a migration, a hand edit)
-  never reaches a ``style`` attribute unless it parses.
+  ``#.%/()-``, whatever the stored text was; None for anything invalid. Renderers of stored
+  colours (`crm_templates.extension.stage_badge`) call it at render time, so a colour written
+  straight into the store (an old store, a migration, a hand edit) never reaches a ``style``
+  attribute unless it parses.
 
 The ``color`` *field type* is not this: its values stay hex codes (SPEC §4, the seed's "Hex
 color code").
