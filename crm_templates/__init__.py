@@ -31,16 +31,16 @@ from .service import Crm, WriteResult
 from .storage import Store, open_store
 
 if TYPE_CHECKING:
-    from .extension import CrmExtension
+    from .extension import CrmExtension, none_as_empty
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CrmExtension":
-        from .extension import CrmExtension
+    if name in ("CrmExtension", "none_as_empty"):
+        from . import extension
 
-        return CrmExtension
+        return getattr(extension, name)
     raise AttributeError(f"module 'crm_templates' has no attribute {name!r}")
 
 
@@ -74,5 +74,6 @@ __all__ = [
     "UnknownFunctionError",
     "UnknownOptionError",
     "WriteResult",
+    "none_as_empty",
     "open_store",
 ]

@@ -47,6 +47,7 @@ from markupsafe import Markup
 import renderers
 
 from .access import may_reach
+from .colours import css_colour
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -65,7 +66,6 @@ OnError = Literal["raise", "log"]
 RequestCrm = Callable[[], "Crm | None"]
 
 _CRM_LOOKING = re.compile("crm", re.IGNORECASE)
-_HEX_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 _STATUSES = frozenset(SEMANTIC_STATUSES)
 
 
@@ -493,6 +493,8 @@ def _read(
     """A read served from the render cache where possible; the service answers everything else
     (and raises its precise errors for bad options)."""
     name = spec.name
+    if "async" in o and type(o["async"]) is not bool:
+        return freeze(getattr(crm, spec.method)(o))  # the service rejects it, with its message
     if name == "GetCrmField":
         hit = _cached_values(state, crm, customer, o)
         key = o["fieldKey"]
@@ -789,11 +791,14 @@ def _find_stage(entity: Entity, wanted: str, by_slug: bool) -> Stage | None:
 
 
 def stage_badge(stage: Stage) -> Markup:
-    """``<span class="crm-stage crm-stage-<status>">``, coloured only with a valid hex code."""
+    """``<span class="crm-stage crm-stage-<status>">``, with ``style="--crm-stage-color:…"``
+    only for a colour that parses as a CSS colour; the attribute holds the parser's
+    re-serialisation (`crm_templates.colours.css_colour`), never the stored text."""
     status = stage.semantic_status if stage.semantic_status in _STATUSES else "open"
     style = Markup("")
-    if isinstance(stage.color, str) and _HEX_COLOR.match(stage.color):
-        style = Markup(' style="--crm-stage-color:{}"').format(stage.color)
+    colour = css_colour(stage.color)
+    if colour is not None:
+        style = Markup(' style="--crm-stage-color:{}"').format(colour)
     return Markup('<span class="crm-stage crm-stage-{}"{}>{}</span>').format(
         status, style, stage.name
     )
@@ -869,6 +874,24 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+# --- printing ---------------------------------------------------------------------------------
+
+
+def none_as_empty(value: Any) -> Any:
+    """A Jinja ``finalize`` that prints ``None`` as nothing (everything else unchanged).
+
+    ``GetCrmField`` answers ``None`` for a value that is not set, and under
+    ``on_error="log"`` for a failed read; Jinja prints that as the text ``None``. The page
+    server's environment uses this (issue 9, item 4). The extension does not install it on an
+    environment the application made — it would change how every ``{{ }}`` of the
+    application prints — so pass it yourself::
+
+        env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True,
+                                   finalize=none_as_empty)
+    """
+    return "" if value is None else value
+
+
 # --- the extension --------------------------------------------------------------------------
 
 
@@ -939,5 +962,6 @@ __all__ = [
     "current_render_state",
     "freeze",
     "misspelling_hint",
+    "none_as_empty",
     "stage_badge",
 ]

@@ -18,6 +18,9 @@ from .errors import MissingOptionError, UnknownOptionError
 
 REF = ("referenceType", "referenceId")
 WRITE = ("async",)
+# The seed: "Read functions are always synchronous" — reads accept ``async`` and ignore it
+# (issue 9, item 7), so one options object can be passed to any function.
+READ = ("async",)
 
 
 @dataclass(frozen=True)
@@ -70,15 +73,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         _spec(
             "EnsureCrmEntity", "ensure_entity", "write",
             ("slug", "name", "singularName", "pluralName", "icon", "color", "entityMode",
-             "fields", "pipelines"),
+             "fields", "pipelines", "preset", *REF, *WRITE),
             ("slug",), "result",
         ),
         _spec("CreateCrmEntry", "create_entry", "write",
               ("slug", "title", "values", *_PIPE, *_STAGE, *REF, *WRITE), ("slug",), "result"),
-        _spec("GetCrmEntries", "get_entries", "read", ("slug", "limit", *REF), ("slug",), []),
-        _spec("GetCrmField", "get_field", "read", ("slug", "fieldKey", *REF),
+        _spec("GetCrmEntries", "get_entries", "read", ("slug", "limit", *REF, *READ), ("slug",),
+              []),
+        _spec("GetCrmField", "get_field", "read", ("slug", "fieldKey", *REF, *READ),
               ("slug", "fieldKey"), None),
-        _spec("GetCrmFields", "get_fields", "read", ("slug", "fieldKeys", *REF),
+        _spec("GetCrmFields", "get_fields", "read", ("slug", "fieldKeys", *REF, *READ),
               ("slug", "fieldKeys"), {}),
         _spec("SetCrmField", "set_field", "write",
               ("slug", "fieldKey", "value", "force", *REF, *WRITE),
@@ -89,7 +93,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
               ("slug", "fieldKey", "value", *REF, *WRITE), ("slug", "fieldKey", "value"),
               "result"),
         _spec("GetCrmFieldValues", "get_field_values", "read",
-              ("slug", "fieldKey", "limit", *REF), ("slug", "fieldKey"), []),
+              ("slug", "fieldKey", "limit", *REF, *READ), ("slug", "fieldKey"), []),
         _spec("ClearCrmEntries", "clear_entries", "write", ("slug", *REF, *WRITE), ("slug",),
               "result"),
         _spec("SetCrmRelation", "set_relation", "write",
@@ -105,8 +109,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         _spec("MoveCrmToPipeline", "move_to_pipeline", "write",
               ("slug", *_PIPE, *_STAGE, "allEntries", *REF, *WRITE), ("slug",), "result"),
         _spec("MoveCrmToEntity", "move_to_entity", "write",
-              ("fromSlug", "toSlug", "fieldMap", *_PIPE, *_STAGE, "removeFromOld", *REF,
-               *WRITE),
+              ("fromSlug", "toSlug", "fieldMap", *_PIPE, *_STAGE, "removeFromOld", "allEntries",
+               *REF, *WRITE),
               ("fromSlug", "toSlug", "fieldMap"), "result"),
         _spec("ReassignCrmReference", "reassign_reference", "write",
               ("slug", "fromReferenceType", "fromReferenceId", "toReferenceType",
@@ -127,7 +131,14 @@ def _snake(name: str) -> str:
 
 
 # Seed aliases, plus the snake_case spelling of every option (``field_key``, ``all_entries`` …).
-ALIASES: dict[str, str] = {"crmEntitySlug": "slug", "crm_entity_slug": "slug", "async_": "async"}
+# ``crm_async`` is the seed platform's legacy name for ``async`` (issue 9, item 7); ``async_``
+# lets Python callers pass it as a keyword.
+ALIASES: dict[str, str] = {
+    "crmEntitySlug": "slug",
+    "crm_entity_slug": "slug",
+    "async_": "async",
+    "crm_async": "async",
+}
 for _s in FUNCTIONS.values():
     for _o in _s.options:
         ALIASES.setdefault(_snake(_o), _o)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .functions import ALIASES, BY_NAME, FUNCTIONS, FunctionSpec
+from .presets import PRESETS, apply_preset
 from .schema import parse_fields, parse_pipelines
 
 if TYPE_CHECKING:
@@ -65,9 +66,11 @@ Schema = dict[str, EntitySchema]
 
 
 def schema_from_documents(documents: Iterable[Mapping[str, Any]]) -> Schema:
-    """Known entities from schema-file documents (``slug``, ``fields``, ``pipelines``)."""
+    """Known entities from schema-file documents (``slug``, ``fields``, ``pipelines``, and a
+    ``preset``'s fields and pipeline)."""
     schema: Schema = {}
     for doc in documents:
+        doc = apply_preset(doc)
         entity = schema.setdefault(str(doc.get("slug")), EntitySchema())
         entity.keys.update(f.key for f in parse_fields(doc.get("fields")))
         for pipeline in parse_pipelines(doc.get("pipelines")):
@@ -178,6 +181,13 @@ class _Linter:
             if missing:
                 self.report(node, f"{name}: missing required option(s) {', '.join(missing)}")
         if spec.name == "EnsureCrmEntity":
+            preset = canonical.get("preset")
+            if isinstance(preset, str) and preset not in PRESETS:
+                self.report(
+                    node,
+                    f"{name}: unknown preset {preset!r}{_hint(preset, PRESETS)} "
+                    f"(presets: {', '.join(PRESETS)})",
+                )
             return
         self.schema_refs(node, spec, canonical)
 
@@ -203,7 +213,10 @@ class _Linter:
             self.keys(node, entity, slug, list(fields))
         elif isinstance(fields, list):
             self.keys(
-                node, entity, slug, [f.get("fieldKey") for f in fields if isinstance(f, dict)]
+                node,
+                entity,
+                slug,
+                [f.get("fieldKey", f.get("field_key")) for f in fields if isinstance(f, dict)],
             )
         values = o.get("values")
         if isinstance(values, dict):
@@ -335,12 +348,15 @@ def lint_templates(
         # runtime's business, not lint's.
         for declared in _declared_entities(ast for _, ast in parsed):
             fields = declared.get("fields")
+            preset = declared.get("preset")
             docs.append(
                 {
                     "slug": declared["slug"],
                     "fields": [f for f in fields if isinstance(f, dict) and "key" in f]
                     if isinstance(fields, list)
                     else None,
+                    # An unknown preset is reported where it is called, not here.
+                    "preset": preset if isinstance(preset, str) and preset in PRESETS else None,
                 }
             )
         schema = schema_from_documents(docs)

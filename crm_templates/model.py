@@ -71,6 +71,12 @@ class Field:
     reporting_config: ReportingConfig | None = None
     target_entity: str | None = None
     display_field: str | None = None
+    #: The platform's per-field validation settings (a JSON object or list), stored and
+    #: returned as given; crm-templates does not enforce them (issue 9, item 7).
+    validation_rules: Any = field(default=None, hash=False)
+    #: Team ids the platform's admin shows the field to (None: not set); stored and returned,
+    #: not enforced (crm-templates has no teams).
+    visible_to_team_ids: tuple[str | int, ...] | None = None
 
     def option_label(self, value: Any) -> str:
         """The label of a select value (the value itself when it is not an option)."""
@@ -204,6 +210,10 @@ def field_to_dict(f: Field) -> dict[str, Any]:
         out["target_entity"] = f.target_entity
     if f.display_field:
         out["display_field"] = f.display_field
+    if f.validation_rules is not None:
+        out["validation_rules"] = f.validation_rules
+    if f.visible_to_team_ids is not None:
+        out["visible_to_team_ids"] = list(f.visible_to_team_ids)
     return out
 
 
@@ -229,6 +239,10 @@ def field_from_dict(d: Mapping[str, Any]) -> Field:
         ),
         target_entity=d.get("target_entity"),
         display_field=d.get("display_field"),
+        validation_rules=d.get("validation_rules"),
+        visible_to_team_ids=None
+        if d.get("visible_to_team_ids") is None
+        else tuple(d["visible_to_team_ids"]),
     )
 
 

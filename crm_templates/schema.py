@@ -7,10 +7,12 @@ both. Every problem is reported as a `CrmValidationError` naming the path of the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .colours import check_colour
 from .errors import CrmValidationError
 from .ids import new_id, utc_now
 from .model import (
@@ -31,7 +33,6 @@ from .model import (
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 FIELD_KEY_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
-_COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
 def _camel(name: str) -> str:
@@ -72,14 +73,6 @@ def _text(value: Any, where: str, default: str | None = None) -> str | None:
             f"{where} must be a string of at most 200 characters; got {value!r}"
         )
     return value
-
-
-def _colour(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _COLOR_RE.match(value):
-        raise CrmValidationError(f"{where} must be a hex colour '#rgb' or '#rrggbb'; got {value!r}")
-    return value.lower()
 
 
 def _number(value: Any, where: str) -> float | None:
@@ -129,6 +122,82 @@ def parse_reporting_config(d: Any, where: str) -> ReportingConfig | None:
     )
 
 
+MAX_RULES_BYTES = 10_000
+MAX_RULES_DEPTH = 32
+MAX_TEAM_IDS = 1000
+
+
+def parse_validation_rules(value: Any, where: str) -> Any:
+    """A field's ``validation_rules``: a JSON object or list, at most 10 KB serialised and 32
+    levels deep, finite numbers only; returned as a fresh copy made of plain JSON types (keys
+    become strings, tuples lists); None stays None.
+
+    The seed platform's admin keeps these per field; crm-templates stores and returns them
+    but does not enforce them (issue 9, item 7).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping | list | tuple):
+        raise CrmValidationError(
+            f"{where} must be a JSON object or list (e.g. {{'required': true}}); got {value!r}"
+        )
+    # Depth first, without recursion: json.dumps of a very deep value raises RecursionError,
+    # and a stored one would make the entity unreadable.
+    level: list[Any] = [value]
+    seen = 0
+    for _ in range(MAX_RULES_DEPTH):
+        level = [
+            child
+            for item in level
+            if isinstance(item, Mapping | list | tuple)
+            for child in (item.values() if isinstance(item, Mapping) else item)
+        ]
+        seen += len(level)
+        if seen > MAX_RULES_BYTES:  # every JSON value takes at least one byte
+            raise CrmValidationError(f"{where} must be at most 10 KB as JSON")
+        if not level:
+            break
+    else:
+        raise CrmValidationError(
+            f"{where} must be plain JSON (nested too deeply: at most {MAX_RULES_DEPTH} levels)"
+        )
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CrmValidationError(f"{where} must be plain JSON ({exc})") from None
+    size = len(text.encode())
+    if size > MAX_RULES_BYTES:
+        raise CrmValidationError(f"{where} must be at most 10 KB as JSON; got {size} bytes")
+    return json.loads(text)
+
+
+def parse_team_ids(value: Any, where: str) -> tuple[str | int, ...] | None:
+    """A field's ``visible_to_team_ids``: a list of team ids (non-empty strings of at most 200
+    characters, or whole numbers), duplicates dropped; None stays None.
+
+    Stored and returned for the seed platform's admin; not enforced (crm-templates has no
+    teams; issue 9, item 7).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise CrmValidationError(f"{where} must be a list of team ids; got {value!r}")
+    if len(value) > MAX_TEAM_IDS:
+        raise CrmValidationError(f"{where} holds more than {MAX_TEAM_IDS} team ids")
+    ids: list[str | int] = []
+    for item in value:
+        valid_str = isinstance(item, str) and 0 < len(item) <= 200
+        valid_int = isinstance(item, int) and not isinstance(item, bool) and abs(item) < 2**63
+        if not (valid_str or valid_int):
+            raise CrmValidationError(
+                f"{where} items must be team ids (strings of 1-200 characters or whole "
+                f"numbers); got {item!r}"
+            )
+        if item not in ids:
+            ids.append(item)
+    return tuple(ids)
+
+
 def parse_field(d: Any, where: str = "field") -> Field:
     """Parse one field definition."""
     spec = _normalise(
@@ -142,6 +211,8 @@ def parse_field(d: Any, where: str = "field") -> Field:
             "reporting_config",
             "target_entity",
             "display_field",
+            "validation_rules",
+            "visible_to_team_ids",
         ),
         where,
     )
@@ -195,6 +266,12 @@ def parse_field(d: Any, where: str = "field") -> Field:
         ),
         target_entity=target,
         display_field=display,
+        validation_rules=parse_validation_rules(
+            spec.get("validation_rules"), f"{where}.validation_rules"
+        ),
+        visible_to_team_ids=parse_team_ids(
+            spec.get("visible_to_team_ids"), f"{where}.visible_to_team_ids"
+        ),
     )
 
 
@@ -230,7 +307,7 @@ def parse_stage(d: Any, position: int, where: str) -> Stage:
         slug=slug,
         name=_text(spec.get("name"), f"{where}.name", slug.replace("-", " ").title()) or slug,
         position=position,
-        color=_colour(spec.get("color"), f"{where}.color"),
+        color=check_colour(spec.get("color"), f"{where}.color"),
         semantic_status=status,
         probability=prob,
     )
@@ -312,7 +389,7 @@ def build_entity(
         singular_name=_text(singular_name, "singularName", display) or display,
         plural_name=_text(plural_name, "pluralName", display) or display,
         icon=_text(icon, "icon"),
-        color=_colour(color, "color"),
+        color=check_colour(color, "color"),
         mode=mode,
         fields=tuple(fields),
         pipelines=tuple(pipelines),

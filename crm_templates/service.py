@@ -48,6 +48,7 @@ from .errors import (
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .ids import new_id, utc_now
 from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, Stage
+from .presets import apply_preset
 from .schema import build_entity, check_slug, parse_fields, parse_pipelines
 from .storage.base import Store
 from .values import check_plain_string, check_reference, coerce
@@ -59,6 +60,7 @@ CustomerProvider = Callable[[bool], "str | None"]
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry holding the key
+_FIELD_ITEM_KEYS = ("fieldKey", "field_key", "value")
 RETRIES = 10
 
 
@@ -86,9 +88,17 @@ def _writes(method: F) -> F:
 
 
 class WriteResult(dict[str, Any]):
-    """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text."""
+    """A write's result mapping that prints as nothing: ``{{ SetCrmField(...) }}`` adds no text.
+
+    It is falsy exactly when ``ok`` is false (a refused preview write, a move with nothing to
+    move, a failure returned by the ``log`` error policy), so ``{% if SetCrmField(...) %}``
+    tests success (issue 9, item 4); a plain dict would be truthy whenever it has keys.
+    """
 
     __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return self.get("ok") is not False
 
     def __str__(self) -> str:
         return ""
@@ -521,11 +531,21 @@ class Crm:
     def ensure_entity(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines."""
+        """EnsureCrmEntity: create an entity, or add only its missing fields and pipelines.
+
+        ``preset: 'leads' | 'contacts' | 'deals'`` supplies that kind's standard fields and
+        pipeline; explicit ``fields``/``pipelines`` add to them (`crm_templates.presets`;
+        issue 9, item 8). ``async``, ``referenceType`` and ``referenceId`` are accepted, as on
+        every seed function, and ignored: the entity is always ensured before this returns.
+        """
         o = self._opts("EnsureCrmEntity", options, kwargs)
         if self.read_only:
             return self._preview("EnsureCrmEntity")
         slug = check_slug(o["slug"])
+        self._flag(o, "async")
+        if "referenceType" in o or "referenceId" in o:
+            check_reference(o.get("referenceType", "customer"), o.get("referenceId", "-"))
+        o = apply_preset(o)
         fields = parse_fields(o.get("fields"))
         pipelines = parse_pipelines(o.get("pipelines"))
         mode = o.get("entityMode")
@@ -618,6 +638,7 @@ class Crm:
         """GetCrmEntries: the reference's entries of one entity, newest first."""
         o = self._opts("GetCrmEntries", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         limit = self._limit(o)
         ref = self._reference(o, write=False)
         if ref is None:
@@ -628,6 +649,7 @@ class Crm:
         """GetCrmField: the key's value in the newest entry holding it, or None."""
         o = self._opts("GetCrmField", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key
         ref = self._reference(o, write=False)
         if ref is None:
@@ -640,6 +662,7 @@ class Crm:
         """GetCrmFields: ``{key: value}`` for several keys in one read (missing → None)."""
         o = self._opts("GetCrmFields", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         keys = o["fieldKeys"]
         if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
             raise CrmValidationError(f"fieldKeys must be a non-empty list of keys; got {keys!r}")
@@ -708,11 +731,8 @@ class Crm:
             pairs = dict(raw)
         elif isinstance(raw, Sequence) and not isinstance(raw, str):
             for item in raw:
-                if not isinstance(item, Mapping) or "fieldKey" not in item or "value" not in item:
-                    raise CrmValidationError(
-                        f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
-                    )
-                pairs[item["fieldKey"]] = item["value"]
+                key, value = self._field_item(item)
+                pairs[key] = value
         else:
             raise CrmValidationError(
                 f"fields must be a list of {{fieldKey, value}} or a {{key: value}} mapping; "
@@ -727,6 +747,33 @@ class Crm:
         ref = self._reference(o, write=True)
         assert ref is not None
         return self._write(spec, o, lambda: self._upsert(schema, ref, values, force))
+
+    @staticmethod
+    def _field_item(item: Any) -> tuple[Any, Any]:
+        """One ``{fieldKey, value}`` item of SetCrmFields' ``fields`` list; ``field_key`` is the
+        seed's other spelling (issue 9, item 7). Any other key is an error, as for options."""
+        if not isinstance(item, Mapping):
+            raise CrmValidationError(
+                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+            )
+        unknown = [str(k) for k in item if k not in _FIELD_ITEM_KEYS]
+        if unknown:
+            hint = suggest(unknown[0], _FIELD_ITEM_KEYS)
+            raise CrmValidationError(
+                f"fields item {item!r} has an unknown key {unknown[0]!r}.{hint} "
+                "Accepted: fieldKey (or field_key), value"
+            )
+        keys = [item[k] for k in ("fieldKey", "field_key") if k in item]
+        if not keys or "value" not in item:
+            raise CrmValidationError(
+                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+            )
+        if len(keys) == 2 and keys[0] != keys[1]:
+            raise CrmValidationError(
+                f"fields item {item!r} has both fieldKey and field_key with different values; "
+                "pass one of them"
+            )
+        return keys[0], item["value"]
 
     def add_field_value(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -751,6 +798,7 @@ class Crm:
         """GetCrmFieldValues: the key's values across entries, newest first."""
         o = self._opts("GetCrmFieldValues", options, kwargs)
         schema = self._schema(o["slug"])
+        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key
         limit = self._limit(o)
         ref = self._reference(o, write=False)
@@ -778,6 +826,21 @@ class Crm:
                 ok=True, deleted=self.store.delete_entries(schema.entity.slug, *ref)
             ),
         )
+
+    def _relation_entry(self, slug: str, ref: tuple[str, str], key: str) -> Entry | None:
+        """The entry a relation call without ``entryId`` acts on: the newest entry holding the
+        relation key (a stored null counts, as for GetCrmField), else the newest entry, else
+        None (issue 9, item 5: acting on the newest entry lost the links held by an older one).
+
+        Unlike SetCrmField's scan of the newest 100 entries, the holder is found at any depth:
+        a remove written onto an entry that never held the key would hide every link.
+        """
+        store = self.store
+        holding = store.find_entries(slug, *ref, has_key=key, limit=1)
+        if holding:
+            return holding[0]
+        newest = store.find_entries(slug, *ref, limit=1)
+        return newest[0] if newest else None
 
     def _relation(self, name: str, options: Any, kwargs: Mapping[str, Any]) -> WriteResult:
         spec = FUNCTIONS[name]
@@ -819,8 +882,7 @@ class Crm:
                 elif ref is None:
                     return WriteResult(ok=True, id=None, changed=False)
                 else:
-                    recent = store.find_entries(schema.entity.slug, *ref, limit=1)
-                    entry = recent[0] if recent else None
+                    entry = self._relation_entry(schema.entity.slug, ref, field.key)
                 current = None if entry is None else entry.values.get(field.key)
                 if field.type == "reference":
                     new: Any = target_id if adding else (None if current == target_id else current)
@@ -851,13 +913,22 @@ class Crm:
     def set_relation(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """SetCrmRelation: link the entry (given or newest) to a target entry."""
+        """SetCrmRelation: link an entry to a target entry.
+
+        The entry is ``entryId``'s, else the newest one holding ``relationKey``, else the
+        newest, else a new one. A ``reference`` field holds one id (replaced), a
+        ``multi_reference`` an ordered set (appended once). Returns ``{ok, id, changed}``.
+        """
         return self._relation("SetCrmRelation", options, kwargs)
 
     def remove_relation(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
-        """RemoveCrmRelation: unlink a target entry."""
+        """RemoveCrmRelation: unlink a target entry from the entry SetCrmRelation would use.
+
+        Without such an entry, or when it does not link the target, nothing changes
+        (``{ok: True, changed: False}``).
+        """
         return self._relation("RemoveCrmRelation", options, kwargs)
 
     def _move(
@@ -971,10 +1042,25 @@ class Crm:
     ) -> WriteResult:
         """MoveCrmToEntity: copy mapped values of the newest source entry into a new target entry.
 
-        ``removeFromOld: true`` deletes the source entry afterwards (the lead became a deal).
+        ``fromSlug`` and ``toSlug`` must differ; ``fieldMap`` is a non-empty
+        ``{sourceKey: targetKey}`` mapping. ``allEntries: true`` copies every source entry of
+        the reference, each into its own new target entry (created oldest first, so the
+        targets keep the sources' order). ``removeFromOld: true`` deletes the source entries
+        that were copied (the lead became a deal). Values are coerced to the target's field
+        types; one mismatch writes nothing.
+
+        Returns ``{ok, id, ids, moved, removed_from_old}``: ``id`` is the target entry made
+        from the newest source, ``ids`` every target made (newest first), ``moved`` the number
+        of field values copied (summed over entries). With no source entry:
+        ``{ok: False, moved: 0, removed_from_old: False, error}``.
         """
         spec = FUNCTIONS["MoveCrmToEntity"]
         o = parse_options(spec, options, kwargs)
+        if o["fromSlug"] == o["toSlug"]:
+            raise CrmValidationError(
+                f"MoveCrmToEntity copies between two entities; fromSlug and toSlug are both "
+                f"{o['fromSlug']!r} (use SetCrmFields to change an entry of one entity)"
+            )
         source = self._schema(o["fromSlug"])
         target = self._schema(o["toSlug"])
         field_map = o["fieldMap"]
@@ -986,6 +1072,7 @@ class Crm:
             self._field(source, src, "fieldMap key")
             self._field(target, dst, "fieldMap value")
         remove = self._flag(o, "removeFromOld")
+        all_entries = self._flag(o, "allEntries")
         placement = self._placement(target.entity, o)
         if placement is not None and target.entity.mode == "data":
             raise CrmValidationError(f"entity {target.entity.slug!r} is in data mode: no pipelines")
@@ -996,32 +1083,44 @@ class Crm:
 
         def attempt() -> WriteResult:
             with store.atomic():
-                newest = (
-                    [] if ref is None else store.find_entries(source.entity.slug, *ref, limit=1)
+                sources = (
+                    []
+                    if ref is None
+                    else store.find_entries(
+                        source.entity.slug, *ref, limit=None if all_entries else 1
+                    )
                 )
-                if not newest:
+                if not sources:
                     return WriteResult(
                         ok=False,
                         moved=0,
                         removed_from_old=False,
                         error=f"no entry of {source.entity.slug!r} for this reference to move",
                     )
-                src_entry = newest[0]
-                copied = self._coerce(
-                    target,
-                    {
-                        dst: src_entry.values[src]
-                        for src, dst in field_map.items()
-                        if src in src_entry.values
-                    },
-                )
                 assert ref is not None
-                entry = self._new_entry(
-                    target, ref, copied, title=src_entry.title, placement=placement
-                )
-                store.insert_entries([entry])
-                removed = store.delete_entry(src_entry.id) if remove else False
-            return WriteResult(ok=True, id=entry.id, moved=len(copied), removed_from_old=removed)
+                made: list[Entry] = []
+                moved = 0
+                for src_entry in reversed(sources):  # oldest first: new ids keep the order
+                    copied = self._coerce(
+                        target,
+                        {
+                            dst: src_entry.values[src]
+                            for src, dst in field_map.items()
+                            if src in src_entry.values
+                        },
+                    )
+                    moved += len(copied)
+                    made.append(
+                        self._new_entry(
+                            target, ref, copied, title=src_entry.title, placement=placement
+                        )
+                    )
+                store.insert_entries(made)
+                removed = False
+                if remove:
+                    removed = all([store.delete_entry(e.id) for e in sources])
+            ids = [e.id for e in reversed(made)]
+            return WriteResult(ok=True, id=ids[0], ids=ids, moved=moved, removed_from_old=removed)
 
         return self._write(spec, o, lambda: self._retry(attempt))
 

@@ -68,7 +68,7 @@ class AsyncWriter:
         batch_size: int = 500,
         failure_log: str | Path | None = None,
         retries: int = 3,
-        linger: float = 0.005,
+        linger: float = 0.005,  # seconds; at most 10 lingers while writes keep arriving
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -138,13 +138,18 @@ class AsyncWriter:
                 if not self._queue:
                     return
                 # Linger briefly so a burst of writes becomes one full batch (one transaction,
-                # one bulk request) instead of a tiny first batch and a long tail.
-                deadline = time.monotonic() + self.linger
+                # one bulk request) instead of a tiny first batch and a long tail. While writes
+                # keep arriving (a slow or busy producer), linger again, up to 10 lingers.
+                now = time.monotonic()
+                deadline, last_chance = now + self.linger, now + 10 * self.linger
+                seen = len(self._queue)
                 while len(self._queue) < self.batch_size and not self._closing:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
+                    now = time.monotonic()
+                    if now >= deadline:
+                        if len(self._queue) == seen or now >= last_chance:
+                            break
+                        seen, deadline = len(self._queue), now + self.linger
+                    self._cond.wait(deadline - now)
                 take = min(len(self._queue), self.batch_size)
                 batch = [self._queue.popleft() for _ in range(take)]
             try:

@@ -61,7 +61,7 @@ VALID: dict[str, dict[str, Any]] = {
     "MoveCrmLead": {"slug": "things", "pipelineSlug": "p", "stageSlug": "s2"},
     "MoveCrmToStage": {"slug": "things", "stageSlug": "s2"},
     "MoveCrmToPipeline": {"slug": "things", "pipelineSlug": "p"},
-    "MoveCrmToEntity": {"fromSlug": "things", "toSlug": "things", "fieldMap": {"text": "text"}},
+    "MoveCrmToEntity": {"fromSlug": "things", "toSlug": "places", "fieldMap": {"text": "name"}},
     "ReassignCrmReference": {
         "slug": "things",
         "fromReferenceType": "customer",
@@ -191,6 +191,8 @@ def cases() -> list[tuple[str, str, dict[str, Any], type]]:
         ("MoveCrmToPipeline", "unknown pipeline", {**VALID["MoveCrmToPipeline"], "pipelineSlug": "zz"}, CrmValidationError),
         ("MoveCrmLead", "allEntries not a boolean", {**VALID["MoveCrmLead"], "allEntries": 1}, CrmValidationError),
         ("MoveCrmToEntity", "fieldMap empty", {**VALID["MoveCrmToEntity"], "fieldMap": {}}, CrmValidationError),
+        ("MoveCrmToEntity", "toSlug equal to fromSlug", {**VALID["MoveCrmToEntity"], "toSlug": "things", "fieldMap": {"text": "text"}}, CrmValidationError),
+        ("MoveCrmToEntity", "allEntries not a boolean", {**VALID["MoveCrmToEntity"], "allEntries": "yes"}, CrmValidationError),
         ("MoveCrmToEntity", "fieldMap unknown target key", {**VALID["MoveCrmToEntity"], "fieldMap": {"text": "zz"}}, UnknownFieldError),
         ("MoveCrmToEntity", "removeFromOld not a boolean", {**VALID["MoveCrmToEntity"], "removeFromOld": "y"}, CrmValidationError),
         ("ReassignCrmReference", "bad fromReferenceId", {**VALID["ReassignCrmReference"], "fromReferenceId": "[x]"}, CrmValidationError),

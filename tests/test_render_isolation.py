@@ -240,7 +240,7 @@ def test_page_backend_using_template_module_reads_for_each_visitor(tmp_path: Pat
         alice, bob = app.test_client(), app.test_client()
         alice.get("/save?v=alice-private")
         assert alice.get("/show").get_data(as_text=True) == "alice-private"
-        assert bob.get("/show").get_data(as_text=True) == "None"
+        assert bob.get("/show").get_data(as_text=True) == ""
     finally:
         app.extensions["crm"].close()
 

@@ -226,7 +226,7 @@ def test_ensure_accepts_camel_case_nested_keys(crm: Crm) -> None:
         ({"slug": "x", "pipelines": [{"slug": "p", "stages": []}]}, "non-empty stages"),
         ({"slug": "x", "pipelines": [{"slug": "p", "stages": [{"slug": "s", "probability": 101}]}]}, "probability"),
         ({"slug": "x", "pipelines": [{"slug": "p", "stages": [{"slug": "s", "semantic_status": "meh"}]}]}, "semantic_status"),
-        ({"slug": "x", "color": "red"}, "hex colour"),
+        ({"slug": "x", "color": "reddish"}, "CSS colour"),
     ],
 )  # fmt: skip
 def test_ensure_rejects_bad_definitions(crm: Crm, options: dict[str, Any], match: str) -> None:

@@ -81,7 +81,7 @@ class ServerState:
 
         from renderers import RenderOptions
 
-        from ..extension import CrmExtension
+        from ..extension import CrmExtension, none_as_empty
         from .customers import request_crm_or_none
         from .preview import PREVIEW_CSRF_KEY, in_preview
 
@@ -98,6 +98,9 @@ class ServerState:
                 ]
             ),
             auto_reload=site.reload,
+            # A value that is not set (or a read that failed under on_error="log") prints as
+            # nothing, not as "None" (issue 9, item 4).
+            finalize=none_as_empty,
         )
 
         def csrf_token() -> str:
