@@ -18,9 +18,10 @@ csrf = CSRFProtect()
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-# Inline scripts and styles are refused; renderers put two bounded values into style
-# attributes (a colour swatch's validated hex code and a thumbnail's size from an int
-# option), so only style *attributes* are allowed inline.
+# Inline scripts and styles are refused; renderers and the stage badge put bounded values into
+# style attributes (a colour swatch's validated hex code, a thumbnail's size from an int option,
+# a stage colour re-serialised by the CSS colour parser), so only style *attributes* are
+# allowed inline.
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
     "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
