@@ -337,7 +337,7 @@ def test_a_used_token_stays_used_after_a_restart(make: Any, shared_store: str) -
     assert "already used" in restarted.test_client().get(path_of(link)).get_data(as_text=True)
 
 
-# --- two real `crm-templates serve` processes on one SQLite file ------------------------------
+# --- two real `crm-templates serve` processes on one store ------------------------------------
 
 
 # The sign-in link goes to the `crm_templates.mail` logger, which `serve` prints.
@@ -395,9 +395,11 @@ class Browser:
         return self.request(port, "POST", "/auth/verify", form)[0]
 
 
-def test_two_serve_processes_share_tokens_and_sign_outs(tmp_path: Path) -> None:
+def test_two_serve_processes_share_tokens_and_sign_outs(tmp_path: Path, shared_store: str) -> None:
+    """Two real `crm-templates serve` processes on one store (a SQLite file; the search
+    backend's indices)."""
     site = make_site(tmp_path / "site")
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    url = shared_store
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
     servers: list[tuple[int, subprocess.Popen[bytes], Path]] = []
     try:
