@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from babel.dates import format_date, format_datetime
@@ -37,11 +37,18 @@ def to_decimal(value: Any) -> Decimal | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         number = Decimal(value)
-    elif as_float.is_integer():
-        number = Decimal(int(as_float))
-    else:
-        number = Decimal(repr(as_float))
+    else:  # repr: 17 significant digits at most, so normalize() cannot round
+        number = Decimal(repr(as_float)).normalize()
     return number if number else Decimal(0)
+
+
+def format_number(number: Decimal, locale: str) -> str:
+    """The locale's format of ``number``, every digit kept (no rounding to the pattern)."""
+    with localcontext() as context:
+        # Babel quantizes in the current context; its default 28 digits cannot hold 1e25 with
+        # the pattern's 3 decimals (InvalidOperation). A double has at most ~330 digits.
+        context.prec = 400
+        return format_decimal(number, locale=babel_locale(locale), decimal_quantization=False)
 
 
 class NumberRenderer(FieldRenderer):
@@ -53,18 +60,14 @@ class NumberRenderer(FieldRenderer):
         number = to_decimal(value)
         if number is None:
             return invalid(field, value)
-        shown = format_decimal(
-            number, locale=babel_locale(options.locale), decimal_quantization=False
-        )
+        shown = format_number(number, options.locale)
         return element("data", shown, class_=classes(field), value=format(number, "f"))
 
     def text(self, value: Any, field: FieldInfo, options: RenderOptions) -> str:
         number = to_decimal(value)
         if number is None:
             return str(value)
-        return format_decimal(
-            number, locale=babel_locale(options.locale), decimal_quantization=False
-        )
+        return format_number(number, options.locale)
 
 
 def _shown(display: Callable[[], str], iso: str) -> str:
