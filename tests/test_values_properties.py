@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,49 +15,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 import renderers
 from crm_templates import Crm, CrmError, CrmExtension, CrmValidationError
-from crm_templates.model import Field
 from crm_templates.values import coerce
 from tests import value_strategies as vs
+from tests.value_strategies import World, seed_world
 
 # Examples per backend and mode: the search backend answers over HTTP, so it gets fewer.
 BUDGET = {"sqlite-memory": 400, "sqlite-file": 120, "opensearch": 100}
 REFERENCES = ["r1", "r2", "r3"]
-
-
-@dataclass
-class World:
-    """A seeded service: the schema of `value_strategies`, one place, one entry to edit."""
-
-    crm: Crm
-    fields: dict[str, Field]
-    place: str
-    entry: str
-    backend: str = ""
-
-    def snapshot(self) -> tuple[Any, ...]:
-        store = self.crm.store
-        return (
-            [repr(e) for e in store.list_entities()],
-            sorted(repr(e) for e in store.iter_entries()),
-        )
-
-    def real(self, value: Any) -> Any:
-        """``value`` with the "PLACE" placeholder replaced by the seeded place's id."""
-        if value == "PLACE" and isinstance(value, str):
-            return self.place
-        if isinstance(value, list) and len(value) < 10 and all(isinstance(v, str) for v in value):
-            return [self.place if v == "PLACE" else v for v in value]
-        return value
-
-
-def seed_world(crm: Crm) -> World:
-    for doc in vs.SCHEMA:
-        crm.ensure_entity(doc)
-    view = crm.bind("cus_1")
-    place = view.create_entry(slug="places", values={"name": "Oslo"})["id"]
-    entry = view.create_entry(slug="things", title="edit me", values={"f_text": "x"})["id"]
-    fields = {f.key: f for f in crm.get_entity("things").fields}
-    return World(crm, fields, place, entry)
 
 
 @pytest.fixture

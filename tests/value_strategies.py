@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
@@ -23,6 +24,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
 
+from crm_templates import Crm
+from crm_templates.model import Field
 from tests.xss_payloads import PAYLOADS
 
 SEED = int(os.environ.get("CRM_HYPOTHESIS_SEED") or secrets.randbelow(2**32))
@@ -89,6 +92,42 @@ KEYS = [f"f_{t}" for t in TYPES]
 
 def key_of(ftype: str) -> str:
     return f"f_{ftype}"
+
+
+@dataclass
+class World:
+    """A seeded service: the schema above, one place, one entry to edit."""
+
+    crm: Crm
+    fields: dict[str, Field]
+    place: str
+    entry: str
+    backend: str = ""
+
+    def snapshot(self) -> tuple[Any, ...]:
+        store = self.crm.store
+        return (
+            [repr(e) for e in store.list_entities()],
+            sorted(repr(e) for e in store.iter_entries()),
+        )
+
+    def real(self, value: Any) -> Any:
+        """``value`` with the "PLACE" placeholder replaced by the seeded place's id."""
+        if isinstance(value, str) and value == "PLACE":
+            return self.place
+        if isinstance(value, list) and len(value) < 10 and all(isinstance(v, str) for v in value):
+            return [self.place if v == "PLACE" else v for v in value]
+        return value
+
+
+def seed_world(crm: Crm) -> World:
+    for doc in SCHEMA:
+        crm.ensure_entity(doc)
+    view = crm.bind("cus_1")
+    place = view.create_entry(slug="places", values={"name": "Oslo"})["id"]
+    entry = view.create_entry(slug="things", title="edit me", values={"f_text": "x"})["id"]
+    fields = {f.key: f for f in crm.get_entity("things").fields}
+    return World(crm, fields, place, entry)
 
 
 def has_dotted_keys(value: Any) -> bool:
