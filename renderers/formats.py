@@ -37,8 +37,8 @@ def to_decimal(value: Any) -> Decimal | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         number = Decimal(value)
-    else:  # repr: 17 significant digits at most, so normalize() cannot round
-        number = Decimal(repr(as_float)).normalize()
+    else:
+        number = Decimal(repr(as_float))
     return number if number else Decimal(0)
 
 
