@@ -129,8 +129,13 @@ def phone_dial(value: str) -> str:
 # --- URLs -----------------------------------------------------------------------------------
 
 # Browsers drop leading/trailing C0 controls and spaces and every tab/CR/LF inside a URL
-# before they look at the scheme, so "java\tscript:" is "javascript:" to them.
-_EDGE = "".join(chr(c) for c in range(0x21)) + "\x7f"
+# before they look at the scheme, so "java\tscript:" is "javascript:" to them. The edges also
+# lose any Unicode space (a pasted URL's trailing no-break space is not part of it).
+_EDGE = (
+    "".join(chr(c) for c in range(0x21))
+    + "\x7f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    + "\u2028\u2029\u202f\u205f\u3000"
+)  # C0 controls, space, DEL and every other character str.isspace() calls a space
 _INNER_IGNORED = re.compile(r"[\t\n\r]")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
 
