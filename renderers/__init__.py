@@ -4,8 +4,9 @@
     >>> str(renderers.render("a&b", {"type": "text"}))
     '<span class="crm-field crm-text">a&amp;b</span>'
 
-Depends only on the standard library, MarkupSafe, nh3, phonenumbers and Babel, so it can be
-used without Jinja, Flask or the CRM core.
+Depends only on the standard library, MarkupSafe, nh3, phonenumbers, Babel, email-validator
+and `fieldtypes` (the value checks it shares with the core, so every value the core stores
+renders normally), so it can be used without Jinja, Flask or the CRM core.
 """
 
 from __future__ import annotations

@@ -1,40 +1,54 @@
-"""Formatted scalars: number, date, datetime, boolean, color."""
+"""Formatted scalars: number, date, datetime, boolean, color.
+
+Whether a value is valid for its type is decided by `fieldtypes` — the same functions the core
+validates writes with — so every value the core stored gets its type's markup (issue 9). A
+moment Babel cannot show in the page's time zone (``0001-01-01T00:00:00Z`` west of UTC) is
+shown as its ISO 8601 text instead of failing the page.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal, localcontext
 from typing import Any
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from markupsafe import Markup
 
+import fieldtypes
+
 from .field import FieldInfo
 from .markup import classes, element, invalid
 from .options import RenderOptions, babel_locale, zone
 from .registry import FieldRenderer
 
-# Beyond this many digits a "number" is a denial-of-service string, not a quantity.
-_MAX_EXPONENT = 400
-
 
 def to_decimal(value: Any) -> Decimal | None:
-    """``value`` as a finite Decimal (numeric strings accepted), else None."""
-    if isinstance(value, bool):
-        return None  # bool is an int subclass, but True is not the number 1 here
-    if isinstance(value, float):
-        value = repr(value)  # the shortest round-trip form, not the binary expansion
-    if not isinstance(value, (int, str, Decimal)):
-        return None
+    """The number `fieldtypes.number` reads from ``value``, as a Decimal to format; else None.
+
+    Ints stay exact; floats and numeric text become the float the core would store, written in
+    its shortest round-trip form. A zero is always ``0``, never ``-0``.
+    """
     try:
+        as_float = fieldtypes.number(value)
+    except fieldtypes.InvalidValue:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
         number = Decimal(value)
-    except (InvalidOperation, ValueError):
-        return None
-    if not number.is_finite() or abs(number.adjusted()) > _MAX_EXPONENT:
-        return None
-    return number
+    else:
+        number = Decimal(repr(as_float))
+    return number if number else Decimal(0)
+
+
+def format_number(number: Decimal, locale: str) -> str:
+    """The locale's format of ``number``, every digit kept (no rounding to the pattern)."""
+    with localcontext() as context:
+        # Babel quantizes in the current context; its default 28 digits cannot hold 1e25 with
+        # the pattern's 3 decimals (InvalidOperation). A double has at most ~330 digits.
+        context.prec = 400
+        return format_decimal(number, locale=babel_locale(locale), decimal_quantization=False)
 
 
 class NumberRenderer(FieldRenderer):
@@ -46,37 +60,22 @@ class NumberRenderer(FieldRenderer):
         number = to_decimal(value)
         if number is None:
             return invalid(field, value)
-        shown = format_decimal(
-            number, locale=babel_locale(options.locale), decimal_quantization=False
-        )
+        shown = format_number(number, options.locale)
         return element("data", shown, class_=classes(field), value=format(number, "f"))
 
     def text(self, value: Any, field: FieldInfo, options: RenderOptions) -> str:
         number = to_decimal(value)
         if number is None:
             return str(value)
-        return format_decimal(
-            number, locale=babel_locale(options.locale), decimal_quantization=False
-        )
+        return format_number(number, options.locale)
 
 
-def to_temporal(value: Any) -> date | datetime | None:
-    """A date or datetime from an object or an ISO 8601 string (``Z`` accepted), else None."""
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text[-1:] in {"Z", "z"}:
-        text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read "Z"
+def _shown(display: Callable[[], str], iso: str) -> str:
+    """Babel's display, or the ISO text when the moment cannot be shown in the page's zone."""
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
+        return display()
+    except (OverflowError, ValueError):  # e.g. year 1 shifted west of UTC is year 0
+        return iso
 
 
 class DateRenderer(FieldRenderer):
@@ -85,11 +84,13 @@ class DateRenderer(FieldRenderer):
     name = "date"
 
     def _parts(self, value: Any, options: RenderOptions) -> tuple[str, str] | None:
-        moment = to_temporal(value)
-        if moment is None:
+        try:
+            iso = fieldtypes.iso_date(value)
+        except fieldtypes.InvalidValue:
             return None
-        day = moment.date() if isinstance(moment, datetime) else moment
-        return day.isoformat(), format_date(day, "medium", locale=babel_locale(options.locale))
+        day = date.fromisoformat(iso)
+        locale = babel_locale(options.locale)
+        return iso, _shown(lambda: format_date(day, "medium", locale=locale), iso)
 
     def html(self, value: Any, field: FieldInfo, options: RenderOptions) -> Markup:
         parts = self._parts(value, options)
@@ -107,40 +108,31 @@ class DatetimeRenderer(DateRenderer):
     """``<time datetime="ISO">`` shown as the medium date and time in ``options.timezone``.
 
     Naive values are taken as UTC, which is how the core stores them; a date-only value
-    is shown as a date.
+    is shown as a date. A moment outside the years 1–9999 once in UTC is invalid (the core
+    refuses it); one that leaves that range in the page's zone shows its ISO text.
     """
 
     name = "datetime"
 
     def _parts(self, value: Any, options: RenderOptions) -> tuple[str, str] | None:
-        moment = to_temporal(value)
-        if not isinstance(moment, datetime):
-            return super()._parts(value, options)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        shown = format_datetime(
-            moment, "medium", tzinfo=zone(options.timezone), locale=babel_locale(options.locale)
-        )
-        return moment.isoformat(), shown
-
-
-_TRUE = frozenset({"true", "1"})
-_FALSE = frozenset({"false", "0"})
+        try:
+            moment = fieldtypes.temporal(value)
+            if not isinstance(moment, datetime):
+                return super()._parts(value, options)
+            fieldtypes.utc(moment)
+        except fieldtypes.InvalidValue:
+            return None
+        iso = moment.isoformat()
+        tz, locale = zone(options.timezone), babel_locale(options.locale)
+        return iso, _shown(lambda: format_datetime(moment, "medium", tzinfo=tz, locale=locale), iso)
 
 
 def to_bool(value: Any) -> bool | None:
-    """True/False, "true"/"false" (any case) and 1/0; None for anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    return None
+    """`fieldtypes.boolean` (true/false, "true"/"false" in any case, 1/0), else None."""
+    try:
+        return fieldtypes.boolean(value)
+    except fieldtypes.InvalidValue:
+        return None
 
 
 class BooleanRenderer(FieldRenderer):
@@ -167,16 +159,13 @@ class BooleanRenderer(FieldRenderer):
         return str(value) if flag is None else ("Yes" if flag else "No")
 
 
-# fullmatch, not "$", so a trailing newline cannot slip into the style attribute.
-_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
-
-
 def to_hex(value: Any) -> str | None:
-    """``#rgb``/``#rrggbb`` in lower case, else None: the only text that reaches a style."""
-    if not isinstance(value, str):
+    """``#rgb``/``#rrggbb`` in lower case (`fieldtypes.hex_color`), else None: the only text
+    that reaches a style."""
+    try:
+        return fieldtypes.hex_color(value)
+    except fieldtypes.InvalidValue:
         return None
-    text = value.strip()
-    return text.lower() if _HEX.fullmatch(text) else None
 
 
 class ColorRenderer(FieldRenderer):

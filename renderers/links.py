@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import phonenumbers
 from markupsafe import Markup
+
+import fieldtypes
 
 from .field import FieldInfo
 from .markup import classes, element, invalid
@@ -16,41 +17,52 @@ from .registry import FieldRenderer
 from .sanitize import LINK_REL
 from .urls import safe_url
 
-# A deliberately plain shape check (atext local part, dotted domain): enough to decide whether
-# a mailto: link makes sense. The core validates addresses properly on write.
-_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
-
 
 class EmailRenderer(FieldRenderer):
-    """A ``mailto:`` link; anything not shaped like an address is plain text."""
+    """A ``mailto:`` link for every address `fieldtypes.email_address` accepts (the core's
+    check, internationalised addresses included); anything else is plain text."""
 
     name = "email"
 
     def html(self, value: Any, field: FieldInfo, options: RenderOptions) -> Markup:
-        address = str(value).strip()
-        if len(address) > 254 or not _EMAIL.fullmatch(address):
+        if not isinstance(value, str):
+            return invalid(field, value)
+        try:
+            address = fieldtypes.email_address(value)
+        except fieldtypes.InvalidValue:
             return invalid(field, value)
         href = "mailto:" + quote(address, safe="@")
-        return element("a", address, class_=classes(field), href=href)
+        return element("a", value.strip(), class_=classes(field), href=href)
+
+
+def tel_target(number: str, region: str | None) -> str:
+    """E.164 (plus ``;ext=``) when the number is valid read in ``region``; else its dialable
+    digits as entered (a national number shown in another country's locale still dials)."""
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return fieldtypes.phone_dial(number)
+    if not phonenumbers.is_valid_number(parsed):
+        return fieldtypes.phone_dial(number)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return f"{e164};ext={parsed.extension}" if parsed.extension else e164
 
 
 class PhoneRenderer(FieldRenderer):
-    """A ``tel:`` link to the E.164 form, showing the number as it was entered."""
+    """A ``tel:`` link for every number `fieldtypes.phone_number` accepts (the core's check),
+    showing the number as it was entered; see `tel_target` for the link."""
 
     name = "phone"
 
     def html(self, value: Any, field: FieldInfo, options: RenderOptions) -> Markup:
-        shown = str(value)
-        region = babel_locale(options.locale).territory
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # the core accepts numbers for phones and stores them as text
         try:
-            number = phonenumbers.parse(shown, region)
-        except phonenumbers.NumberParseException:
+            shown = fieldtypes.phone_number(value)
+        except fieldtypes.InvalidValue:
             return invalid(field, value)
-        # Valid, not merely possible: a tel: link to a number that cannot exist helps no one.
-        if not phonenumbers.is_valid_number(number):
-            return invalid(field, value)
-        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        return element("a", shown.strip(), class_=classes(field), href=f"tel:{e164}")
+        href = "tel:" + tel_target(shown, babel_locale(options.locale).territory)
+        return element("a", shown, class_=classes(field), href=href)
 
 
 class UrlRenderer(FieldRenderer):

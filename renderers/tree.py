@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from markupsafe import Markup
+
+import fieldtypes
 
 from .field import FieldInfo
 from .markup import classes, element, join
 from .options import RenderOptions
 from .registry import FieldRenderer
 
+# The text form of a structure json cannot encode (circular, or too deep for the stack).
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 8
+
 
 def to_json_value(value: Any) -> Any:
-    """Parse a JSON document given as a string; a string that is not one is a JSON string."""
+    """Parse a JSON document given as a string; a string that is not one (or is deeper or
+    longer than `fieldtypes.parse_json_text` reads) is a JSON string."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
+            return fieldtypes.parse_json_text(value)
+        except fieldtypes.InvalidValue:
             return value
     return value
 
@@ -73,5 +81,5 @@ class JsonRenderer(FieldRenderer):
         data = to_json_value(value)
         try:
             return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-        except (ValueError, RecursionError):  # a circular Python structure
-            return str(data)
+        except (ValueError, RecursionError):  # a circular or very deep Python structure
+            return _SHORT.repr(data)

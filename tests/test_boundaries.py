@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = [
+    ("fieldtypes", ["jinja2", "flask", "markupsafe", "crm_templates", "renderers", "babel", "phonenumbers"]),
     ("renderers", ["jinja2", "flask", "crm_templates"]),
     ("crm_templates", ["jinja2", "flask", "renderers", "click", "elasticsearch"]),
     ("crm_templates.service", ["jinja2", "flask", "renderers", "click", "elasticsearch"]),
@@ -39,6 +40,41 @@ def test_package_does_not_import_forbidden_layers(module: str, forbidden: list[s
         if name in loaded or any(m.startswith(name + ".") for m in loaded)
     ]
     assert leaked == [], f"importing {module} loaded {leaked}"
+
+
+@pytest.mark.parametrize(
+    ("module", "value_code"),
+    [("renderers", ["renderers"]), ("crm_templates", ["crm_templates/values.py"])],
+)
+def test_core_and_renderers_share_one_definition_of_valid(
+    module: str, value_code: list[str]
+) -> None:
+    # Issue 9, item 3: both layers validate field values with `fieldtypes`, the one package
+    # they may both import; the code that handles field values keeps no pattern of its own.
+    assert "fieldtypes" in loaded_after_import(module)
+    files = [
+        p for name in value_code for p in sorted((ROOT / name).glob("**/*.py")) or [ROOT / name]
+    ]
+    own = {
+        f"{path.relative_to(ROOT).as_posix()}: {marker}"
+        for path in files
+        for marker in (
+            "re.compile",
+            "validate_email(",
+            "nh3.clean(",
+            "fromisoformat(",
+            "urlsplit(url",
+        )
+        if marker in path.read_text(encoding="utf-8")
+    }
+    allowed = {
+        "crm_templates/values.py: re.compile",  # referenceType, which is not a field type
+        "renderers/registry.py: re.compile",  # renderer names
+        "renderers/text.py: re.compile",  # line breaks of textarea
+        "renderers/formats.py: fromisoformat(",  # of fieldtypes.iso_date's own output
+        "renderers/links.py: urlsplit(url",  # a valid file URL's name, for display
+    }
+    assert own - allowed == set()
 
 
 def test_nothing_but_the_cli_imports_the_server() -> None:

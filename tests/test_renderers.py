@@ -257,12 +257,32 @@ def test_phone_links_to_e164_and_shows_the_number_as_entered(
     assert element.get_text() == number
 
 
-@pytest.mark.parametrize("value", ["call me", "12", "030 1234567", "+999 123"])
+@pytest.mark.parametrize("value", ["call me", "12", "+1 415 <b>555</b>", "555-0100 ext 123456789"])
 def test_unparsable_phone_is_plain_text(value: str) -> None:
-    # "030 1234567" is a Berlin number, but en_US reads it as a (non-existent) US one.
     element = render(value, "phone")
     assert element.name == "span"
+    assert "crm-invalid" in element["class"]
     assert element.find("a") is None
+    assert element.get_text() == value
+
+
+@pytest.mark.parametrize(
+    ("value", "tel"),
+    [
+        # A Berlin number read in en_US is no valid US number: it still dials as entered.
+        ("030 1234567", "tel:0301234567"),
+        ("+999 123", "tel:+999123"),
+        ("030 1234567 ext. 12", "tel:0301234567;ext=12"),
+        ("+1 (202) 555-0143 x 7", "tel:+12025550143;ext=7"),
+    ],
+)
+def test_phone_the_core_accepts_links_even_when_not_valid_in_the_region(
+    value: str, tel: str
+) -> None:
+    # Issue 9: the renderer's idea of a phone number is the core's (fieldtypes.phone_number).
+    element = render(value, "phone")
+    assert element.name == "a"
+    assert element["href"] == tel
     assert element.get_text() == value
 
 
@@ -377,7 +397,8 @@ def test_file_is_a_download_link_named_after_the_file(url: str, name: str) -> No
         (1234.5, "de_DE", "1.234,5", "1234.5"),
         (1234567, "fr_FR", "1\u202f234\u202f567", "1234567"),
         ("-0.125", "en_US", "-0.125", "-0.125"),
-        ("1e3", "en_US", "1,000", "1000"),
+        ("1e3", "en_US", "1,000", "1000.0"),  # the float the core stores
+        (1e25, "en_US", "10,000,000,000,000,000,000,000,000", "10000000000000000000000000"),
         (0.1 + 0.2, "en_US", "0.30000000000000004", "0.30000000000000004"),
     ],
 )
