@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import MissingOptionError, UnknownOptionError
+from .errors import CrmValidationError, MissingOptionError, UnknownOptionError
 
 REF = ("referenceType", "referenceId")
 WRITE = ("async",)
@@ -151,18 +151,66 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" Did you mean {match[0]!r}?" if match else ""
 
 
+# JSON values may nest 64 levels (fieldtypes); option structure (fields → item → value) adds a
+# few more.
+MAX_OPTION_DEPTH = 80
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+# Options holding field values, which `values.coerce` checks (depth, size, digits) with
+# messages naming the field (their structure's messages use `values.shown`).
+_FIELD_VALUES = frozenset({"value", "values"})
+
+
+# Python will not print an int past ~4,300 digits, so any message naming one would raise.
+MAX_OPTION_INT_BITS = 13_000
+
+
+def _check_depth(spec: FunctionSpec, options: Mapping[str, Any]) -> None:
+    """Refuse an option value nested deeper than `MAX_OPTION_DEPTH`, or holding an int too
+    long to print (iteratively: a recursive walk would fail on the very input it guards
+    against)."""
+    for key, value in options.items():
+        if type(value) is str or value is None or key in _FIELD_VALUES:
+            continue  # the common case first; field values get their type's own check
+        if key == "fields" and spec.name == "SetCrmFields":
+            continue  # field values too (EnsureCrmEntity's `fields` are definitions)
+        stack: list[tuple[Any, int]] = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, int) and item.bit_length() > MAX_OPTION_INT_BITS:
+                raise CrmValidationError(
+                    f"{spec.name}: option {key!r} holds a number of more than 3,900 digits"
+                )
+            if not isinstance(item, _CONTAINERS):
+                continue
+            if depth > MAX_OPTION_DEPTH:
+                raise CrmValidationError(
+                    f"{spec.name}: option {key!r} is nested more than {MAX_OPTION_DEPTH} levels "
+                    "deep"
+                )
+            if isinstance(item, Mapping):
+                stack.extend((k, depth + 1) for k in item if isinstance(k, int))
+                item = item.values()
+            stack.extend((c, depth + 1) for c in item if isinstance(c, (int, *_CONTAINERS)))
+
+
 def parse_options(
     spec: FunctionSpec, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Fold the options mapping and keyword arguments onto canonical names and check them."""
+    """Fold the options mapping and keyword arguments onto canonical names and check them.
+
+    Raises `UnknownOptionError`, `MissingOptionError`, or `CrmValidationError` for an option
+    nested deeper than `MAX_OPTION_DEPTH` (its message, or any later one, could not even show
+    it: Python's repr gives up on a few thousand levels; issue 9: only CrmError escapes)."""
     if not kwargs and type(options) is dict:
         keys = options.keys()
         # The common case — canonical names only — needs no alias folding.
         if keys <= spec.accepted and keys >= spec.must:
+            _check_depth(spec, options)
             return dict(options)
     elif not options and type(kwargs) is dict:
         keys = kwargs.keys()
         if keys <= spec.accepted and keys >= spec.must:
+            _check_depth(spec, kwargs)
             return dict(kwargs)
     accepted = spec.options
     out: dict[str, Any] = {}
@@ -189,6 +237,7 @@ def parse_options(
                 )
             seen_here[key] = raw_key
             out[key] = value
+    _check_depth(spec, out)
     missing = [name for name in spec.required if name not in out]
     if missing:
         raise MissingOptionError(

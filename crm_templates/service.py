@@ -51,7 +51,7 @@ from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, St
 from .presets import apply_preset
 from .schema import build_entity, check_slug, parse_fields, parse_pipelines
 from .storage.base import Store
-from .values import check_plain_string, check_reference, coerce
+from .values import check_plain_string, check_reference, coerce, shown
 from .writer import AsyncWriter, FailedWrite, PendingWrite
 
 T = TypeVar("T")
@@ -252,7 +252,7 @@ class Crm:
 
     def _schema(self, slug: Any) -> _Schema:
         if not isinstance(slug, str):
-            raise CrmValidationError(f"slug must be a string; got {slug!r}")
+            raise CrmValidationError(f"slug must be a string; got {shown(slug)}")
         shared = self._shared
         cached = shared.schemas.get(slug)
         now = time.monotonic()
@@ -290,7 +290,7 @@ class Crm:
     @staticmethod
     def _field(schema: _Schema, key: Any, option: str = "fieldKey") -> Field:
         if not isinstance(key, str):
-            raise CrmValidationError(f"{option} must be a string; got {key!r}")
+            raise CrmValidationError(f"{option} must be a string; got {shown(key)}")
         field = schema.fields.get(key)
         if field is None:
             declared = list(schema.fields)
@@ -736,7 +736,7 @@ class Crm:
         else:
             raise CrmValidationError(
                 f"fields must be a list of {{fieldKey, value}} or a {{key: value}} mapping; "
-                f"got {raw!r}"
+                f"got {shown(raw)}"
             )
         if not pairs:
             raise CrmValidationError("fields is empty: give at least one field to set")
@@ -754,23 +754,24 @@ class Crm:
         seed's other spelling (issue 9, item 7). Any other key is an error, as for options."""
         if not isinstance(item, Mapping):
             raise CrmValidationError(
-                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+                f"fields items must be {{fieldKey, value}} mappings; got {shown(item)}"
             )
-        unknown = [str(k) for k in item if k not in _FIELD_ITEM_KEYS]
+        unknown = [k for k in item if k not in _FIELD_ITEM_KEYS]
         if unknown:
-            hint = suggest(unknown[0], _FIELD_ITEM_KEYS)
+            hint = suggest(unknown[0], _FIELD_ITEM_KEYS) if isinstance(unknown[0], str) else ""
             raise CrmValidationError(
-                f"fields item {item!r} has an unknown key {unknown[0]!r}.{hint} "
+                f"fields item {shown(item)} has an unknown key {shown(unknown[0])}.{hint} "
                 "Accepted: fieldKey (or field_key), value"
             )
         keys = [item[k] for k in ("fieldKey", "field_key") if k in item]
         if not keys or "value" not in item:
             raise CrmValidationError(
-                f"fields items must be {{fieldKey, value}} mappings; got {item!r}"
+                f"fields items must be {{fieldKey, value}} mappings; got {shown(item)}"
             )
         if len(keys) == 2 and keys[0] != keys[1]:
             raise CrmValidationError(
-                f"fields item {item!r} has both fieldKey and field_key with different values; "
+                f"fields item {shown(item)} has both fieldKey and field_key with different "
+                "values; "
                 "pass one of them"
             )
         return keys[0], item["value"]
@@ -853,6 +854,11 @@ class Crm:
                 "or multi_reference field"
             )
         target_id = coerce(replace(field, type="reference"), o["targetEntryId"])
+        if target_id is None:  # coerce reads None as "clear the value"; a link needs an id
+            raise CrmValidationError(
+                f"{name} needs targetEntryId: the id of an entry of "
+                f"{field.target_entity!r}; got None"
+            )
         adding = name == "SetCrmRelation"
         if adding:
             self._check_targets(schema, {field.key: target_id})

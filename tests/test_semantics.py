@@ -488,9 +488,9 @@ def _deep(n: int) -> Any:
         ({"validation_rules": {"max": float("inf")}}, "plain JSON"),
         ({"validation_rules": {"when": object()}}, "plain JSON"),
         ({"validation_rules": {"x": "y" * 11_000}}, "10 KB"),
-        ({"validation_rules": _deep(3000)}, "nested too deeply"),
+        ({"validation_rules": _deep(3000)}, "nested more than 80 levels"),
         ({"validation_rules": _deep(33)}, "nested too deeply"),
-        ({"validation_rules": _cyclic()}, "10 KB"),
+        ({"validation_rules": _cyclic()}, "nested more than 80 levels"),  # endless: refused as deep
         ({"validation_rules": {(1, 2): "tuple key"}}, "plain JSON"),
         ({"visible_to_team_ids": "team-1"}, "list of team ids"),
         ({"visible_to_team_ids": [""]}, "team ids"),

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import assume
 from hypothesis import strategies as st
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -41,11 +40,6 @@ def refused_or_stored(
 ) -> None:
     """Run ``write``: a refusal must be a CrmError and change nothing; an acceptance must store
     exactly ``coerce(field, value)`` (read back with ``read``) and render without crm-invalid."""
-    if world.backend in vs.DOTTED_KEYS_LOST:
-        try:
-            assume(not vs.has_dotted_keys(coerce(world.fields[key], value)))
-        except CrmError:
-            pass
     before = world.snapshot()
     failures = len(world.crm.failed_writes)
     try:
@@ -187,10 +181,6 @@ def test_hostile_relation_targets(world: World, request: pytest.FixtureRequest, 
     vs.run(mode, BUDGET[backend_of(request)] // 2, relation_calls, body)
 
 
-@pytest.mark.xfail(
-    reason="targetEntryId None passes as 'clear the value' (service._relation; issue 9 item 5)",
-    strict=False,
-)
 @pytest.mark.parametrize("name", ["SetCrmRelation", "RemoveCrmRelation"])
 @pytest.mark.parametrize("key", ["f_reference", "f_multi_reference"])
 def test_relation_target_none_is_refused(world: World, name: str, key: str) -> None:
@@ -235,8 +225,6 @@ def test_values_copied_by_move_to_entity(
         except CrmError:
             return  # nothing stored to copy; the write itself is covered above
         stored = view.get_field(slug="things", fieldKey=src, referenceId="mover")
-        if world.backend in vs.DOTTED_KEYS_LOST:
-            assume(not vs.has_dotted_keys(stored))
         before = world.snapshot()
         options = {
             "fromSlug": "things",
@@ -256,17 +244,9 @@ def test_values_copied_by_move_to_entity(
     vs.run(mode, BUDGET[backend_of(request)] // 2, move_calls, body)
 
 
-def test_json_object_keys_with_dots_round_trip(
-    world: World, request: pytest.FixtureRequest
-) -> None:
-    if world.backend in vs.DOTTED_KEYS_LOST:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="the search backend's _source excludes turn {'a.b': 1} into "
-                "{'a': {'b': 1}} on read (storage, outside issue 9's value items)",
-                strict=False,  # a real cluster given by CRM_TEST_ELASTICSEARCH_URL may keep them
-            )
-        )
+def test_json_object_keys_with_dots_round_trip(world: World) -> None:
+    # The search backend once read entries with _source excludes, which turned {"a.b": 1}
+    # into {"a": {"b": 1}}.
     value = {"a.b": 1, "x": [{"c.": None}]}
     world.crm.bind("cus_1").call(
         "SetCrmField", {"slug": "things", "fieldKey": "f_json", "value": value}

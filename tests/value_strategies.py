@@ -130,27 +130,6 @@ def seed_world(crm: Crm) -> World:
     return World(crm, fields, place, entry)
 
 
-def has_dotted_keys(value: Any) -> bool:
-    """Whether a JSON value holds an object key with a dot (see `DOTTED_KEYS_LOST`)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if any(isinstance(k, str) and "." in k for k in item):
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-# The search backend reads entries with `_source` excludes, and the search server then returns
-# object keys with dots as nested objects ({"a.b": 1} comes back as {"a": {"b": 1}}). That is a
-# storage matter outside issue 9's value items; tests/test_values_properties.py keeps it as an
-# xfail, and the suites do not generate such values for that backend.
-DOTTED_KEYS_LOST = {"opensearch"}
-
-
 # --- hostile input --------------------------------------------------------------------------
 
 

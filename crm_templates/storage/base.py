@@ -16,7 +16,18 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
+from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+
+
+def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
+    """The error for a string a backend cannot encode (UTF-8 has no lone surrogates): bad
+    input, not a store failure — a slug, id or key holding one names nothing (issue 9: only
+    CrmError escapes). Used by every backend's error translation."""
+    return CrmValidationError(
+        "text with a lone surrogate (an unpaired UTF-16 half, e.g. '\\ud800') cannot be "
+        f"stored or looked up; position {exc.start} of a {len(exc.object)}-character string"
+    )
 
 
 class Store(ABC):

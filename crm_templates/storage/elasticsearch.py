@@ -61,7 +61,7 @@ from ..model import (
     entry_from_dict,
     entry_to_dict,
 )
-from .base import Store
+from .base import Store, not_text
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
 
@@ -80,7 +80,9 @@ _WINDOW = 10_000  # index.max_result_window: from + size beyond it needs search_
 _PAGE = 1_000
 _MAX_TERM_CHARS = 1024  # longer strings stay in `values` only (Lucene terms are <= 32 KB)
 _CLAIM_GRACE = timedelta(seconds=60)
-_ENTRY_SOURCE_EXCLUDES = ["keys", "kv"]  # the index-only copies of the values
+# Entries are read with their whole _source (the index-only copies `keys` and `kv` come along
+# and are ignored): source filtering re-parses the document and turns a value's dotted JSON
+# keys into nested objects ({"a.b": 1} came back as {"a": {"b": 1}}; issue 9).
 _NEWEST = [{"created_at": "desc"}, {"id": "desc"}]
 _OLDEST = [{"created_at": "asc"}, {"id": "asc"}]
 
@@ -489,6 +491,8 @@ class ElasticsearchStore(Store):
             ) from exc
         except elastic_transport.TransportError as exc:
             raise StoreError(f"{what} on {self.url} failed: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise not_text(exc) from exc
 
     def _check_cluster(self, opensearch: bool, timeout: float) -> None:
         """Fail at startup, quickly and clearly, when the cluster is unreachable or mismatched."""
@@ -930,7 +934,6 @@ class ElasticsearchStore(Store):
                 resp = self.client.mget(
                     index=self._entries,
                     ids=wanted[start : start + _PAGE],
-                    source_excludes=_ENTRY_SOURCE_EXCLUDES,
                 )
             for doc in resp["docs"]:
                 if doc.get("found"):
@@ -958,7 +961,6 @@ class ElasticsearchStore(Store):
                 size=limit,
                 offset=offset,
                 what="finding entries",
-                source_excludes=_ENTRY_SOURCE_EXCLUDES,
             )
             return [self._entry_hit(h) for h in hits]
         # Each buffered write can hide at most one stored hit: fetch that many more, then merge.
@@ -969,7 +971,6 @@ class ElasticsearchStore(Store):
             _NEWEST,
             size=size,
             what="finding entries",
-            source_excludes=_ENTRY_SOURCE_EXCLUDES,
         )
         merged = self._merge(
             [self._entry_hit(h) for h in hits],
@@ -1006,7 +1007,6 @@ class ElasticsearchStore(Store):
                     "size": 1 + len(overlay),
                     "seq_no_primary_term": True,
                     "track_total_hits": False,
-                    "_source": {"excludes": _ENTRY_SOURCE_EXCLUDES},
                 }
             )
         with self._translate("reading latest values"):
@@ -1149,7 +1149,6 @@ class ElasticsearchStore(Store):
                     search_after=after,
                     seq_no_primary_term=True,
                     track_total_hits=False,
-                    source_excludes=_ENTRY_SOURCE_EXCLUDES,
                 )
             hits = page["hits"]["hits"]
             for hit in hits:

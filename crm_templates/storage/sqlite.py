@@ -35,7 +35,7 @@ from ..model import (
     entity_from_dict,
     entity_to_dict,
 )
-from .base import Store
+from .base import Store, not_text
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -181,6 +181,8 @@ class _Use:
             self.store._lock.release()
         if isinstance(exc, sqlite3.Error):
             raise self.store._translated(exc) from exc
+        if isinstance(exc, UnicodeEncodeError):
+            raise not_text(exc) from exc
 
 
 class _Atomic:
@@ -293,6 +295,8 @@ class SQLiteStore(Store):
             yield
         except sqlite3.Error as exc:
             raise self._translated(exc) from exc
+        except UnicodeEncodeError as exc:
+            raise not_text(exc) from exc
 
     def _use(self) -> _Use:
         """This thread's connection, with errors translated (and the lock held for :memory:)."""
