@@ -20,9 +20,9 @@ names the module holding ``ALLOWED_SKIPS`` (default ``tests.allowed_skips``).
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import os
+import re
 from typing import Any, NamedTuple
 
 import pytest
@@ -34,7 +34,7 @@ class AllowedSkip(NamedTuple):
     """One allow-list entry: tests matching ``test`` may skip, but only with a reason
     containing ``when``; ``why`` records why that is legitimate."""
 
-    test: str  # a node id, or an fnmatch pattern of node ids ("tests/test_x.py::test_y[*]")
+    test: str  # a node id; "*" matches anything ("tests/test_x.py::test_y[*]")
     when: str  # a substring of the skip reason (or "deselected"/"ignored" for those)
     why: str
 
@@ -81,6 +81,7 @@ class SkipGuard:
         self.unran: list[Unran] = []
         module = importlib.import_module(str(config.getini("skip_guard_allow_list")))
         self.allowed: list[AllowedSkip] = list(module.ALLOWED_SKIPS)
+        self.where = os.path.relpath(str(module.__file__), config.rootpath)
         for option, label in (("ignore", "--ignore"), ("ignore_glob", "--ignore-glob")):
             for path in config.getoption(option, None) or []:
                 self.unran.append(Unran(str(path), "ignored", f"{label} {path}"))
@@ -104,7 +105,7 @@ class SkipGuard:
 
     def is_allowed(self, unran: Unran) -> bool:
         return any(
-            fnmatch.fnmatchcase(unran.nodeid, entry.test) and entry.when in unran.reason
+            _matches(unran.nodeid, entry.test) and entry.when in unran.reason
             for entry in self.allowed
         )
 
@@ -127,12 +128,12 @@ class SkipGuard:
             if refused:
                 tr.write_line(
                     f"note: {len(refused)} test(s) did not run ({_kinds(refused)}); under CI "
-                    "(CI=1, as .ci/run sets) this run would fail: see tests/allowed_skips.py",
+                    f"(CI=1, as .ci/run sets) this run would fail: see {self.where}",
                     yellow=True,
                 )
             return
         if allowed:
-            tr.write_sep("=", "allowed to skip under CI (tests/allowed_skips.py)", yellow=True)
+            tr.write_sep("=", f"allowed to skip under CI ({self.where})", yellow=True)
             for u in allowed:
                 tr.write_line(f"{u.kind.upper()} {u.nodeid}: {u.reason}")
         if refused:
@@ -143,10 +144,16 @@ class SkipGuard:
                 tr.write_line(f"... and {len(refused) - 50} more")
             tr.write_line(
                 f"CI: {len(refused)} test(s) did not run ({_kinds(refused)}), so the run fails. "
-                "Make them run, or add them with a reason to tests/allowed_skips.py.",
+                f"Make them run, or add them with a reason to {self.where}.",
                 red=True,
                 bold=True,
             )
+
+
+def _matches(nodeid: str, pattern: str) -> bool:
+    """Whether ``nodeid`` is ``pattern``, where "*" matches anything (brackets are literal)."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, nodeid) is not None
 
 
 def _kinds(unran: list[Unran]) -> str:
