@@ -1,13 +1,21 @@
-"""Shared fixtures. Backend fixtures live in tests/backends.py; this file holds the cross-cutting ones."""
+"""Shared fixtures: the browser, the storage backends (one run per backend) and the search server.
+
+Fixtures skip when a part is missing on this machine (Chromium, the search server); under CI
+(``CI`` set, as ``.ci/run`` does) tests/skip_guard.py turns every such skip into a failed run.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# skip_guard: under CI, skips and deselections fail the run (issue 10). pytester: its tests.
+pytest_plugins = ["pytester", "tests.skip_guard"]
 
 CHROMIUM = os.environ.get("CRM_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -23,14 +31,14 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """A headless Debian Chromium driven by Playwright (skips locally when Chromium is absent)."""
+    """A headless Debian Chromium driven by Playwright (skips when Chromium is absent)."""
     if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium to run browser tests)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it", pytrace=False)
-        pytest.skip(reason)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as pw:
+        pytest.skip(
+            f"Chromium not found at {CHROMIUM} (apt-get install chromium to run browser tests)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             yield instance
@@ -39,14 +47,38 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser page in its own context; fails the test on uncaught page errors."""
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser page in its own context; fails the test on uncaught page errors and on
+    console errors, but for those matching an ``allow_console_errors`` marker's regexes."""
+    allowed = [
+        re.compile(pattern)
+        for marker in request.node.iter_markers("allow_console_errors")
+        for pattern in marker.args
+    ]
+    problems: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if message.type == "error" and not any(p.search(message.text) for p in allowed):
+            where = message.location.get("url") or "?"
+            problems.append(f"console error at {where}: {message.text}")
+
+    def on_page_error(error: Any) -> None:
+        problems.append(f"uncaught page error: {getattr(error, 'stack', None) or error}")
+
     context = browser.new_context()
     pg = context.new_page()
+    pg.on("console", on_console)
+    pg.on("pageerror", on_page_error)
     try:
         yield pg
     finally:
         context.close()
+    if problems:
+        pytest.fail(
+            "the browser page reported errors (allow expected console errors with "
+            "@pytest.mark.allow_console_errors(regex)):\n" + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 # --- storage backends: every contract/service test runs once per backend -----------------
@@ -115,10 +147,10 @@ def search_url() -> Iterator[str]:
 
         server = OsmemServer.start(addr="127.0.0.1:0", japanese=False)
     except Exception as exc:  # ImportError, OsmemError, OSError: all mean "no server here"
-        reason = f"osmem-server could not start ({type(exc).__name__}: {exc}); pip install osmem-server or set CRM_TEST_ELASTICSEARCH_URL"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the search backend tests", pytrace=False)
-        pytest.skip(reason)
+        pytest.skip(
+            f"osmem-server could not start ({type(exc).__name__}: {exc}); "
+            "pip install osmem-server or set CRM_TEST_ELASTICSEARCH_URL"
+        )
     try:
         # osmem speaks the OpenSearch API, so the store talks to it as opensearch://.
         yield server.url.replace("http://", "opensearch://", 1)

@@ -46,6 +46,21 @@ def make_app(tmp_path: Path) -> Iterator[Any]:
         app.extensions["crm"].close()
 
 
+# A valid JSON object for each backend above: the baseline of the bad bodies below (same
+# client, same Origin header), so their 4xx comes from the body alone.
+VALID_JSON: dict[str, dict[str, Any]] = {
+    "weight_tracker/checkin": {"weight": 71, "goal": 70},
+    "sales_pipeline/": {
+        "name": "Ann",
+        "email": "ann@acme.example",
+        "company": "Acme",
+        "plan": "growth",
+        "budget": 15000,
+    },
+    "sales_pipeline/pipeline": {"action": "lead-stage", "stage": "qualified"},
+}
+
+
 def entry_count(app: Any) -> int:
     """How many entries the store holds (the seed's included)."""
     return sum(1 for _ in app.extensions["crm"].crm.store.iter_entries())
@@ -98,6 +113,20 @@ def test_bad_json_is_a_4xx_with_a_message(
     assert message in response.get_json()["error"]
     assert response.get_json()["status"] == status
     assert entry_count(app) == before
+
+
+@pytest.mark.parametrize(("site", "url"), BACKENDS, ids=BACKEND_IDS)
+def test_each_backend_takes_its_valid_json_object(make_app: Any, site: str, url: str) -> None:
+    app = make_app(site)
+    client = app.test_client()
+    if url == "/pipeline":  # it moves the visitor's newest lead: make one first
+        lead = client.post("/", json=VALID_JSON["sales_pipeline/"], headers=ORIGIN)
+        assert lead.status_code == 303
+    store = app.extensions["crm"].crm.store
+    before = sorted(repr(e) for e in store.iter_entries())
+    response = client.post(url, json=VALID_JSON[f"{site}{url}"], headers=ORIGIN)
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    assert sorted(repr(e) for e in store.iter_entries()) != before
 
 
 @pytest.mark.parametrize(("site", "url"), BACKENDS, ids=BACKEND_IDS)

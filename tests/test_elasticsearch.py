@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("elasticsearch", reason="the elasticsearch extra is not installed")
-
 from crm_templates import Crm
 from crm_templates.errors import (
     BadRequestError,

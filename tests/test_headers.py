@@ -137,5 +137,6 @@ def test_chromium_recognises_every_permissions_policy_feature(app: Any, page: An
         page.wait_for_load_state("load")
         assert [m for m in messages if "Permissions-Policy" in m] == []
     finally:
+        page.close()  # before the server stops: a favicon load still running would fail
         server.shutdown()
         thread.join(10)

@@ -167,8 +167,7 @@ def test_bad_schema_file_is_a_clean_error(site: Path, tmp_path: Path) -> None:
 def test_sample_sites_lint_clean() -> None:
     root = Path(__file__).resolve().parent.parent / "sample_sites"
     sites = sorted(p for p in root.glob("*") if (p / "crm.yaml").exists())
-    if not sites:
-        pytest.skip("no sample sites yet")
+    assert sites, f"no sample sites under {root}"
     for s in sites:
         code, out, _ = run_lint(str(s), "--schema", str(s / "crm.yaml"))
         assert code == 0, out

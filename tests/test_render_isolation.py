@@ -163,9 +163,19 @@ def test_async_renders_on_concurrent_tasks_stay_apart(crm: Crm) -> None:
     # On a thread of its own: Playwright's sync API (browser tests in the same session) keeps
     # an event loop marked running on the main thread, where asyncio.run() would refuse.
     results: list[str] = []
-    runner = threading.Thread(target=lambda: results.extend(asyncio.run(main())))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.extend(asyncio.run(main()))
+        except BaseException as exc:  # surfaced below: the thread's failure fails the test
+            errors.append(exc)
+
+    runner = threading.Thread(target=run)
     runner.start()
     runner.join(timeout=60)
+    assert not runner.is_alive(), "the async renders hung"
+    assert errors == []
     want = {"alice": "[alice-private]" * 2, "bob": "[bob-private]" * 2, "x": "[None]" * 2}
     assert results == [want[c] for c in ["alice", "bob", "x"] * 10]
 
@@ -189,21 +199,27 @@ def test_threads_rendering_for_different_customers_see_only_their_own(crm: Crm) 
     )
     want = {c: f"[{c}-private]" * 3 for c in ("alice", "bob")}
     foreign: list[str] = []
+    errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def work(n: int) -> None:
-        barrier.wait()
-        for i in range(50):
-            cid = ("alice", "bob")[(n + i) % 2]
-            got = template.render(customer_id=cid)
-            if got != want[cid]:
-                foreign.append(f"{cid}: {got}")
+        try:
+            barrier.wait(timeout=60)
+            for i in range(50):
+                cid = ("alice", "bob")[(n + i) % 2]
+                got = template.render(customer_id=cid)
+                if got != want[cid]:
+                    foreign.append(f"{cid}: {got}")
+        except BaseException as exc:  # surfaced below: a thread's failure fails the test
+            errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a rendering thread hung"
+    assert errors == [], errors[:3]
     assert foreign == []
 
 

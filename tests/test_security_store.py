@@ -181,37 +181,40 @@ def test_purge_deletes_expired_claims_and_stale_hits_only(store: Any) -> None:
 NOW = 1.0e9
 
 
-@pytest.mark.parametrize(
-    ("call", "args", "message"),
-    [
-        ("claim_token", ("", NOW), "1 to 512 characters"),
-        ("claim_token", ("k" * 513, NOW), "got 513 characters"),
-        ("claim_token", (None, NOW), "got None"),
-        ("claim_token", ("k", float("nan")), "finite number"),
-        ("claim_token", ("k", "tomorrow"), "finite number"),
-        ("claim_token", ("k", True), "finite number"),
-        ("is_token_claimed", (b"k",), "1 to 512 characters"),
-        ("hit_rate_limit", ("k", -1, 60), "whole number >= 0"),
-        ("hit_rate_limit", ("k", 2.5, 60), "whole number >= 0"),
-        ("hit_rate_limit", ("k", True, 60), "whole number >= 0"),
-        ("hit_rate_limit", ("k", 5, 0), "seconds > 0"),
-        ("hit_rate_limit", ("k", 5, float("inf")), "seconds > 0"),
-        ("hit_rate_limit", ("", 5, 60), "1 to 512 characters"),
-        ("count_rate_hits", ("k", -1), "seconds > 0"),
-        ("clear_rate_hits", ("",), "1 to 512 characters"),
-        ("session_generation", ("",), "1 to 512 characters"),
-        ("bump_session_generation", ("k" * 513,), "1 to 512 characters"),
-        ("purge_security_records", (float("nan"),), "finite number"),
-    ],
-)
+# (method, bad arguments, error words, the same call with the bad argument mended, its result)
+BAD_ARGUMENTS = [
+    ("claim_token", ("", NOW), "1 to 512 characters", ("k", NOW), True),
+    ("claim_token", ("k" * 513, NOW), "got 513 characters", ("k" * 512, NOW), True),
+    ("claim_token", (None, NOW), "got None", ("k", NOW), True),
+    ("claim_token", ("k", float("nan")), "finite number", ("k", NOW), True),
+    ("claim_token", ("k", "tomorrow"), "finite number", ("k", NOW), True),
+    ("claim_token", ("k", True), "finite number", ("k", NOW), True),
+    ("is_token_claimed", (b"k",), "1 to 512 characters", ("k",), False),
+    ("hit_rate_limit", ("k", -1, 60), "whole number >= 0", ("k", 0, 60), False),
+    ("hit_rate_limit", ("k", 2.5, 60), "whole number >= 0", ("k", 2, 60), True),
+    ("hit_rate_limit", ("k", True, 60), "whole number >= 0", ("k", 1, 60), True),
+    ("hit_rate_limit", ("k", 5, 0), "seconds > 0", ("k", 5, 0.5), True),
+    ("hit_rate_limit", ("k", 5, float("inf")), "seconds > 0", ("k", 5, 1e9), True),
+    ("hit_rate_limit", ("", 5, 60), "1 to 512 characters", ("k", 5, 60), True),
+    ("count_rate_hits", ("k", -1), "seconds > 0", ("k", 60), 0),
+    ("clear_rate_hits", ("",), "1 to 512 characters", ("k",), None),
+    ("session_generation", ("",), "1 to 512 characters", ("k",), 0),
+    ("bump_session_generation", ("k" * 513,), "1 to 512 characters", ("k" * 512,), 1),
+    ("purge_security_records", (float("nan"),), "finite number", (NOW,), 0),
+]
+
+
+@pytest.mark.parametrize(("call", "args", "message", "good", "result"), BAD_ARGUMENTS)
 def test_bad_arguments_are_refused_and_change_nothing(
-    store: Any, call: str, args: tuple[Any, ...], message: str
+    store: Any, call: str, args: tuple[Any, ...], message: str, good: tuple[Any, ...], result: Any
 ) -> None:
     with pytest.raises(CrmValidationError, match=message):
         getattr(store, call)(*args)
     assert store.is_token_claimed("k") is False
     assert store.count_rate_hits("k", 60) == 0
     assert store.session_generation("k") == 0
+    # The valid baseline: mending the one bad argument makes the call work.
+    assert getattr(store, call)(*good) == result
 
 
 # --- threads ------------------------------------------------------------------------------
