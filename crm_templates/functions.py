@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import CrmValidationError, MissingOptionError, UnknownOptionError
+from .values import shown
 
 REF = ("referenceType", "referenceId")
 WRITE = ("async",)
@@ -220,9 +221,16 @@ def parse_options(
         if not isinstance(source, Mapping):
             raise UnknownOptionError(
                 f"{spec.name} takes one options mapping, e.g. {spec.name}({{'slug': ...}}); "
-                f"got {source!r}"
+                f"got {shown(source)}"
             )
         seen_here: dict[str, str] = {}
+        if any(type(k) is not str for k in source):
+            bad = next(k for k in source if type(k) is not str)
+            raise UnknownOptionError(
+                f"{spec.name}: option names are strings; got {shown(bad)}. Accepted options: "
+                f"{', '.join(accepted)}"
+            )
+        _check_depth(spec, source)  # before the comparison below, which recurses
         for raw_key, value in source.items():
             key = ALIASES.get(raw_key, raw_key)
             if key not in accepted:

@@ -8,6 +8,7 @@ both. Every problem is reported as a `CrmValidationError` naming the path of the
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,9 +31,10 @@ from .model import (
     ReportingConfig,
     Stage,
 )
+from .values import shown
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-FIELD_KEY_RE = re.compile(r"^[a-zA-Z0-9_.-]+$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")  # \Z: "$" would let "x\n" through
+FIELD_KEY_RE = re.compile(r"^[a-zA-Z0-9_.-]+\Z")
 
 
 def _camel(name: str) -> str:
@@ -70,7 +72,7 @@ def _text(value: Any, where: str, default: str | None = None) -> str | None:
         return default
     if not isinstance(value, str) or len(value) > 200:
         raise CrmValidationError(
-            f"{where} must be a string of at most 200 characters; got {value!r}"
+            f"{where} must be a string of at most 200 characters; got {shown(value)}"
         )
     return value
 
@@ -79,8 +81,14 @@ def _number(value: Any, where: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CrmValidationError(f"{where} must be a number; got {value!r}")
-    return float(value)
+        raise CrmValidationError(f"{where} must be a number; got {shown(value)}")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        number = math.inf
+    if not math.isfinite(number):
+        raise CrmValidationError(f"{where} must be a finite number; got {shown(value)}")
+    return number
 
 
 def parse_reporting_config(d: Any, where: str) -> ReportingConfig | None:
@@ -165,7 +173,10 @@ def parse_validation_rules(value: Any, where: str) -> Any:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise CrmValidationError(f"{where} must be plain JSON ({exc})") from None
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise CrmValidationError(f"{where} must be valid Unicode text (a lone surrogate)") from None
     if size > MAX_RULES_BYTES:
         raise CrmValidationError(f"{where} must be at most 10 KB as JSON; got {size} bytes")
     return json.loads(text)
@@ -359,6 +370,27 @@ def default_pipeline() -> Pipeline:
         },
         "default pipeline",
     )  # fmt: skip
+
+
+def check_unicode(definition: Any, where: str) -> None:
+    """Refuse any string (key or value, at any depth) that is not valid Unicode text — a lone
+    surrogate — in an entity definition: stored, it would fail every page printing that label
+    or name (issue 9). Iterative, and `functions.parse_options` has bounded the depth."""
+    stack = [definition]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CrmValidationError(
+                    f"{where}: {shown(item)} is not valid Unicode text (a lone surrogate)"
+                ) from None
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
 
 
 def build_entity(

@@ -49,7 +49,7 @@ from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .ids import new_id, utc_now
 from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, Stage
 from .presets import apply_preset
-from .schema import build_entity, check_slug, parse_fields, parse_pipelines
+from .schema import build_entity, check_slug, check_unicode, parse_fields, parse_pipelines
 from .storage.base import Store
 from .values import check_plain_string, check_reference, coerce, shown
 from .writer import AsyncWriter, FailedWrite, PendingWrite
@@ -542,6 +542,7 @@ class Crm:
         if self.read_only:
             return self._preview("EnsureCrmEntity")
         slug = check_slug(o["slug"])
+        check_unicode(o, "EnsureCrmEntity")
         self._flag(o, "async")
         if "referenceType" in o or "referenceId" in o:
             check_reference(o.get("referenceType", "customer"), o.get("referenceId", "-"))
@@ -621,7 +622,9 @@ class Crm:
         title = check_plain_string("title", o.get("title")) or ""
         raw_values = o.get("values") or {}
         if not isinstance(raw_values, Mapping):
-            raise CrmValidationError(f"values must be a {{key: value}} mapping; got {raw_values!r}")
+            raise CrmValidationError(
+                f"values must be a {{key: value}} mapping; got {shown(raw_values)}"
+            )
         values = self._coerce(schema, raw_values)
         placement = self._placement(schema.entity, o)
         if placement is not None and schema.entity.mode == "data":
@@ -764,6 +767,9 @@ class Crm:
                 "Accepted: fieldKey (or field_key), value"
             )
         keys = [item[k] for k in ("fieldKey", "field_key") if k in item]
+        if any(not isinstance(k, str) for k in keys):
+            bad = next(k for k in keys if not isinstance(k, str))
+            raise CrmValidationError(f"fields items' fieldKey must be a string; got {shown(bad)}")
         if not keys or "value" not in item:
             raise CrmValidationError(
                 f"fields items must be {{fieldKey, value}} mappings; got {shown(item)}"
@@ -1251,10 +1257,19 @@ class Crm:
         title: str | None = None,
         respect_ui_editable: bool = False,
     ) -> Entry:
-        """Edit one entry's values/title (admin inline edit honours ``ui_editable``)."""
+        """Edit one entry's values/title (admin inline edit honours ``ui_editable``).
+
+        Raises `CrmValidationError` for an id that is not a string or values that are not a
+        mapping, `EntryNotFoundError` for an unknown id."""
+        if not isinstance(entry_id, str):
+            raise CrmValidationError(f"entry_id must be a string; got {shown(entry_id)}")
+        if values is not None and not isinstance(values, Mapping):
+            raise CrmValidationError(
+                f"values must be a {{key: value}} mapping; got {shown(values)}"
+            )
         entry = self.store.get_entry(entry_id)
         if entry is None:
-            raise EntryNotFoundError(f"no entry {entry_id!r}")
+            raise EntryNotFoundError(f"no entry {shown(entry_id)}")
         schema = self._schema(entry.entity)
         changes = self._coerce(schema, values or {})
         if respect_ui_editable:
@@ -1297,7 +1312,7 @@ class Crm:
         try:
             return str(validate_email(email, check_deliverability=False).normalized).lower()
         except (EmailNotValidError, TypeError) as exc:
-            raise CrmValidationError(f"not a valid email address: {email!r} ({exc})") from None
+            raise CrmValidationError(f"not a valid email address: {shown(email)} ({exc})") from None
 
     @_writes
     def create_customer(

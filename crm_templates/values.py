@@ -23,9 +23,12 @@ from .model import Field
 
 MAX_STRING = fieldtypes.MAX_STRING
 MAX_JSON_BYTES = fieldtypes.MAX_JSON_BYTES
-REFERENCE_TYPE_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+REFERENCE_TYPE_RE = re.compile(r"^[a-zA-Z0-9_-]+\Z")  # not "$": it accepts a final "\n"
 REFERENCE_ID_FORBIDDEN = set('{}[]"\\')
 MAX_REFERENCE_ID = 512
+# A multiselect or multi_reference value holds at most this many items (issue 9: a 50,000-id
+# list took seconds to check).
+MAX_LIST_ITEMS = 1_000
 
 # The rich-text policy lives in `fieldtypes.richtext`, shared with the renderers (issue 9).
 ALLOWED_TAGS = fieldtypes.ALLOWED_TAGS
@@ -137,13 +140,16 @@ def _multiselect(f: Field, value: Any) -> list[str]:
     allowed = _option_values(f)
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise _fail(f, value, f"a list of values from {allowed!r}")
-    out: list[str] = []
+    if len(value) > MAX_LIST_ITEMS:
+        raise _fail(f, value, f"at most {MAX_LIST_ITEMS:,} values")
+    allowed_set = set(allowed)
+    out: dict[str, None] = {}  # ordered and de-duplicated in linear time
     for item in value:
-        if not isinstance(item, str) or item not in allowed:
-            raise _fail(f, item, f"values from {allowed!r}")
+        if not isinstance(item, str) or item not in allowed_set:
+            raise _fail(f, item, f"values from {shown(allowed)}")
         if item not in out:
-            out.append(_check(f, item, fieldtypes.text))
-    return out
+            out[_check(f, item, fieldtypes.text)] = None
+    return list(out)
 
 
 def _color(f: Field, value: Any) -> str:
@@ -168,12 +174,12 @@ def _multi_reference(f: Field, value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, (list, tuple, set, frozenset)):
         raise _fail(f, value, f"a list of entry ids of {f.target_entity!r}")
-    out: list[str] = []
+    if len(items) > MAX_LIST_ITEMS:
+        raise _fail(f, value, f"at most {MAX_LIST_ITEMS:,} entry ids")
+    out: dict[str, None] = {}  # ordered and de-duplicated in linear time
     for item in items:
-        ident = _id(f, item)
-        if ident not in out:
-            out.append(ident)
-    return out
+        out.setdefault(_id(f, item))
+    return list(out)
 
 
 _COERCERS: dict[str, Callable[[Field, Any], Any]] = {

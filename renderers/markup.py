@@ -39,9 +39,27 @@ def classes(field: FieldInfo, *extra: str) -> str:
     return " ".join(("crm-field", f"crm-{field.type}", *extra))
 
 
+def shown(value: object) -> str:
+    """``str(value)`` that never raises and is always valid UTF-8: a value built in a
+    template (a 3,000-deep list, a 5,000-digit int) makes ``str`` raise, and a lone surrogate
+    cannot be sent in a page, so it is shown as its ``\\udXXX`` escape."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except (RecursionError, ValueError, OverflowError, TypeError):
+            text = f"<{type(value).__name__}>"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def plain(field: FieldInfo, text: object, *extra: str) -> Markup:
     """Escaped text in a span: the safe rendering of anything that failed validation."""
-    return element("span", str(text), class_=classes(field, *extra))
+    return element("span", shown(text), class_=classes(field, *extra))
 
 
 def invalid(field: FieldInfo, value: object) -> Markup:

@@ -9,8 +9,22 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from markupsafe import Markup
 
 from .field import FieldInfo
-from .markup import classes, element, plain
+from .markup import classes, element, invalid, plain, shown
 from .options import DEFAULT_OPTIONS, RenderOptions
+
+# What formatting a value no check accepted can raise: too deep or long to print, lone
+# surrogates, numbers past a float.
+_HOSTILE = (RecursionError, ValueError, OverflowError, UnicodeError, TypeError)
+
+
+def _sendable(html: Markup) -> Markup:
+    """``html`` with any lone surrogate (from a value no check accepted) as its ``\\udXXX``
+    escape: a page holding one cannot be encoded as UTF-8 and would fail whole."""
+    try:
+        html.encode("utf-8")
+    except UnicodeEncodeError:
+        return Markup(str(html).encode("utf-8", "backslashreplace").decode("utf-8"))
+    return html
 
 
 class RendererError(Exception):
@@ -129,10 +143,15 @@ class RendererRegistry:
             if not opts.placeholder:
                 return Markup("")
             return element("span", opts.placeholder, class_=classes(info, "crm-empty"))
-        for renderer in chain:
-            html = renderer.html(value, info, opts)
-            if html is not None:
-                return html
+        try:
+            for renderer in chain:
+                html = renderer.html(value, info, opts)
+                if html is not None:
+                    return html if html.isascii() else _sendable(html)
+        except _HOSTILE:
+            # A value no check accepted (built in a template, not read from the store) that
+            # a formatter cannot even take: shown as invalid text, never raised (issue 9).
+            return invalid(info, value)
         return plain(info, value)
 
     def render_text(self, value: Any, field: Any, options: RenderOptions | None = None) -> str:
@@ -141,8 +160,11 @@ class RendererRegistry:
         opts = DEFAULT_OPTIONS if options is None else options
         if is_empty(value):
             return opts.placeholder
-        for renderer in chain:
-            text = renderer.text(value, info, opts)
-            if text is not None:
-                return text
-        return str(value)
+        try:
+            for renderer in chain:
+                text = renderer.text(value, info, opts)
+                if text is not None:
+                    return shown(text)
+        except _HOSTILE:
+            pass
+        return shown(value)
