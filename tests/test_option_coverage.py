@@ -994,3 +994,17 @@ def test_option_aliases_change_the_outcome_too(
     memory_crm: Crm, function: str, option: str, alias: str
 ) -> None:
     CASES[(function, option)](T(memory_crm, build_world(memory_crm), option, alias))
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["entryId", "newest"])
+def test_removing_a_link_an_entry_never_held_changes_nothing(crm: Crm, given: bool) -> None:
+    # README: "RemoveCrmRelation with nothing to remove returns {ok: True, changed: False}" —
+    # also for an entry without the relation key (it used to gain "partners": []).
+    world = build_world(crm)
+    view = crm.bind(ME)
+    entry = view.create_entry(slug="deals", values={"amount": 1})["id"]
+    options = {"slug": "deals", "relationKey": "partners", "targetEntryId": world.companies[0]}
+    result = view.remove_relation({**options, **({"entryId": entry} if given else {})})
+    assert result == {"ok": True, "id": entry, "changed": False}
+    stored = crm.store.get_entry(entry)
+    assert stored is not None and stored.values == {"amount": 1.0} and stored.version == 1
