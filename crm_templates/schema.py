@@ -150,19 +150,21 @@ def parse_validation_rules(value: Any, where: str) -> Any:
             f"{where} must be a JSON object or list (e.g. {{'required': true}}); got {value!r}"
         )
     # Depth first, without recursion: json.dumps of a very deep value raises RecursionError,
-    # and a stored one would make the entity unreadable.
+    # and a stored one would make the entity unreadable. Depth counts objects and lists, as
+    # the request-body check does (`{"a": 1}` is one level, `[[1]]` two): pass n looks at
+    # the containers n levels deep (issue 10: a scalar at the bottom counted as a level).
     level: list[Any] = [value]
     seen = 0
     for _ in range(MAX_RULES_DEPTH):
-        level = [
+        children = [
             child
             for item in level
-            if isinstance(item, Mapping | list | tuple)
             for child in (item.values() if isinstance(item, Mapping) else item)
         ]
-        seen += len(level)
+        seen += len(children)
         if seen > MAX_RULES_BYTES:  # every JSON value takes at least one byte
             raise CrmValidationError(f"{where} must be at most 10 KB as JSON")
+        level = [child for child in children if isinstance(child, Mapping | list | tuple)]
         if not level:
             break
     else:

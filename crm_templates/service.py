@@ -912,7 +912,9 @@ class Crm:
                     created = self._new_entry(schema, ref, {field.key: new})
                     store.insert_entries([created])
                     return WriteResult(ok=True, id=created.id, changed=True)
-                if new == current:
+                # Nothing to remove leaves the entry alone: one that never held the key does not
+                # gain an empty list (issue 10: it did, and reported changed: True).
+                if new == current or (not adding and current is None):
                     return WriteResult(ok=True, id=entry.id, changed=False)
                 values = {**entry.values, field.key: new}
                 store.update_entry(
