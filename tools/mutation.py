@@ -20,6 +20,9 @@ like with like. Mutants are first grouped by (position, operator family) — Cos
 eleven ``+`` replacements at one spot — and one per group is drawn, so a sample spreads over
 the code instead of over variants of one operator. ``--sample 0`` runs every group.
 
+``--rerun-survivors`` re-runs only the mutants that survived the last run of each module (its
+session file), with the tests as they are now: after adding tests, killed ones stay killed.
+
 Score = killed / (mutants run − known equivalents). A test run that times out counts as
 killed (listed separately). ``EQUIVALENT`` lists mutants that cannot change behaviour, with
 the reason; they are reported but left out of the score. Exit status: 1 when a module's
@@ -30,9 +33,11 @@ tests fail before any mutation).
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "mutation-results"
@@ -138,12 +144,42 @@ def changed_modules(base: str) -> list[str]:
     return [module for module in MODULES if module in names]
 
 
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the annotations are, when ``from __future__ import annotations`` keeps Python from
+    ever evaluating them: a mutant there cannot change behaviour, so none is run."""
+    tree = ast.parse(source)
+    if not any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    ):
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        found: list[ast.expr | None] = []
+        if isinstance(node, ast.arg):
+            found.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        for ann in found:
+            if ann is not None and ann.end_lineno is not None and ann.end_col_offset is not None:
+                spans.append(((ann.lineno, ann.col_offset), (ann.end_lineno, ann.end_col_offset)))
+    return spans
+
+
 def select(items: list, seed: int, sample: int, source_lines: list[str]) -> list:
-    """One mutant per (position, operator family), then ``sample`` of those groups."""
+    """One mutant per (position, operator family), then ``sample`` of those groups. Mutants
+    in never-evaluated annotations and on lines marked ``# pragma: no mutate`` are left out."""
+    spans = annotation_spans("\n".join(source_lines) + "\n")
     groups: dict[tuple, list] = defaultdict(list)
     for item in items:
         (spec,) = item.mutations
         if "pragma: no mutate" in source_lines[spec.start_pos[0] - 1]:
+            continue
+        if any(start <= tuple(spec.start_pos) < end for start, end in spans):
             continue
         groups[(spec.start_pos, spec.end_pos, family(spec.operator_name))].append(item)
     rng = random.Random(seed)
@@ -160,18 +196,27 @@ def select(items: list, seed: int, sample: int, source_lines: list[str]) -> list
 
 
 def run_module(
-    module: str, workdir: Path, sample: int, seed: int, timeout: float, quiet: bool
+    module: str,
+    workdir: Path,
+    sample: int,
+    seed: int,
+    timeout: float,
+    quiet: bool,
+    rerun: bool = False,
 ) -> list[Outcome]:
     from cosmic_ray.commands.init import init
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_db import WorkDB, use_db
-    from cosmic_ray.work_item import TestOutcome, WorkResult, WorkerOutcome
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     tests = [t for t in MODULES[module] if (workdir / t).exists()]
     command = PYTEST.format(python=sys.executable, tests=" ".join(tests))
     OUT.mkdir(exist_ok=True)
     db_path = OUT / (module.replace("/", ".") + ".sqlite")
-    db_path.unlink(missing_ok=True)
+    if rerun and not db_path.exists():
+        raise SystemExit(f"{module}: no earlier session to re-run ({db_path})")
+    if not rerun:
+        db_path.unlink(missing_ok=True)
     source_lines = (workdir / module).read_text(encoding="utf-8").splitlines()
 
     cwd = os.getcwd()
@@ -184,46 +229,62 @@ def run_module(
             raise SystemExit(f"{module}: the targeted tests fail without any mutation: {command}")
         print(f"{module}: baseline {time.monotonic() - start:.1f}s: {command}", flush=True)
         outcomes: list[Outcome] = []
-        with use_db(str(db_path), WorkDB.Mode.create) as db:
-            init([Path(module)], db, {})
-            items = list(db.work_items)
-            chosen = select(items, seed, sample, source_lines)
-            skipped = {w.job_id for w in items} - {w.job_id for w in chosen}
-            db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-            print(f"{module}: {len(items)} mutants, running {len(chosen)}", flush=True)
+
+        def status_of(result: Any, reason: str) -> str:
+            if result.worker_outcome == WorkerOutcome.NO_TEST:
+                return "no-test"
+            if result.test_outcome == TestOutcome.INCOMPETENT:
+                return "incompetent"
+            if result.test_outcome == TestOutcome.SURVIVED:
+                return "equivalent" if reason else "survived"
+            return "timeout" if result.output == "timeout" else "killed"
+
+        def outcome(item: Any, result: Any) -> Outcome:
+            (spec,) = item.mutations
+            line = source_lines[spec.start_pos[0] - 1].strip()
+            reason = EQUIVALENT.get((module, spec.operator_name, line), "")
+            return Outcome(
+                module,
+                item.job_id,
+                spec.operator_name,
+                spec.start_pos[0],
+                line,
+                status_of(result, reason),
+                result.diff or "",
+                reason,
+            )
+
+        mode = WorkDB.Mode.open if rerun else WorkDB.Mode.create
+        with use_db(str(db_path), mode) as db:
+            if rerun:
+                # Tests were only added: a killed mutant stays killed, so run the survivors.
+                chosen = []
+                for item, result in db.completed_work_items:
+                    if result.worker_outcome == WorkerOutcome.SKIPPED:
+                        continue
+                    if result.test_outcome == TestOutcome.SURVIVED:
+                        chosen.append(item)
+                    else:
+                        outcomes.append(outcome(item, result))
+                print(f"{module}: re-running {len(chosen)} survivors", flush=True)
+            else:
+                init([Path(module)], db, {})
+                items = list(db.work_items)
+                chosen = select(items, seed, sample, source_lines)
+                skipped = {w.job_id for w in items} - {w.job_id for w in chosen}
+                db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+                print(f"{module}: {len(items)} mutants, running {len(chosen)}", flush=True)
             for number, item in enumerate(chosen, 1):
-                (spec,) = item.mutations
-                line = source_lines[spec.start_pos[0] - 1].strip()
-                reason = EQUIVALENT.get((module, spec.operator_name, line), "")
                 began = time.monotonic()
                 result = mutate_and_test(item.mutations, command, timeout)
                 db.set_result(item.job_id, result)
-                if result.worker_outcome == WorkerOutcome.NO_TEST:
-                    status = "no-test"
-                elif result.test_outcome == TestOutcome.INCOMPETENT:
-                    status = "incompetent"
-                elif result.test_outcome == TestOutcome.SURVIVED:
-                    status = "equivalent" if reason else "survived"
-                elif result.output == "timeout":
-                    status = "timeout"
-                else:
-                    status = "killed"
-                outcomes.append(
-                    Outcome(
-                        module,
-                        item.job_id,
-                        spec.operator_name,
-                        spec.start_pos[0],
-                        line,
-                        status,
-                        result.diff or "",
-                        reason,
-                    )
-                )
-                if not quiet or status == "survived":
+                done = outcome(item, result)
+                outcomes.append(done)
+                if not quiet or done.status == "survived":
                     print(
-                        f"  [{number}/{len(chosen)}] {status:<11} {time.monotonic() - began:5.1f}s"
-                        f"  line {spec.start_pos[0]} {spec.operator_name}: {line[:70]}",
+                        f"  [{number}/{len(chosen)}] {done.status:<11} "
+                        f"{time.monotonic() - began:5.1f}s  line {done.line} {done.operator}: "
+                        f"{done.source[:70]}",
                         flush=True,
                     )
     finally:
@@ -283,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--base", default="origin/main", help="base ref for --ci")
     parser.add_argument("--fail-under", type=float, default=None, help="minimum score, percent")
+    parser.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="re-run only the mutants that survived the last run of these modules (after "
+        "adding tests; the same sample, killed ones stay killed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only survivors")
     args = parser.parse_args(argv)
 
@@ -303,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if not modules:
         parser.error("name a --module, or --all, or --ci")
 
+    # A plain kill (a bounded CI step, ^C) still removes the temporary copy.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The skip guard fails a run with deselections under CI; the targeted runs are partial.
     os.environ.pop("CI", None)
     results: dict[str, list[Outcome]] = {}
@@ -312,7 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         copy_project(workdir)
         for module in modules:
             results[module] = run_module(
-                module, workdir, per_module, args.seed, args.timeout, args.quiet
+                module,
+                workdir,
+                per_module,
+                args.seed,
+                args.timeout,
+                args.quiet,
+                args.rerun_survivors,
             )
     args.sample = per_module
     print(write_report(results, args).split("\n## ")[0])
