@@ -317,3 +317,93 @@ def test_trust_loopback_and_hint() -> None:
     trust_loopback(app, "127.0.0.1", 8000)
     assert "TRUSTED_HOSTS" not in app.config or not app.config["TRUSTED_HOSTS"]
     assert missing_address_hint(app) is None
+
+
+# --- functions: the FUNCTIONS table and option parsing ------------------------------------
+
+
+def _nested(levels: int) -> list[Any]:
+    """A list nested ``levels`` deep (``[]`` is one level)."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_failure_value_is_a_fresh_container() -> None:
+    """The `log` policy's failure value must not be a shared mutable object."""
+    from crm_templates.functions import FUNCTIONS
+
+    spec = FUNCTIONS["GetCrmEntries"]
+    first = spec.failure_value("boom")
+    assert first == [] and first is not spec.failure
+    first.append("x")
+    assert spec.failure_value("boom") == []
+    assert FUNCTIONS["GetCrmField"].failure_value("boom") is None
+    assert FUNCTIONS["SetCrmField"].failure_value("boom") == {"ok": False, "error": "boom"}
+
+
+def test_suggest() -> None:
+    from crm_templates.functions import suggest
+
+    assert suggest("slgu", ["slug", "limit"]) == " Did you mean 'slug'?"
+    assert suggest("zzzz", ["slug"]) == ""
+
+
+def test_option_depth_limit_exactly_at_and_one_past() -> None:
+    """`MAX_OPTION_DEPTH` (80): a value nested exactly 80 levels passes, 81 is refused, also
+    when a plain value comes before the deep one."""
+    from crm_templates.errors import CrmValidationError
+    from crm_templates.functions import FUNCTIONS, MAX_OPTION_DEPTH, parse_options
+
+    spec = FUNCTIONS["GetCrmFields"]
+    ok = {"slug": "s", "fieldKeys": _nested(MAX_OPTION_DEPTH)}
+    assert parse_options(spec, ok, {}) == ok
+    with pytest.raises(CrmValidationError, match="nested more than 80"):
+        parse_options(spec, {"slug": "s", "fieldKeys": _nested(MAX_OPTION_DEPTH + 1)}, {})
+    with pytest.raises(CrmValidationError, match="nested more than 80"):
+        parse_options(spec, {"slug": "s", "fieldKeys": [_nested(MAX_OPTION_DEPTH), 1]}, {})
+    with pytest.raises(CrmValidationError, match="nested more than 80"):
+        parse_options(spec, {}, {"slug": "s", "field_keys": _nested(MAX_OPTION_DEPTH + 1)})
+
+
+def test_option_int_limit_exactly_at_and_one_past() -> None:
+    from crm_templates.errors import CrmValidationError
+    from crm_templates.functions import FUNCTIONS, MAX_OPTION_INT_BITS, parse_options
+
+    spec = FUNCTIONS["GetCrmEntries"]
+    at = 1 << (MAX_OPTION_INT_BITS - 1)  # exactly MAX_OPTION_INT_BITS bits
+    assert parse_options(spec, {"slug": "s", "limit": [at]}, {})["limit"] == [at]
+    with pytest.raises(CrmValidationError, match="3,900 digits"):
+        parse_options(spec, {"slug": "s", "limit": [at << 1]}, {})
+
+
+def test_field_values_are_left_to_their_type_check() -> None:
+    """`value`, `values` and SetCrmFields' `fields` skip the option depth walk (values.coerce
+    checks them with messages naming the field); EnsureCrmEntity's `fields` do not."""
+    from crm_templates.errors import CrmValidationError
+    from crm_templates.functions import FUNCTIONS, parse_options
+
+    deep = _nested(100)
+    parse_options(FUNCTIONS["SetCrmField"], {"slug": "s", "fieldKey": "k", "value": deep}, {})
+    parse_options(FUNCTIONS["CreateCrmEntry"], {"slug": "s", "values": {"k": deep}}, {})
+    parse_options(FUNCTIONS["SetCrmFields"], {"slug": "s", "fields": {"k": deep}}, {})
+    with pytest.raises(CrmValidationError):
+        parse_options(FUNCTIONS["EnsureCrmEntity"], {"slug": "s", "fields": [deep]}, {})
+
+
+@pytest.mark.parametrize("use_kwargs", [False, True])
+def test_fast_path_still_checks_unknown_and_missing(use_kwargs: bool) -> None:
+    from crm_templates.errors import MissingOptionError, UnknownOptionError
+    from crm_templates.functions import FUNCTIONS, parse_options
+
+    spec = FUNCTIONS["GetCrmField"]
+
+    def parse(options: dict[str, Any]) -> dict[str, Any]:
+        return parse_options(spec, {}, options) if use_kwargs else parse_options(spec, options, {})
+
+    assert parse({"slug": "s", "fieldKey": "k"}) == {"slug": "s", "fieldKey": "k"}
+    with pytest.raises(UnknownOptionError, match="bogus"):
+        parse({"slug": "s", "fieldKey": "k", "bogus": 1})
+    with pytest.raises(MissingOptionError, match="fieldKey"):
+        parse({"slug": "s"})
