@@ -372,7 +372,8 @@ def test_option_int_limit_exactly_at_and_one_past() -> None:
     from crm_templates.functions import FUNCTIONS, MAX_OPTION_INT_BITS, parse_options
 
     spec = FUNCTIONS["GetCrmEntries"]
-    at = 1 << (MAX_OPTION_INT_BITS - 1)  # exactly MAX_OPTION_INT_BITS bits
+    assert MAX_OPTION_INT_BITS == 13_000  # the documented limit: more than 3,900 digits
+    at = 1 << 12_999  # exactly 13,000 bits (the test must not read the limit it checks)
     assert parse_options(spec, {"slug": "s", "limit": [at]}, {})["limit"] == [at]
     with pytest.raises(CrmValidationError, match="3,900 digits"):
         parse_options(spec, {"slug": "s", "limit": [at << 1]}, {})
@@ -407,3 +408,15 @@ def test_fast_path_still_checks_unknown_and_missing(use_kwargs: bool) -> None:
         parse({"slug": "s", "fieldKey": "k", "bogus": 1})
     with pytest.raises(MissingOptionError, match="fieldKey"):
         parse({"slug": "s"})
+
+
+def test_options_and_keywords_together_are_both_checked() -> None:
+    """A mapping and keywords together take the slow path: neither is dropped or unchecked."""
+    from crm_templates.errors import UnknownOptionError
+    from crm_templates.functions import FUNCTIONS, parse_options
+
+    spec = FUNCTIONS["GetCrmField"]
+    both = parse_options(spec, {"slug": "s", "async": True}, {"slug": "s", "fieldKey": "k"})
+    assert both == {"slug": "s", "async": True, "fieldKey": "k"}
+    with pytest.raises(UnknownOptionError, match="bogus"):
+        parse_options(spec, {"bogus": 1}, {"slug": "s", "fieldKey": "k"})

@@ -84,7 +84,27 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 # Mutants that cannot change behaviour: (module, operator, stripped source line) -> reason.
 # Matched on the line's text, not its number, so edits elsewhere in the file keep them valid.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+# (Keyed by operator and line, so it covers every occurrence of that operator on the line: keep
+# entries to lines where each one is equivalent, or re-check the diff in the report.)
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    (
+        "crm_templates/functions.py",
+        "core/ReplaceComparisonOperator_Is_Eq",
+        "if not kwargs and type(options) is dict:",
+    ): "type(x) == dict is type(x) is dict: classes compare by identity (type has no __eq__)",
+    (
+        "crm_templates/functions.py",
+        "core/ReplaceOrWithAnd",
+        "if type(value) is str or value is None or key in _FIELD_VALUES:",
+    ): "the str/None skip is a fast path: the walk below skips a str or None anyway "
+    "(neither an int nor a container)",
+    (
+        "crm_templates/functions.py",
+        "core/NumberReplacer",
+        'return f" Did you mean {match[0]!r}?" if match else ""',
+    ): "get_close_matches(n=1) returns at most one match, so match[-1] is match[0] "
+    "(match[1] is killed by test_suggest)",
+}
 
 PYTEST = "{python} -m pytest -x -q -p no:cacheprovider --timeout=120 {tests}"
 
@@ -304,7 +324,8 @@ def score(outcomes: list[Outcome]) -> tuple[dict[str, int], float | None]:
 
 def write_report(results: dict[str, list[Outcome]], args: argparse.Namespace) -> str:
     lines = [
-        f"# Mutation run (sample {args.sample} per module, seed {args.seed})",
+        f"# Mutation run (sample {args.sample} per module, seed {args.seed}"
+        + (", survivors re-run)" if args.rerun_survivors else ")"),
         "",
         "| module | run | killed | timeout | survived | equivalent | incompetent | score |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
