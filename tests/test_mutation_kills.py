@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -208,7 +209,6 @@ def test_no_store(path: str, status: int, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (None, None),
         ("", None),
         ("https://shop.example", "https://shop.example"),
         ("https://shop.example/", "https://shop.example"),
@@ -268,6 +268,9 @@ def test_check_trusted_hosts() -> None:
         (["localhost"], "http://localhost:5000", "localhost:5000"),
         (["localhost:5000"], "http://localhost:5000", "localhost:5000"),
         (["localhost:5001"], "http://localhost:5000", None),  # the port must match
+        # a port-bound entry for another port is skipped, not the end of the search
+        # (urls.py:181 `continue` -> `break` survived)
+        (["localhost:5001", "localhost:5000"], "http://localhost:5000", "localhost:5000"),
         (["localhost:80"], "http://localhost", "localhost"),  # default port of the scheme
         (["localhost:443"], "https://localhost", "localhost"),
         (["localhost:80"], "https://localhost", None),
@@ -489,3 +492,49 @@ def test_init_urls_puts_the_host_check_first() -> None:
     response = app.test_client().get("/", headers={"Host": "attacker.example"})
     assert response.status_code == 400
     assert ran == []
+
+
+# --- renderers.links: the phone renderer takes what the core takes; file names --------------
+
+
+@pytest.mark.parametrize(
+    ("value", "href"),
+    [
+        (2025550143, "tel:+12025550143"),  # the core stores a number given for a phone as text
+        (2025550143.0, "tel:20255501430"),
+        ("(202) 555-0143", "tel:+12025550143"),
+        (True, None),  # a bool is not a number here
+        (Decimal("2025550143"), None),  # nor is any other non-str type the core refuses
+    ],
+)
+def test_phone_renderer_turns_only_numbers_into_text(value: Any, href: str | None) -> None:
+    """Issue 9: the phone renderer accepts what `fieldtypes.phone_number` accepts, plus int and
+    float (not bool) as the core stores them. Kills links.py:58 `not` added, `not` removed and
+    `and` -> `or` (the last turns any object's str() into a number to dial)."""
+    import renderers
+    from renderers.options import RenderOptions
+
+    html = str(renderers.render(value, {"type": "phone"}, RenderOptions(locale="en_US")))
+    if href is None:
+        assert "href" not in html and "crm-invalid" in html
+    else:
+        assert f'href="{href}"' in html and "crm-invalid" not in html
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://files.example", "https://files.example"),  # no path segment: the URL itself
+        ("https://files.example/", "https://files.example/"),
+        ("https://files.example/a/b%20c.pdf", "b c.pdf"),
+        ("/x.pdf", "x.pdf"),
+    ],
+)
+def test_file_name(url: str, name: str) -> None:
+    """Kills links.py:82 `[-1]` -> `[1]` (an IndexError for a URL without a path) and the
+    neighbouring index mutants."""
+    import renderers
+    from renderers.links import file_name
+
+    assert file_name(url) == name
+    assert f">{name}</a>" in str(renderers.render(url, {"type": "file"}))
