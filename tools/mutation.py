@@ -338,8 +338,10 @@ def score(outcomes: list[Outcome]) -> tuple[dict[str, int], float | None]:
 
 def write_report(results: dict[str, list[Outcome]], args: argparse.Namespace) -> str:
     lines = [
-        f"# Mutation run (sample {args.sample} per module, seed {args.seed}"
-        + (", survivors re-run)" if args.rerun_survivors else ")"),
+        # A re-run keeps each session's own sample: --sample does not apply to it.
+        "# Mutation run (survivors of the last run re-run)"
+        if args.rerun_survivors
+        else f"# Mutation run (sample {args.sample} per module, seed {args.seed})",
         "",
         "| module | run | killed | timeout | survived | equivalent | incompetent | score |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
