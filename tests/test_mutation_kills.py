@@ -7,7 +7,9 @@ so they are fast and say exactly which comparison or branch broke.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -207,7 +209,6 @@ def test_no_store(path: str, status: int, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (None, None),
         ("", None),
         ("https://shop.example", "https://shop.example"),
         ("https://shop.example/", "https://shop.example"),
@@ -267,6 +268,9 @@ def test_check_trusted_hosts() -> None:
         (["localhost"], "http://localhost:5000", "localhost:5000"),
         (["localhost:5000"], "http://localhost:5000", "localhost:5000"),
         (["localhost:5001"], "http://localhost:5000", None),  # the port must match
+        # a port-bound entry for another port is skipped, not the end of the search
+        # (urls.py:181 `continue` -> `break` survived)
+        (["localhost:5001", "localhost:5000"], "http://localhost:5000", "localhost:5000"),
         (["localhost:80"], "http://localhost", "localhost"),  # default port of the scheme
         (["localhost:443"], "https://localhost", "localhost"),
         (["localhost:80"], "https://localhost", None),
@@ -274,6 +278,11 @@ def test_check_trusted_hosts() -> None:
         ([".shop.example"], "http://shop.example", "shop.example"),
         ([".shop.example"], "http://evilshop.example", None),
         (["shop.example"], "http://a.shop.example", None),
+        # werkzeug lets zzz.example through (it ignores ports); the port-bound entry refuses
+        # it, and ".shop.example" must not match a name that merely sorts after it
+        # (urls.py:184 `name == wanted[1:]` -> `>=` survived).
+        ([".shop.example", "zzz.example:9"], "http://zzz.example:8000", None),
+        ([".shop.example", "zzz.example:8000"], "http://zzz.example:8000", "zzz.example:8000"),
         (None, "http://localhost", None),
     ],
 )
@@ -420,3 +429,112 @@ def test_options_and_keywords_together_are_both_checked() -> None:
     assert both == {"slug": "s", "async": True, "fieldKey": "k"}
     with pytest.raises(UnknownOptionError, match="bogus"):
         parse_options(spec, {"bogus": 1}, {"slug": "s", "fieldKey": "k"})
+
+
+# --- server.security.check_request: a chunked body is measured before any form parsing -------
+
+
+def _capped_app(cap: int) -> Flask:
+    from crm_templates.server.security import init_security
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="k",
+        MAX_CONTENT_LENGTH=cap,
+        CRM_CONTENT_SECURITY_POLICY="default-src 'self'",
+    )
+    init_security(app)
+    app.post("/form")(lambda: "reached")
+    return app
+
+
+@pytest.mark.parametrize("size", [99, 100, 101, 400])
+def test_chunked_form_body_at_and_past_the_cap(size: int) -> None:
+    """A chunked urlencoded body is cut off at the cap (100 bytes) by werkzeug; one of exactly
+    the cap or more is 413, one byte less passes the cap and meets the CSRF check (400).
+    Written for ``parse_form_data=False`` -> ``True`` at security.py:91, which turned out
+    equivalent (see EQUIVALENT in tools/mutation.py); kept as the at/one-past limit test."""
+    body = b"note=" + b"x" * (size - 5)
+    response = (
+        _capped_app(100)
+        .test_client()
+        .post(
+            "/form",
+            input_stream=io.BytesIO(body),
+            content_type="application/x-www-form-urlencoded",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+    )
+    if size < 100:
+        assert response.status_code == 400
+        assert "CSRF token is missing" in response.get_data(as_text=True)
+    else:
+        assert response.status_code == 413
+
+
+# --- server.urls.init_urls: the host check runs before every other request hook -------------
+
+
+def test_init_urls_puts_the_host_check_first() -> None:
+    """Docstring of `init_urls`: nothing else runs for a host the server does not serve. Kills
+    ``insert(0, …)`` -> ``insert(1, …)`` / ``insert(-1, …)`` at urls.py:103."""
+    from crm_templates.server.urls import init_urls, refuse_untrusted_host
+
+    app = Flask(__name__)
+    app.config.update(TRUSTED_HOSTS=["shop.example"], CRM_BASE_URL=None)
+    ran: list[str] = []
+    app.before_request(lambda: ran.append("first") and None)
+    app.before_request(lambda: ran.append("second") and None)
+    init_urls(app)
+    assert app.before_request_funcs[None][0] is refuse_untrusted_host
+    app.get("/")(lambda: "ok")
+    response = app.test_client().get("/", headers={"Host": "attacker.example"})
+    assert response.status_code == 400
+    assert ran == []
+
+
+# --- renderers.links: the phone renderer takes what the core takes; file names --------------
+
+
+@pytest.mark.parametrize(
+    ("value", "href"),
+    [
+        (2025550143, "tel:+12025550143"),  # the core stores a number given for a phone as text
+        (2025550143.0, "tel:20255501430"),
+        ("(202) 555-0143", "tel:+12025550143"),
+        (True, None),  # a bool is not a number here
+        (Decimal("2025550143"), None),  # nor is any other non-str type the core refuses
+    ],
+)
+def test_phone_renderer_turns_only_numbers_into_text(value: Any, href: str | None) -> None:
+    """Issue 9: the phone renderer accepts what `fieldtypes.phone_number` accepts, plus int and
+    float (not bool) as the core stores them. Kills links.py:58 `not` added, `not` removed and
+    `and` -> `or` (the last turns any object's str() into a number to dial)."""
+    import renderers
+    from renderers.options import RenderOptions
+
+    html = str(renderers.render(value, {"type": "phone"}, RenderOptions(locale="en_US")))
+    if href is None:
+        assert "href" not in html and "crm-invalid" in html
+    else:
+        assert f'href="{href}"' in html and "crm-invalid" not in html
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://files.example", "https://files.example"),  # no path segment: the URL itself
+        ("https://files.example/", "https://files.example/"),
+        ("https://files.example/a/b%20c.pdf", "b c.pdf"),
+        ("/x.pdf", "x.pdf"),
+    ],
+)
+def test_file_name(url: str, name: str) -> None:
+    """Kills links.py:82 `[-1]` -> `[1]` (an IndexError for a URL without a path) and the
+    neighbouring index mutants."""
+    import renderers
+    from renderers.links import file_name
+
+    assert file_name(url) == name
+    assert f">{name}</a>" in str(renderers.render(url, {"type": "file"}))
