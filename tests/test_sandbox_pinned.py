@@ -11,7 +11,6 @@ for another reason, fails. Output is also checked for leaks after HTML-unescapin
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +19,18 @@ from jinja2 import Environment
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
-from crm_templates import Crm, CrmExtension, CrmValidationError, UnknownEntityError, open_store
+from crm_templates import Crm, CrmExtension, CrmValidationError, UnknownEntityError
 from crm_templates.extension import CrmTemplateError
-from tests.test_sandbox import LEAKS, PAYLOADS, WT
+from tests import test_sandbox
+from tests.test_sandbox import LEAKS, PAYLOADS
+
+crm = test_sandbox.crm  # the same fixture: one customer's weight-tracker entry on SQLite
+
+
+def state(crm: Crm) -> list[Any]:
+    return [e.to_dict() for e in crm.store.iter_entries()] + [
+        (e.slug, e.version) for e in crm.list_entities()
+    ]
 
 
 @dataclass(frozen=True)
@@ -155,31 +163,6 @@ def test_every_payload_is_pinned() -> None:
 )
 def test_the_leak_check_sees_through_escaping(text: str) -> None:
     assert leaks(text)
-
-
-@pytest.fixture
-def crm(tmp_path: Any) -> Iterator[Crm]:
-    """A Crm over a SQLite file holding one customer's weight-tracker entry."""
-    service = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
-    service.ensure_entity(
-        slug=WT,
-        fields=[
-            {"key": "current_weight", "type": "number"},
-            {"key": "notes", "type": "text"},
-            {"key": "partners", "type": "json"},
-        ],
-    )
-    service.bind("cus_1").set_fields(
-        slug=WT, fields={"current_weight": 80, "notes": "hi", "partners": ["a"]}
-    )
-    yield service
-    service.close()
-
-
-def state(crm: Crm) -> list[Any]:
-    return [e.to_dict() for e in crm.store.iter_entries()] + [
-        (e.slug, e.version) for e in crm.list_entities()
-    ]
 
 
 @pytest.mark.parametrize("sandbox", SANDBOXES, ids=["sandbox", "immutable"])
