@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fieldtypes import has_lone_surrogates
+
 from .colours import check_colour
 from .errors import CrmValidationError
 from .ids import new_id, utc_now
@@ -382,12 +384,10 @@ def check_unicode(definition: Any, where: str) -> None:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
+            if has_lone_surrogates(item):
                 raise CrmValidationError(
                     f"{where}: {shown(item)} is not valid Unicode text (a lone surrogate)"
-                ) from None
+                )
         elif isinstance(item, Mapping):
             stack.extend(item.keys())
             stack.extend(item.values())

@@ -36,8 +36,9 @@ class InvalidValue(ValueError):
     """A value is not valid for its type; the message says what the type accepts."""
 
 
-def _has_surrogates(text: str) -> bool:
-    # Lone surrogates are not Unicode text: UTF-8 (SQLite, JSON on the wire, nh3) refuses them.
+def has_lone_surrogates(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate: not Unicode text, and UTF-8 (SQLite, JSON on
+    the wire, nh3, a page sent to a browser) refuses it."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -55,7 +56,7 @@ def text(value: str, *, limit: int = MAX_STRING) -> str:
         raise InvalidValue(f"text (not {type(value).__name__})")
     if len(value) > limit:
         raise InvalidValue(f"at most {limit:,} characters (got {len(value):,})")
-    if _has_surrogates(value):
+    if has_lone_surrogates(value):
         raise InvalidValue("valid Unicode text (it contains a lone surrogate code point)")
     return value
 
@@ -348,7 +349,7 @@ def _check_tree(value: Any) -> None:
         if isinstance(item, str):
             if len(item) > MAX_JSON_BYTES:
                 raise InvalidValue(f"a JSON value of at most {MAX_JSON_BYTES // 1024} KB")
-            if _has_surrogates(item):
+            if has_lone_surrogates(item):
                 raise InvalidValue("valid Unicode text (a string contains a lone surrogate)")
         elif isinstance(item, (dict, list, tuple)):
             if depth >= MAX_JSON_DEPTH:

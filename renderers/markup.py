@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from markupsafe import Markup, escape
 
+from fieldtypes import has_lone_surrogates
+
 from .field import FieldInfo
 
 _VOID = frozenset({"br", "img"})
@@ -50,9 +52,7 @@ def shown(value: object) -> str:
             text = str(value)
         except (RecursionError, ValueError, OverflowError, TypeError):
             text = f"<{type(value).__name__}>"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if has_lone_surrogates(text):
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from markupsafe import Markup
 
+from fieldtypes import has_lone_surrogates
+
 from .field import FieldInfo
 from .markup import classes, element, invalid, plain, shown
 from .options import DEFAULT_OPTIONS, RenderOptions
@@ -20,9 +22,7 @@ _HOSTILE = (RecursionError, ValueError, OverflowError, UnicodeError, TypeError)
 def _sendable(html: Markup) -> Markup:
     """``html`` with any lone surrogate (from a value no check accepted) as its ``\\udXXX``
     escape: a page holding one cannot be encoded as UTF-8 and would fail whole."""
-    try:
-        html.encode("utf-8")
-    except UnicodeEncodeError:
+    if has_lone_surrogates(html):
         return Markup(str(html).encode("utf-8", "backslashreplace").decode("utf-8"))
     return html
 
