@@ -23,8 +23,8 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from tests import test_auth_links
 from tests.test_server_security import (
-    build,
     crm_of,
     make_site,
     open_link,
@@ -44,19 +44,8 @@ def site(tmp_path: Path) -> Path:
     return make_site(tmp_path / "site")
 
 
-@pytest.fixture
-def make(site: Path) -> Iterator[Callable[..., Any]]:
-    """Builds apps over the site (each one stands for a server process); closes them after."""
-    apps: list[Any] = []
-
-    def factory(**config: Any) -> Any:
-        app = build(site, **config)
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        app.extensions["crm"].close()
+# Builds apps over this module's site (each one stands for a server process); closes them after.
+make = test_auth_links.make
 
 
 @pytest.fixture(params=["sqlite", "opensearch"])
