@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from crm_templates.functions import FUNCTIONS
 from tests.test_serve import LINK_LINE, Served, browser_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,11 @@ def test_docs_build_strictly_without_the_network(tmp_path: Path) -> None:
     # The API pages come from the docstrings, the CLI page from the click commands.
     api = (site / "reference" / "api" / "service" / "index.html").read_text(encoding="utf-8")
     assert 'id="crm_templates.service.Crm.set_fields"' in api
+    # The options table is generated from the function table (tools/docs_hooks.py).
+    options = (site / "reference" / "options" / "index.html").read_text(encoding="utf-8")
+    for spec in FUNCTIONS.values():
+        assert f"{spec.name} / <code>{spec.camel_name}</code>" in options, spec.name
+    assert "generated:" not in options
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     for command in ("serve", "render", "seed", "ensure", "entries", "lint", "migrate"):
         assert f'id="crm-templates-{command}"' in cli, command
