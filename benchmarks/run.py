@@ -2,7 +2,7 @@
 
 Each benchmark module has ``run(quick) -> dict`` and compares against a baseline measured in
 the same process (SPEC §10), so the ratios mean something on a noisy machine. ``--markdown``
-prints the table in the README's format; ``--only B2,B3`` picks benchmarks.
+prints the table in the format of docs/explanation/benchmarks.md; ``--only B2,B3`` picks benchmarks.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ MODULES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
-    parser.add_argument("--markdown", action="store_true", help="print a README table")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print a Markdown table (docs/explanation/benchmarks.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. B2,B3")
     args = parser.parse_args(argv)

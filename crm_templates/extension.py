@@ -614,7 +614,7 @@ class CrmFunction:
     object gives a sandboxed template nothing to reach, and it prints as its name. Write
     functions carry ``crm_write = True`` rather than Jinja's ``unsafe_callable``: the default
     sandbox allows them, and an application that wants read-only templates refuses them in
-    ``is_safe_callable`` (see the README).
+    ``is_safe_callable`` (see docs/explanation/security.md, "Template sandbox").
     """
 
     __slots__ = ()

@@ -2,7 +2,7 @@
 
 Issue 9, item 8. A preset supplies the standard fields and pipeline of a kind of CRM record
 (the seed's CRM mode is "suitable for deals, leads, contacts"); the seed names no field list,
-so the lists below are this project's choice, documented in the README:
+so the lists below are this project's choice, documented in docs/reference/entities.md:
 
 * ``leads`` — name, email, phone, company, source, value, notes; pipeline ``leads``: New (10 %),
   Contacted (25 %), Qualified (50 %), Won (100 %, won), Lost (0 %, lost).

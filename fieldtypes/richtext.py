@@ -1,7 +1,7 @@
 """The rich-text allow-list and the sanitiser built on it (rich_text / wysiwyg values).
 
 The core sanitises on write and `renderers` sanitises again on render, so a value written before
-a policy change (or by another tool) is still made safe. Both call :func:`sanitize_html`, so the
+a policy change (or by another tool) is still made safe. Both call ``sanitize_html``, so the
 two passes can never disagree about what rich text may contain.
 """
 

@@ -86,7 +86,7 @@ def builtin_registry() -> RendererRegistry:
 
 
 registry = builtin_registry()
-"""The process-wide registry behind :func:`render` and :func:`render_text`."""
+"""The process-wide registry behind ``render`` and ``render_text``."""
 
 
 def render(value: Any, field: Any, options: RenderOptions | None = None) -> Markup:
@@ -95,5 +95,5 @@ def render(value: Any, field: Any, options: RenderOptions | None = None) -> Mark
 
 
 def render_text(value: Any, field: Any, options: RenderOptions | None = None) -> str:
-    """The plain-text twin of :func:`render`."""
+    """The plain-text twin of ``render``."""
     return registry.render_text(value, field, options)

@@ -24,7 +24,7 @@ def babel_locale(name: str) -> Locale:
 
 @lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name``, cached for the same reason as :func:`babel_locale`."""
+    """The IANA time zone ``name``, cached for the same reason as ``babel_locale``."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -98,7 +98,7 @@ class RendererRegistry:
         """Register ``renderer`` for type ``name``.
 
         A name registered twice is a mistake unless the application says otherwise, so it
-        raises :class:`DuplicateRenderer`. ``replace=True`` puts the new renderer in front of
+        raises ``DuplicateRenderer``. ``replace=True`` puts the new renderer in front of
         the existing one; where it returns None, the earlier renderer still answers.
         """
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -155,7 +155,7 @@ class RendererRegistry:
         return plain(info, value)
 
     def render_text(self, value: Any, field: Any, options: RenderOptions | None = None) -> str:
-        """The plain-text twin of :meth:`render` (no HTML; escape it where it is embedded)."""
+        """The plain-text twin of ``render`` (no HTML; escape it where it is embedded)."""
         info, chain = self._resolve(field)
         opts = DEFAULT_OPTIONS if options is None else options
         if is_empty(value):

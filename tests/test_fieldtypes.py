@@ -48,7 +48,7 @@ def test_canonical_forms_are_fixed_points(mode: str) -> None:
             return
         if ftype == "json" and isinstance(canonical, str):
             # A str given to a json field is JSON text, so a stored JSON *string* value is
-            # written back as JSON text ('"abc"'), not as the bare str (README, Values).
+            # written back as JSON text ('"abc"'), not as the bare str (docs: field types, Values).
             assert check(json.dumps(canonical)) == canonical
             return
         assert check(canonical) == canonical

@@ -1,7 +1,7 @@
 """Every documented limit, exactly at it (accepted) and one past it (refused) (issue 10).
 
 A limit tested only far from its edge survives an off-by-one: ``len(s) > MAX_STRING`` turned
-into ``>=`` passed the whole suite. Each limit here is taken from the README, SPEC §4 or the
+into ``>=`` passed the whole suite. Each limit here is taken from the docs (docs/), SPEC §4 or the
 code's own messages, and tested at the value the documentation promises to accept and at the
 first value it promises to refuse — with what was accepted read back through the store (every
 backend) and nothing written for what was refused.
@@ -35,11 +35,12 @@ from crm_templates.server import create_app
 from crm_templates.server.state import MailMessage
 from tests.test_serve import SAMPLES, Served
 
-MAX_STRING = 10_000  # SPEC §4 "strings at most 10,000 chars"; README "≤ 10,000 chars"
+# SPEC §4 "strings at most 10,000 chars"; docs/reference/field-types.md "≤ 10,000 characters"
+MAX_STRING = 10_000
 MAX_JSON = 10 * 1024  # SPEC §4 "JSON values at most 10 KB serialized" (bytes of compact JSON)
 MAX_REFERENCE_ID = 512  # SPEC §4 "referenceId … at most 512 chars"
-MAX_LIMIT = 200  # README "limit (50, max 200)"
-SCAN = 100  # README "SetCrmField scans the newest 100 entries"
+MAX_LIMIT = 200  # docs/reference/functions.md "limit (50, max 200)"
+SCAN = 100  # docs/reference/functions.md "SetCrmField scans the newest 100 entries"
 MAX_RULES = 10_000  # validation_rules "at most 10 KB serialised" (schema.MAX_RULES_BYTES)
 MAX_RULES_DEPTH = 32  # validation_rules "32 levels deep"
 MAX_TEAM_IDS = 1000  # visible_to_team_ids "at most 1,000", strings "1–200 characters"
@@ -399,8 +400,8 @@ def test_a_form_body_of_exactly_the_cap_is_read_and_one_byte_more_is_413(echo_ap
 
 def test_a_chunked_body_is_refused_when_it_reaches_the_cap(echo_app: Any) -> None:
     # Without a Content-Length the body is read up to the cap: a body of cap - 1 bytes is
-    # known to be complete, one of exactly the cap may have been cut off (README: "a chunked
-    # body when it reaches the cap").
+    # known to be complete, one of exactly the cap may have been cut off
+    # (docs/how-to/page-backends.md: "a chunked body when it reaches the cap").
     client = echo_app.test_client()
 
     def chunked(size: int) -> Any:

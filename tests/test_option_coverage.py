@@ -953,7 +953,7 @@ def test_every_option_has_a_case() -> None:
     assert set(CASES) == set(PAIRS)
 
 
-# The documented spellings (README "Python quick start"): the snake_case form of every option,
+# The documented spellings (docs/reference/options.md): the snake_case form of every option,
 # ``crmEntitySlug``/``crm_entity_slug`` for ``slug``, ``crm_async`` (the seed's legacy name)
 # and ``async_`` (a Python keyword) for ``async``. Written out here, not read from
 # `ALIASES`, so an alias folded onto the wrong option cannot move its own test along.
@@ -998,8 +998,8 @@ def test_option_aliases_change_the_outcome_too(
 
 @pytest.mark.parametrize("given", [True, False], ids=["entryId", "newest"])
 def test_removing_a_link_an_entry_never_held_changes_nothing(crm: Crm, given: bool) -> None:
-    # README: "RemoveCrmRelation with nothing to remove returns {ok: True, changed: False}" —
-    # also for an entry without the relation key (it used to gain "partners": []).
+    # docs/reference/functions.md: "RemoveCrmRelation with nothing to remove returns
+    # {ok: True, changed: False}" — also for an entry without the relation key (it used to gain "partners": []).
     world = build_world(crm)
     view = crm.bind(ME)
     entry = view.create_entry(slug="deals", values={"amount": 1})["id"]

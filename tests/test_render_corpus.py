@@ -49,7 +49,7 @@ def outer(html: Markup) -> Tag:
 
 
 def assert_normal(html: Markup, field: Field, stored: Any) -> None:
-    """``html`` is the type's normal markup for the stored value (see the README's table)."""
+    """``html`` is the type's normal markup for the stored value (docs/reference/field-types.md)."""
     ftype = field.type
     if is_empty(stored):
         assert html == "", html

@@ -175,7 +175,7 @@ def test_functions_are_stateless_objects() -> None:
 
 
 class ReadOnlySandbox(SandboxedEnvironment):
-    """The README's recipe: a sandbox that refuses the CRM write functions."""
+    """The recipe in docs/explanation/security.md: a sandbox that refuses the CRM write functions."""
 
     def is_safe_callable(self, obj: Any) -> bool:
         return not getattr(obj, "crm_write", False) and super().is_safe_callable(obj)

@@ -44,7 +44,8 @@ def free_port() -> int:
 class Served:
     """A running `crm-templates serve` process and the lines it printed so far."""
 
-    def __init__(self, site: Path, db: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, site: Path, db: Path | None, *args: str, env: dict[str, str] | None = None):
+        """``db=None`` leaves ``--store`` out: the site's default store, as the docs run it."""
         self.port = free_port()
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         for key in ("CRM_STORE_URL", "CRM_LOG_LEVEL", "CRM_BASE_URL"):
@@ -52,7 +53,7 @@ class Served:
                 environment.pop(key, None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "crm_templates", "serve", str(site), "--port", str(self.port),
-             "--store", f"sqlite:///{db}", *args],
+             *(["--store", f"sqlite:///{db}"] if db is not None else []), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=ROOT,
         )  # fmt: skip
         self.lines: list[str] = []
