@@ -297,22 +297,34 @@ def _check_yaml_nodes(file: str, root: Any) -> None:
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
     problems: list[Problem] = []
     # Post-order walk without recursion; a node reached again through an alias is sized once.
-    stack: list[tuple[Any, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool, DocPath]] = [(root, False, ())]
     while stack:
-        node, done = stack.pop()
+        node, done, path = stack.pop()
         if id(node) in sizes:
             continue
         if isinstance(node, MappingNode):
-            children = [n for pair in node.value for n in pair]
+            children = [
+                (child, (*path, k.value if isinstance(k, ScalarNode) else "?"))
+                for k, v in node.value
+                for child in (k, v)
+            ]
         elif isinstance(node, SequenceNode):
-            children = list(node.value)
+            children = [(child, (*path, n)) for n, child in enumerate(node.value)]
         else:
             children = []
         if not done:
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in sizes)
+            if id(node) in open_nodes:
+                mark = node.start_mark
+                raise SchemaFileError(
+                    file, mark.line + 1, mark.column + 1, format_path(path),
+                    "an alias refers to a value that contains it (a recursive structure)",
+                )  # fmt: skip
+            open_nodes.add(id(node))
+            stack.append((node, True, path))
+            stack.extend((c, False, at) for c, at in children if id(c) not in sizes)
             if isinstance(node, MappingNode):
                 seen: set[tuple[str, str]] = set()
                 for k, _ in node.value:
@@ -325,21 +337,22 @@ def _check_yaml_nodes(file: str, root: Any) -> None:
                                 file,
                                 k.start_mark.line + 1,
                                 k.start_mark.column + 1,
-                                "",
+                                format_path((*path, k.value)),
                                 f"duplicate key {k.value!r} (each key may appear once in a "
                                 "mapping)",
                             )
                         )
                     seen.add(ident)
             continue
-        size = 1 + sum(sizes.get(id(child), 1) for child in children)
+        open_nodes.discard(id(node))
+        size = 1 + sum(sizes.get(id(child), 1) for child, _ in children)
         if size > MAX_NODES:
             mark = node.start_mark
             raise SchemaFileError(
                 file,
                 mark.line + 1,
                 mark.column + 1,
-                "",
+                format_path(path),
                 f"the document expands (through aliases) into more than {MAX_NODES:,} values",
             )
         sizes[id(node)] = size
@@ -361,8 +374,22 @@ def check_document(document: Document, name: str) -> None:
 
     Raises `SchemaFileError` listing every problem, each at its line and column.
     """
+    errors = list(_validator(name).iter_errors(document.data))
+    # A value of the wrong type fails every alternative of an if/then/else too: keep only the
+    # outermost type error at that path (it carries the most general expectation).
+    wrong_type: dict[DocPath, Any] = {}
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if error.validator == "type" and (
+            path not in wrong_type
+            or len(error.absolute_schema_path) < len(wrong_type[path].absolute_schema_path)
+        ):
+            wrong_type[path] = error
     problems: list[Problem] = []
-    for error in _validator(name).iter_errors(document.data):
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if path in wrong_type and error is not wrong_type[path]:
+            continue
         problems.extend(_problems(document, error))
     raise_problems(problems)
 
@@ -431,6 +458,13 @@ def _problems(document: Document, error: Any) -> Iterator[Problem]:
                 message += " (camelCase spellings too)"
             yield document.problem((*path, extra), message, key=True)
         return
+    if validator in ("anyOf", "oneOf") and not schema.get("errorMessage"):
+        branch = _matching_branch(error)
+        if branch:
+            # The value has the type of one alternative: its problems are the real ones.
+            for sub in branch:
+                yield from _problems(document, sub)
+            return
     if validator == "required":
         for name in error.validator_value:
             if isinstance(error.instance, Mapping) and name not in error.instance:
@@ -438,6 +472,20 @@ def _problems(document: Document, error: Any) -> Iterator[Problem]:
                 yield document.problem(path, message)
         return
     yield document.problem(path, _message(error))
+
+
+def _matching_branch(error: Any) -> list[Any]:
+    """The errors of the one ``anyOf``/``oneOf`` alternative whose type the value has (``[]``
+    when none or several do)."""
+    branches: dict[Any, list[Any]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    right_type = [
+        subs
+        for subs in branches.values()
+        if not any(s.validator == "type" and not s.relative_path for s in subs)
+    ]
+    return right_type[0] if len(right_type) == 1 else []
 
 
 def _is_alias(subschema: Any) -> bool:
@@ -470,14 +518,20 @@ def _message(error: Any) -> str:
         hint = ""
         if validator == "enum":
             hint = _suggest(instance, [e for e in expected if isinstance(e, str)])
+        if validator in ("anyOf", "oneOf") and isinstance(instance, Mapping):
+            got = ""  # the message is about the mapping's keys
         return f"{schema['errorMessage']}{got}" + (f".{hint}" if hint else "")
     if error.context:
-        return _message(best_match(error.context))
+        # No alternative has the value's type: say what the non-empty ones expect.
+        typed = [e for e in error.context if e.validator == "type" and e.validator_value != "null"]
+        return _message(typed[0] if len(typed) == 1 else best_match(error.context))
     if validator == "type":
         types = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types if t != "null")
         title = schema.get("title")
-        return f"expected {title} ({wanted}){got}" if title else f"expected {wanted}{got}"
+        if title and "(" not in title:
+            return f"expected {title} ({wanted}){got}"
+        return f"expected {title or wanted}{got}"
     if validator == "enum":
         choices = [e for e in expected if e is not None]
         return (
