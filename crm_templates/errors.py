@@ -14,6 +14,8 @@ Storage failures derive from `StoreError`; backends raise them ``from`` the clie
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CrmError(Exception):
     """Root of every error the core raises."""
@@ -45,6 +47,50 @@ class UnknownFieldError(CrmUsageError):
 
 class CrmValidationError(CrmError, ValueError):
     """A value or option is invalid; nothing was written."""
+
+
+class SchemaFileError(CrmValidationError):
+    """A schema file (``crm.yaml``) or seed file (``seed.yaml``) is wrong: bad YAML or JSON, a
+    key the file's JSON Schema does not allow, or a value the CRM refuses (issue 11, item 4).
+
+    ``file``, ``line`` and ``column`` (both 1-based) locate the first problem, ``path`` names it
+    in the document (``entities[0].fields[2].type``; ``""`` for the whole document) and
+    ``message`` says what is expected. ``problems`` holds every problem found, the first
+    included, as ``(file, line, column, path, message)`` tuples; ``str()`` prints one
+    ``file:line:column: path: message`` line per problem.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        line: int,
+        column: int,
+        path: str,
+        message: str,
+        problems: tuple[tuple[str, int, int, str, str], ...] = (),
+    ) -> None:
+        self.file, self.line, self.column, self.path, self.message = (
+            file, line, column, path, message,
+        )  # fmt: skip
+        self.problems = problems or ((file, line, column, path, message),)
+        lines = [_problem_line(*p) for p in self.problems[:MAX_SHOWN_PROBLEMS]]
+        if len(self.problems) > MAX_SHOWN_PROBLEMS:
+            lines.append(f"... and {len(self.problems) - MAX_SHOWN_PROBLEMS} more problem(s)")
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.file, self.line, self.column, self.path, self.message, self.problems),
+        )
+
+
+#: How many problems `SchemaFileError`'s message lists (all stay in ``problems``).
+MAX_SHOWN_PROBLEMS = 20
+
+
+def _problem_line(file: str, line: int, column: int, path: str, message: str) -> str:
+    return f"{file}:{line}:{column}: {path or 'top level'}: {message}"
 
 
 class EntryNotFoundError(CrmValidationError):

@@ -379,7 +379,7 @@ def lint(template_dir: Path, schema_file: str | None) -> None:
 
     Prints one ``file:line: message`` per problem; exits with status 1 when there is any.
     """
-    from .cli import load_schema_file
+    from .loading import load_schema_file
 
     documents = load_schema_file(schema_file) if schema_file else None
     problems, checked = lint_templates(template_dir, documents)

@@ -429,16 +429,3 @@ def build_entity(
         pipelines=tuple(pipelines),
         created_at=utc_now(),
     )
-
-
-def load_schema_documents(data: Any, source: str) -> list[dict[str, Any]]:
-    """The entity definitions of a schema file (``{entities: [...]}`` or a bare list)."""
-    if isinstance(data, Mapping) and "entities" in data:
-        data = data["entities"]
-    if isinstance(data, Mapping):  # {slug: definition}
-        data = [{"slug": k, **(v or {})} for k, v in data.items()]
-    if not isinstance(data, list) or not all(isinstance(d, Mapping) for d in data):
-        raise CrmValidationError(
-            f"{source}: expected 'entities:' with a list of entity definitions"
-        )
-    return [dict(d) for d in data]

@@ -63,9 +63,10 @@ def test_ensure_json_schema_and_env_store(tmp_path: Path, db: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("entities: [{slug: ok, fields: [{key: a, type: money}]}]", "entity 'ok': field 'a' has unknown type 'money'"),
-        ("entities: 5", "expected 'entities:'"),
-        ("entities: [{slug: ok\n", "not valid YAML"),
+        # Issue 11, item 4: file:line:column: path: what is expected.
+        ("entities: [{slug: ok, fields: [{key: a, type: money}]}]", "crm.yaml:1:47: entities[0].fields[0].type: expected a field type: text,"),
+        ("entities: 5", "crm.yaml:1:11: entities: expected a list of entity definitions"),
+        ("entities: [{slug: ok\n", "crm.yaml:2:1: top level: not valid YAML"),
     ],
 )  # fmt: skip
 def test_ensure_reports_file_and_entity(tmp_path: Path, db: str, text: str, message: str) -> None:

@@ -468,10 +468,17 @@ def test_crm_errors_are_logged_in_production(site: Path, caplog: Any) -> None:
 @pytest.mark.parametrize(
     ("schema", "expected"),
     [
-        (CRM_YAML.replace("type: number", "type: numbr"), ["crm.yaml", "notes", "numbr"]),
-        (CRM_YAML.replace("key: count", "key: 'bad key!'"), ["crm.yaml", "notes", "bad key!"]),
-        ("entities: [\n", ["crm.yaml", "YAML"]),
-        ("entities: 3\n", ["crm.yaml", "entities"]),
+        # Issue 11, item 4: file:line:column: path in the document: what is expected.
+        (
+            CRM_YAML.replace("type: number", "type: numbr"),
+            ["crm.yaml:6:42: entities[0].fields[1].type:", "numbr", "Did you mean 'number'?"],
+        ),
+        (
+            CRM_YAML.replace("key: count", "key: 'bad key!'"),
+            ["crm.yaml:6:15: entities[0].fields[1].key:", "bad key!"],
+        ),
+        ("entities: [\n", ["crm.yaml:2:1:", "YAML"]),
+        ("entities: 3\n", ["crm.yaml:1:11: entities:", "expected a list of entity definitions"]),
     ],
 )
 def test_schema_errors_name_the_file_and_key(

@@ -198,10 +198,9 @@ def render(page: str, site_dir: str, customer_id: str, store_url: str | None) ->
 @click.option("--force", is_flag=True, help="Add the seed data even when the store has data.")
 def seed(site_dir: str, store_url: str | None, force: bool) -> None:
     """Load SITE_DIR/seed.yaml into the site's store (after ensuring crm.yaml)."""
-    from ..cli import ensure_schema
+    from ..loading import ensure_schema, load_seed, store_is_empty
     from ..service import Crm
     from ..storage import open_store
-    from .seed import load_seed, store_is_empty
     from .site import Site
 
     site = Site(site_dir)

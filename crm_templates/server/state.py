@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 from markupsafe import Markup
 
-from ..cli import ensure_schema
+from ..loading import ensure_schema
 from ..service import Crm
 from ..storage import open_store
 from .sessions import Housekeeping, RateLimit, SingleUseTokens
@@ -148,8 +148,8 @@ class CrmServer:
 
     def init_app(self, app: Flask) -> None:
         """Open the store, ensure the site's schema, seed an empty store, install the routes."""
+        from ..loading import load_seed, store_is_empty
         from . import auth, operator, pages, preview
-        from .seed import load_seed, store_is_empty
 
         config = app.config
         site = Site(config["CRM_SITE_DIR"], reload=bool(app.debug))
