@@ -5,6 +5,7 @@ home in docs/, and the getting-started tutorial works step by step against a rea
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from crm_templates.documents import schema_text
 from crm_templates.functions import FUNCTIONS
 from tests.test_serve import LINK_LINE, Served, browser_session
 
@@ -69,8 +71,15 @@ def test_docs_build_strictly_without_the_network(tmp_path: Path) -> None:
     for spec in FUNCTIONS.values():
         assert f"{spec.name} / <code>{spec.camel_name}</code>" in options, spec.name
     assert "generated:" not in options
+    # The key reference of crm.yaml and seed.yaml is generated from the shipped JSON Schemas.
+    keys = (site / "reference" / "schema-files" / "index.html").read_text(encoding="utf-8")
+    assert "generated:" not in keys
+    for name in ("crm", "seed"):
+        for part in json.loads(schema_text(name))["$defs"].values():
+            for key in part.get("properties", ()):
+                assert f"<code>{key}</code>" in keys, (name, key)
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
-    for command in ("serve", "render", "seed", "ensure", "entries", "lint", "migrate"):
+    for command in ("serve", "render", "seed", "ensure", "entries", "lint", "migrate", "schema"):
         assert f'id="crm-templates-{command}"' in cli, command
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 FUNCTION_OPTIONS = "<!-- generated:function-options -->"
 OPTION_ALIASES = "<!-- generated:option-aliases -->"
+# ``<!-- generated:schema-reference crm -->`` / ``... seed -->``: every key of the shipped JSON
+# Schemas, the same Markdown as ``crm-templates schema crm|seed --markdown``.
+SCHEMA_REFERENCE = "<!-- generated:schema-reference {name} -->"
 
 
 def on_config(config: Any) -> Any:
@@ -65,4 +68,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         markdown = markdown.replace(FUNCTION_OPTIONS, function_options())
     if OPTION_ALIASES in markdown:
         markdown = markdown.replace(OPTION_ALIASES, option_aliases())
+    for name in ("crm", "seed"):
+        marker = SCHEMA_REFERENCE.format(name=name)
+        if marker in markdown:
+            from crm_templates.schemadoc import schema_reference
+
+            markdown = markdown.replace(marker, schema_reference(name))
     return markdown
