@@ -728,8 +728,6 @@ def _check_references(
     own = {r.built.id: r.built for r in rows if r.built is not None}
     wanted: set[str] = set()
     for row in rows:
-        if row.built is None:
-            continue
         for key in ref_fields:
             value = row.values.get(key, ABSENT)
             if value is not ABSENT and value is not None:
@@ -738,9 +736,7 @@ def _check_references(
     for chunk in _chunks(sorted(wanted - own.keys()), BATCH):
         known.update(crm.store.get_entries_by_ids(chunk))
     known.update(own)
-    for row in rows:
-        if row.built is None:
-            continue
+    for row in rows:  # rows with other problems too: every problem is reported at once
         for key in ref_fields:
             value = row.values.get(key, ABSENT)
             if value is ABSENT or value is None:
@@ -762,16 +758,17 @@ def _write(
     progress: bool | None,
 ) -> None:
     """Write in bulk inside one `Store.atomic` section (one transaction on SQLite). On a
-    failure with ``undo``, entries this call inserted that are still there (a store without
-    transactions) are deleted again before the error is raised."""
+    failure with ``undo``, entries this call tried to insert that are there after all (a
+    store without transactions, or a bulk request that failed in part) are deleted again
+    before the error is raised."""
     store = crm.store
     inserted: list[str] = []
     try:
         with store.atomic(), _bar(len(creates) + len(updates), "importing", "row", progress) as bar:
             for chunk in _chunks(creates, BATCH):
+                inserted.extend(e.id for e in chunk)  # before: a failed bulk may apply some
                 with store.batch():
                     store.insert_entries(chunk)
-                inserted.extend(e.id for e in chunk)
                 bar.update(len(chunk))
             for pairs in _chunks(updates, BATCH):
                 with store.batch():
@@ -779,10 +776,16 @@ def _write(
                         store.update_entry(new, old.version)
                 bar.update(len(pairs))
     except CrmError as exc:
+        removed = 0
         if undo and inserted:
             for chunk in _chunks(inserted, BATCH):
                 for entry_id in store.get_entries_by_ids(chunk):
-                    store.delete_entry(entry_id)
+                    removed += store.delete_entry(entry_id)
+        if removed:
+            raise type(exc)(
+                f"{exc}; the {removed} entries written before the failure were deleted again: "
+                "nothing imported"
+            ) from exc
         if isinstance(exc, ConflictError):
             raise ConflictError(
                 f"{exc}: an entry changed while importing; run the import again"
