@@ -38,7 +38,7 @@ HOSTILE = [
     "crlf\r\ninside",
     '"quoted", with, commas',
     "=cmd|' /C calc'!A0",
-    "=HYPERLINK(\"http://x\")",
+    '=HYPERLINK("http://x")',
     "+1",
     "-1",
     "@SUM(A1)",
@@ -183,9 +183,7 @@ def import_text(crm: Crm, slug: str, text: str, fmt: str, **options: Any) -> Any
 
 
 @pytest.fixture(params=["sqlite", "opensearch"])
-def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], Store]]:
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Opens fresh stores of one backend (a SQLite file each, or fresh search indices)."""
     opened: list[Store] = []
 
