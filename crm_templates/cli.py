@@ -51,7 +51,7 @@ class CrmGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
-@click.group(cls=CrmGroup)
+@click.group(cls=CrmGroup, context_settings={"max_content_width": 100})
 @click.version_option(package_name="crm-templates")
 def main() -> None:
     """crm-templates: a CRM inside Jinja2 templates."""

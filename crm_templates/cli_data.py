@@ -68,9 +68,8 @@ def export_command(
     fmt = _format(fmt, output, "the output" if output else "stdout: give --format")
     with Crm(open_store(store_url)) as crm:
         if output is None:
-            stream = io.TextIOWrapper(
-                click.get_binary_stream("stdout"), encoding="utf-8", newline=""
-            )
+            sys.stdout.flush()
+            stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
             try:
                 report = export_entries(crm, entity, stream, fmt, progress=progress)
             finally:
@@ -129,10 +128,11 @@ def import_command(
     progress: bool | None,
     store_url: str,
 ) -> None:
-    """Import entries of ENTITY from FILE (CSV or JSONL; - reads stdin).
+    """Import entries of ENTITY from FILE, CSV or JSONL.
 
     Every row is checked first; any bad row is reported with its line, column and reason,
     and nothing is written. Without --key every row creates an entry, all or nothing.
+    FILE - reads stdin.
     """
     fmt = _format(fmt, file, "stdin" if file == "-" else file)
     text = _read_text(file)
@@ -155,7 +155,13 @@ def import_command(
 
 @click.command("customers")
 @click.option("--search", metavar="TEXT", help="Only customers whose id, email or name has TEXT.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Print at most this many.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @store_options(create=False)
 def customers_command(search: str | None, limit: int, as_json: bool, store_url: str) -> None:

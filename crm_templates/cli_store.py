@@ -97,9 +97,10 @@ def store_options(*, create: bool) -> Callable[[F], F]:
             "--site",
             "site_dir",
             type=click.Path(exists=True, file_okay=False, dir_okay=True),
+            metavar="DIR",
             help=SITE_HELP,
         )
-        @click.option("--store", "store_url", envvar=STORE_ENV, help=STORE_HELP)
+        @click.option("--store", "store_url", envvar=STORE_ENV, metavar="URL", help=STORE_HELP)
         @functools.wraps(command)
         def wrapper(*args: Any, store_url: str | None, site_dir: str | None, **kwargs: Any) -> Any:
             ctx = click.get_current_context()

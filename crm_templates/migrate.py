@@ -197,8 +197,10 @@ def _non_empty(counts: dict[str, int]) -> str:
 
 
 @click.command("migrate")
-@click.option("--from", "source_url", required=True, help="Store URL to copy from (must exist).")
-@click.option("--to", "target_url", required=True, help="Store URL to copy into.")
+@click.option(
+    "--from", "source_url", required=True, metavar="URL", help="Store to copy from (must exist)."
+)
+@click.option("--to", "target_url", required=True, metavar="URL", help="Store to copy into.")
 @click.option(
     "--merge",
     is_flag=True,
@@ -215,13 +217,14 @@ def _non_empty(counts: dict[str, int]) -> str:
 def migrate_command(
     source_url: str, target_url: str, merge: bool, batch_size: int, progress: bool
 ) -> None:
-    """Copy entities, customers and entries from one store to another, then verify counts.
+    """Copy every entity, customer and entry into another store.
 
-    Ids, timestamps and versions are kept. A target holding records is refused unless
-    --merge; with it, records already there are left as they are (identical ones counted,
-    different ones named), so a re-run finishes an interrupted copy and changes nothing after
-    a complete one. Exit status: 0 complete and identical, 1 nothing copied (error or
-    refused), 2 usage error, 3 copied but the target differs from the source.
+    Ids, timestamps and versions are kept, and both stores' totals are compared at the end.
+    A target holding records is refused unless --merge; with it, records already there are
+    left as they are (identical ones counted, different ones named), so a re-run finishes an
+    interrupted copy and changes nothing after a complete one. Exit status: 0 complete and
+    identical, 1 nothing copied (error or refused), 2 usage error, 3 copied but the target
+    differs from the source.
     """
     if source_url == target_url:
         raise click.UsageError("--from and --to name the same store")

@@ -427,7 +427,7 @@ def _decode_row(
 
     for col, (kind, name) in mapping.items():
         present = col in row.raw
-        raw = row.raw.get(col)
+        raw: Any = row.raw.get(col)
         if kind == "entry":
             if fmt == "csv":
                 row.entry[name] = None if raw in ("", NULL) else unescape_cell(raw)
@@ -445,6 +445,16 @@ def _decode_row(
             problem(col, exc)
 
 
+def _reference_type(value: Any) -> Any:
+    check_reference(value, "x")  # the type alone, with the core's message
+    return value
+
+
+def _reference_id(value: Any) -> Any:
+    check_reference("customer", value)  # the id alone
+    return value
+
+
 def _check_entry_columns(crm: Crm, slug: str, row: _Row, problems: list[Problem]) -> None:
     """Validate the entry columns with the core's rules; normalises them in ``row.entry``."""
 
@@ -460,8 +470,8 @@ def _check_entry_columns(crm: Crm, slug: str, row: _Row, problems: list[Problem]
 
     check("id", check_entry_id)
     check("title", lambda v: check_plain_string("title", v))
-    check("reference_type", lambda v: check_reference(v, "x") or v)
-    check("reference_id", lambda v: check_reference("customer", v) or v)
+    check("reference_type", _reference_type)
+    check("reference_id", _reference_id)
     check("created_at", timestamp)
     check("updated_at", timestamp)
     pipeline, stage = row.entry.get("pipeline"), row.entry.get("stage")
@@ -548,7 +558,7 @@ def import_entries(
     report.unchanged = sum(1 for r in rows if r.built is not None and r.built == r.existing)
     if problems or dry_run:
         return report
-    _write(crm, creates, updates, undo=key is None, progress=progress)  # type: ignore[arg-type]
+    _write(crm, creates, updates, undo=key is None, progress=progress)
     report.written = True
     return report
 
@@ -778,8 +788,8 @@ def _write(
     except CrmError as exc:
         removed = 0
         if undo and inserted:
-            for chunk in _chunks(inserted, BATCH):
-                for entry_id in store.get_entries_by_ids(chunk):
+            for ids in _chunks(inserted, BATCH):
+                for entry_id in store.get_entries_by_ids(ids):
                     removed += store.delete_entry(entry_id)
         if removed:
             raise type(exc)(
