@@ -229,3 +229,18 @@ def test_every_command_has_clean_help_in_a_real_process() -> None:
         assert summary and not summary.startswith("Options"), (name, out)
         short = main.commands[name].get_short_help_str(limit=60)
         assert short and short[:20] in listing, (name, short)
+
+
+def test_a_real_process_without_a_store_leaves_the_directory_empty(tmp_path: Path) -> None:
+    for args in (["entries", "note", "--reference-id", "r"], ["customers"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "crm_templates", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 2 and NO_STORE in done.stderr
+        assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
