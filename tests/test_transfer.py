@@ -4,6 +4,7 @@ resuming by a key column, two customers kept apart, and the commands in a real p
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_templates import Crm, open_store
 from crm_templates.cli import main
@@ -272,6 +275,23 @@ def test_every_hostile_text_survives_a_csv_cell(text: str) -> None:
     assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))  # no formula in a spreadsheet
     assert decode_csv_value(f, cell) == text
     assert unescape_cell(escape_cell(text)) == text
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TEXT, min_size=1, max_size=4))
+def test_any_text_round_trips_through_a_csv_file(texts: list[str]) -> None:
+    """Through the csv module, not only the cell codec: quotes, line breaks, NUL, any Unicode."""
+    from crm_templates.model import Field
+
+    fields = [Field(key=f"t{n}", label="t", type="text") for n in range(len(texts))]
+    out = io.StringIO(newline="")
+    csv.writer(out).writerow([encode_csv_value(f, t) for f, t in zip(fields, texts, strict=True)])
+    (cells,) = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert [decode_csv_value(f, c) for f, c in zip(fields, cells, strict=True)] == texts
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
 
 
 def test_csv_cells_for_absent_null_and_empty_differ() -> None:
