@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .cli_store import store_options
 from .errors import CrmError
 
 # Loading schema and seed files lives in the core (issue 11, item 4); these names stay importable
@@ -14,16 +15,6 @@ from .errors import CrmError
 from .loading import ensure_schema, load_schema_file  # noqa: F401
 from .service import Crm
 from .storage import open_store
-
-DEFAULT_STORE = "sqlite:///crm.db"
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="CRM_STORE_URL",
-    default=DEFAULT_STORE,
-    show_default=True,
-    help="Store URL (sqlite:///path, elasticsearch://host:port, opensearch://host:port).",
-)
 
 
 class CrmGroup(click.Group):
@@ -36,7 +27,7 @@ class CrmGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
-@click.group(cls=CrmGroup)
+@click.group(cls=CrmGroup, context_settings={"max_content_width": 100})
 @click.version_option(package_name="crm-templates")
 def main() -> None:
     """crm-templates: a CRM inside Jinja2 templates."""
@@ -44,7 +35,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("schema_file", type=click.Path(exists=True, dir_okay=False))
-@store_option
+@store_options(create=True)
 def ensure(schema_file: str, store_url: str) -> None:
     """Ensure the entities of SCHEMA_FILE (YAML or JSON) exist; adds only what is missing."""
     with Crm(open_store(store_url)) as crm:
@@ -60,7 +51,7 @@ def ensure(schema_file: str, store_url: str) -> None:
 @click.option("--reference-type", default="customer", show_default=True)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 200))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@store_option
+@store_options(create=False)
 def entries(
     slug: str, reference_id: str, reference_type: str, limit: int, as_json: bool, store_url: str
 ) -> None:
@@ -107,6 +98,7 @@ def schema_command(name: str, markdown: bool) -> None:
 # Commands defined beside the parts they drive register themselves here. Each module keeps
 # its heavy imports (Flask, Jinja2, the search client) inside the commands, so `--help` and the
 # core commands stay light.
+from .cli_data import register as _register_data  # noqa: E402
 from .lint import lint as _lint  # noqa: E402
 from .migrate import migrate_command as _migrate  # noqa: E402
 from .server.cli import register as _register_server  # noqa: E402
@@ -114,3 +106,4 @@ from .server.cli import register as _register_server  # noqa: E402
 main.add_command(_lint)
 main.add_command(_migrate)
 _register_server(main)
+_register_data(main)

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -54,3 +55,19 @@ def utc_now() -> str:
         prefix = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         cached = _second = (seconds, prefix)
     return f"{cached[1]}.{fraction:06d}Z"
+
+
+def timestamp(value: Any) -> str:
+    """A stored timestamp (``created_at``/``updated_at``) from ISO 8601 text or a datetime, in
+    `utc_now`'s exact form (UTC, microseconds, ``Z``), so stored timestamps keep sorting as
+    text; a naive time is taken as UTC. Raises `CrmValidationError` for anything else (used by
+    imports, issue 11)."""
+    import fieldtypes
+
+    from .errors import CrmValidationError
+
+    try:
+        moment = fieldtypes.utc(value)
+    except fieldtypes.InvalidValue as exc:
+        raise CrmValidationError(f"expected {exc}") from None
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -351,10 +351,16 @@ class Crm:
         self._check_targets(schema, out)
         return out
 
-    def _check_targets(self, schema: _Schema, values: Mapping[str, Any]) -> None:
+    def _check_targets(
+        self,
+        schema: _Schema,
+        values: Mapping[str, Any],
+        known: Mapping[str, Entry] | None = None,
+    ) -> None:
         """Reference values must name existing entries of the field's target entity — for a
         view, shared entries or its own customer's (`access.may_reach`; another customer's
-        entry is answered like a missing one)."""
+        entry is answered like a missing one). ``known``: entries by id to take instead of
+        reading the store (an import's prefetch and its own rows)."""
         if not schema.has_references:
             return
         wanted: dict[str, str] = {}
@@ -365,7 +371,11 @@ class Crm:
                     wanted[ident] = key
         if not wanted:
             return
-        found = self.store.get_entries_by_ids(list(wanted))
+        known = known or {}
+        found = {i: known[i] for i in wanted if i in known}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            found.update(self.store.get_entries_by_ids(missing))
         owner = None if self.trusted else self._current_customer(create=False)
         for ident, key in wanted.items():
             target = schema.fields[key].target_entity
@@ -526,6 +536,41 @@ class Crm:
             return pipeline.id, pipeline.stages[0].id
         return None
 
+    def _checked_placement(
+        self, entity: Entity, o: Mapping[str, Any]
+    ) -> tuple[str | None, str | None] | None:
+        """`_placement`, refusing a pipeline or stage for a data-mode entity."""
+        placement = self._placement(entity, o)
+        if placement is not None and entity.mode == "data":
+            raise CrmValidationError(f"entity {entity.slug!r} is in data mode: no pipelines")
+        return placement
+
+    # --- bulk import (crm_templates.transfer; issue 11, item 5) ------------------------------
+
+    def placement_for(
+        self, slug: str, pipeline: str | None = None, stage: str | None = None
+    ) -> tuple[str | None, str | None] | None:
+        """The ``(pipeline_id, stage_id)`` a new entry of ``slug`` gets for a pipeline and a
+        stage given by id or slug, as CreateCrmEntry's ``pipeline``/``stage`` options choose
+        it; None when neither is given (the caller keeps or defaults the placement, see
+        `default_placement`). Raises `CrmValidationError` for an unknown or ambiguous pipeline
+        or stage, or any placement on a data-mode entity; `UnknownEntityError` for the slug."""
+        o = {k: v for k, v in (("pipeline", pipeline), ("stage", stage)) if v is not None}
+        return self._checked_placement(self._schema(slug).entity, o)
+
+    def default_placement(self, slug: str) -> tuple[str | None, str | None]:
+        """Where a new entry of ``slug`` lands without options: the first pipeline's first
+        stage in CRM mode, ``(None, None)`` in data mode (SPEC §3)."""
+        return self._default_placement(self._schema(slug).entity)
+
+    def check_targets(
+        self, slug: str, values: Mapping[str, Any], *, known: Mapping[str, Entry] | None = None
+    ) -> None:
+        """Check the reference values of already coerced ``values`` of ``slug``: each must be
+        an entry of the field's target entity (`EntryNotFoundError` otherwise). ``known``
+        holds entries by id to use instead of reading the store (e.g. an import's own rows)."""
+        self._check_targets(self._schema(slug), values, known)
+
     # === the CRM functions ================================================================
 
     def ensure_entity(
@@ -626,9 +671,7 @@ class Crm:
                 f"values must be a {{key: value}} mapping; got {shown(raw_values)}"
             )
         values = self._coerce(schema, raw_values)
-        placement = self._placement(schema.entity, o)
-        if placement is not None and schema.entity.mode == "data":
-            raise CrmValidationError(f"entity {schema.entity.slug!r} is in data mode: no pipelines")
+        placement = self._checked_placement(schema.entity, o)
         ref = self._reference(o, write=True)
         assert ref is not None
         entry = self._new_entry(schema, ref, values, title=title, placement=placement)

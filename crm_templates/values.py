@@ -160,10 +160,24 @@ def _json(f: Field, value: Any) -> Any:
     return _check(f, value, fieldtypes.json_value)
 
 
+def _is_entry_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_REFERENCE_ID
+
+
 def _id(f: Field, value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_REFERENCE_ID:
+    if not _is_entry_id(value):
         raise _fail(f, value, f"an entry id of {f.target_entity!r}")
     return _check(f, value, fieldtypes.text)
+
+
+def check_entry_id(value: Any) -> str:
+    """An entry id given from outside (an import file's ``id`` column): a non-empty string of
+    at most 512 characters of valid Unicode, as reference values hold them."""
+    if not _is_entry_id(value):
+        raise CrmValidationError(
+            f"an entry id is text of 1 to {MAX_REFERENCE_ID} characters; got {shown(value)}"
+        )
+    return _plain("id", value)
 
 
 def _reference(f: Field, value: Any) -> str:

@@ -99,6 +99,7 @@ def test_entries_prints_table_and_json(tmp_path: Path, db: str) -> None:
 
 
 def test_entries_unknown_slug_is_a_clean_error(db: str) -> None:
+    open_store(db).close()  # an existing store: a read never creates one (test_cli_store)
     result = CliRunner().invoke(main, ["entries", "nope", "--reference-id", "x", "--store", db])
     assert result.exit_code == 1
     assert "no CRM entity 'nope'" in result.output and "Traceback" not in result.output

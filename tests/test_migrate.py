@@ -121,16 +121,21 @@ def test_cli_migrates_and_verifies(
     assert target.count_entries() == ENTRIES + 1
 
 
-def test_cli_exits_1_when_counts_differ(source: Store, tmp_path: Path) -> None:
+def test_cli_refuses_a_non_empty_target_then_merges_with_exit_3_when_counts_differ(
+    source: Store, tmp_path: Path
+) -> None:
     target_url = f"sqlite:///{tmp_path / 'target.db'}"
     target = open_store(target_url)
     extra = Entry(id="zzz", entity="note", reference_type="customer", reference_id="x")
     target.insert_entries([extra])  # the target holds something the source does not
     target.close()
-    result = CliRunner().invoke(
-        main, ["migrate", "--from", source.url, "--to", target_url, "--no-progress"]
-    )
-    assert result.exit_code == 1
+    args = ["migrate", "--from", source.url, "--to", target_url, "--no-progress"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1
+    assert "already holds 1 entries; nothing copied. Pass --merge" in refused.output
+    assert open_store(target_url).count_entries() == 1  # nothing copied
+    result = CliRunner().invoke(main, [*args, "--merge"])
+    assert result.exit_code == 3
     assert "entries: the source has 1235 but the target has 1236" in result.output
 
 

@@ -196,7 +196,9 @@ def _service_writes(crm: Crm) -> dict[str, tuple[Any, ...]]:
 SERVICE_READS = {
     "bind",
     "call",
+    "check_targets",
     "customer_id",
+    "default_placement",
     "entries_for_reference",
     "failed_writes",
     "find_customer",
@@ -207,6 +209,7 @@ SERVICE_READS = {
     "get_entry",
     "list_entities",
     "normalise_email",
+    "placement_for",
     "store",
     "trusted",
 }

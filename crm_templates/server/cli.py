@@ -160,21 +160,13 @@ def _url_for_page(page: str) -> str:
 @store_option
 def render(page: str, site_dir: str, customer_id: str, store_url: str | None) -> None:
     """Print PAGE (a URL path like /checkin, or a file under pages/) as a customer, read-only."""
-    from pathlib import Path
-
+    from ..cli_store import resolve_store_url
     from .app import create_app
     from .pages import render_as
-    from .site import Site
 
     # Rendering must not write anything: an existing store only, no schema ensured, no seed,
     # a throwaway secret (no instance/secret_key), and a read-only view (the preview policy).
-    url = store_url or f"sqlite:///{Site(site_dir).instance_dir / 'crm.db'}"
-    if url.lower().startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if path != ":memory:" and not Path(path).exists():
-            raise click.ClickException(
-                f"there is no store at {path}: serve or seed the site first, or pass --store"
-            )
+    url = resolve_store_url(store_url, site_dir, create=False)
     app = create_app(
         site_dir,
         url,
@@ -198,6 +190,7 @@ def render(page: str, site_dir: str, customer_id: str, store_url: str | None) ->
 @click.option("--force", is_flag=True, help="Add the seed data even when the store has data.")
 def seed(site_dir: str, store_url: str | None, force: bool) -> None:
     """Load SITE_DIR/seed.yaml into the site's store (after ensuring crm.yaml)."""
+    from ..cli_store import resolve_store_url
     from ..loading import ensure_schema, load_seed, store_is_empty
     from ..service import Crm
     from ..storage import open_store
@@ -206,7 +199,7 @@ def seed(site_dir: str, store_url: str | None, force: bool) -> None:
     site = Site(site_dir)
     if site.seed_file is None:
         raise click.ClickException(f"{site_dir} has no seed.yaml")
-    with Crm(open_store(store_url or site.default_store_url())) as crm:
+    with Crm(open_store(resolve_store_url(store_url, site_dir, create=True))) as crm:
         if site.schema_file is not None:
             ensure_schema(crm, site.schema_file)
         if not force and not store_is_empty(crm):

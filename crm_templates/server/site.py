@@ -79,8 +79,11 @@ class Site:
 
     def default_store_url(self) -> str:
         """``sqlite:///SITE_DIR/instance/crm.db`` (the instance folder is created when missing)."""
-        self.instance_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{self.instance_dir / 'crm.db'}"
+        from ..cli_store import site_store_path  # the one definition, shared with the CLI
+
+        path = site_store_path(self.root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
 
     @property
     def seed_file(self) -> Path | None:
