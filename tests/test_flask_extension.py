@@ -443,6 +443,8 @@ def test_flask_crm_commands_through_the_cli_runner(app: Flask, tmp_path: Path) -
 @pytest.mark.slow
 def test_flask_crm_commands_in_a_real_process(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
+    work = tmp_path / "cwd"  # the working directory, where no crm.db may appear
+    work.mkdir()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -453,7 +455,7 @@ def test_flask_crm_commands_in_a_real_process(tmp_path: Path) -> None:
     def flask(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flask", "--app", "tests.flask_demo:create_app", "crm", *args],
-            cwd=ROOT,
+            cwd=work,
             env=env,
             capture_output=True,
             text=True,
@@ -483,7 +485,7 @@ def test_flask_crm_commands_in_a_real_process(tmp_path: Path) -> None:
     done = flask("entries", "nope", "--reference-id", "cus_1")
     assert done.returncode == 1
     assert "Error: no CRM entity 'nope'" in done.stderr
-    assert not (ROOT / "crm.db").exists()  # the app's store, never ./crm.db
+    assert list(work.iterdir()) == []  # the app's store, never ./crm.db
 
 
 # --- the page server is built on it -------------------------------------------------------------
