@@ -19,7 +19,8 @@ of *all* its declared keys in one query; later `GetCrmField`/`GetCrmFields` call
 ``crm_field`` filters on that entity are served from it. A write drops the cached data of the
 slug(s) it touches, so a template reads its own writes.
 
-Whose data a call reads: the ``customer_id`` (or ``customer``) of the calling context, else —
+Whose data a call reads: the ``customer_id`` (or ``customer``) of the calling context, else
+the installed ``context_customer(context)`` (Starlette: from the context's ``request``), else —
 in a macro of a template imported without context, whose context has no render variables —
 the customer of the render that called it. Outside any render (a macro called from Python
 through ``template.module``) nothing is cached and the installed service answers as it is.
@@ -64,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "log"]
 RequestCrm = Callable[[], "Crm | None"]
+ContextCustomer = Callable[[Context], Any]
 
 _CRM_LOOKING = re.compile("crm", re.IGNORECASE)
 _STATUSES = frozenset(SEMANTIC_STATUSES)
@@ -371,7 +373,24 @@ def _customer_id(context: Context) -> str | None:
             cid = None
     if isinstance(cid, int) and not isinstance(cid, bool):
         cid = str(cid)
-    return cid if isinstance(cid, str) and cid else None
+    if isinstance(cid, str) and cid:
+        return cid
+    hook: ContextCustomer | None = getattr(context.environment, "crm_context_customer", None)
+    return None if hook is None else _as_customer_id(hook(context))
+
+
+def _as_customer_id(value: Any) -> str | None:
+    """What a ``context_customer`` callable answered, as a customer id (``None``: none)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise CrmUsageError(
+            f"the context_customer callable must return a customer id (str) or None; got "
+            f"{type(value).__name__}"
+        )
+    return value
 
 
 def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
@@ -908,6 +927,7 @@ class CrmExtension(Extension):
             crm_on_error="raise",
             crm_request_crm=None,
             crm_render_options=None,
+            crm_context_customer=None,
             install_crm=self._install,
             # The CRM functions every template can call (resolved by the render context).
             crm_globals=GLOBALS,
@@ -930,8 +950,15 @@ class CrmExtension(Extension):
         on_error: OnError = "raise",
         request_crm: RequestCrm | None = None,
         render_options: renderers.RenderOptions | None = None,
+        context_customer: ContextCustomer | None = None,
     ) -> None:
-        """Use ``crm`` (or, per call, ``request_crm()`` when it returns a service)."""
+        """Use ``crm`` (or, per call, ``request_crm()`` when it returns a service).
+
+        ``context_customer(context)``, when given, names the customer of a render whose context
+        has no ``customer_id``/``customer`` variable: it gets the Jinja render context and
+        returns a customer id or None (ints are taken as their text). The Starlette integration
+        uses it to read the customer from the context's ``request`` (issue 11, item 2).
+        """
         if on_error not in ("raise", "log"):
             raise ValueError(f"on_error must be 'raise' or 'log'; got {on_error!r}")
         if crm is None and request_crm is None:
@@ -941,6 +968,7 @@ class CrmExtension(Extension):
         env.crm_on_error = on_error  # type: ignore[attr-defined]
         env.crm_request_crm = request_crm  # type: ignore[attr-defined]
         env.crm_render_options = render_options  # type: ignore[attr-defined]
+        env.crm_context_customer = context_customer  # type: ignore[attr-defined]
         _scoped(env)  # again, in case context_class/undefined were replaced since
 
     def parse(self, parser: Parser) -> nodes.Node:

@@ -18,6 +18,10 @@ CASES = [
     ("crm_templates.service", ["jinja2", "flask", "renderers", "click", "elasticsearch"]),
     ("crm_templates.storage.sqlite", ["jinja2", "flask", "renderers", "elasticsearch"]),
     ("crm_templates.extension", ["flask", "crm_templates.storage.sqlite", "crm_templates.storage.elasticsearch", "crm_templates.server"]),
+    # Integration modules (issue 11): Flask's and Starlette's own, never the page server, and
+    # neither pulls in the other framework or Flask-Login.
+    ("crm_templates.flask", ["crm_templates.server", "crm_templates.starlette", "starlette", "flask_login", "elasticsearch"]),
+    ("crm_templates.starlette", ["flask", "crm_templates.server", "crm_templates.flask", "starlette", "elasticsearch"]),
 ]  # fmt: skip
 
 
@@ -75,12 +79,39 @@ def test_core_and_renderers_share_one_definition_of_valid(
     assert own - allowed == set()
 
 
+# Modules outside server/ that may import Flask: the Flask integration (issue 11, item 1).
+FLASK_INTEGRATIONS = {"crm_templates/flask.py"}
+
+
 def test_nothing_but_the_cli_imports_the_server() -> None:
     offenders = []
     for path in (ROOT / "crm_templates").rglob("*.py"):
         if "server" in path.relative_to(ROOT / "crm_templates").parts or path.name == "cli.py":
             continue
         text = path.read_text(encoding="utf-8")
-        if "from .server" in text or "crm_templates.server" in text or "import flask" in text:
-            offenders.append(str(path.relative_to(ROOT)))
+        name = path.relative_to(ROOT).as_posix()
+        imports_flask = "import flask" in text or "from flask " in text or "from flask." in text
+        names_server = "from .server" in text or "crm_templates.server" in text
+        if names_server or (imports_flask and name not in FLASK_INTEGRATIONS):
+            offenders.append(name)
+    assert offenders == []
+
+
+def test_no_core_module_imports_an_integration() -> None:
+    # crm_templates.flask and .starlette sit on top of the core and the Jinja extension; the
+    # page server uses the Flask one; nothing else may (SPEC §2, issue 11).
+    offenders = []
+    for path in (ROOT / "crm_templates").rglob("*.py"):
+        rel = path.relative_to(ROOT / "crm_templates")
+        if "server" in rel.parts or rel.name in ("flask.py", "starlette.py"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for marker in (
+            "from .flask",
+            "from .starlette",
+            "crm_templates.flask",
+            "crm_templates.starlette",
+        ):
+            if marker in text:
+                offenders.append(f"{rel}: {marker}")
     assert offenders == []

@@ -1,16 +1,19 @@
-"""`CrmServer`, the Flask extension object: one site, one store, one template environment.
+"""`CrmServer`, the page server's Flask extension: one site, one store, one template environment.
 
 Following Flask's extension guide, it is created once, bound with ``init_app(app)``, and keeps
 its per-app state in ``app.extensions["crm"]`` (a `ServerState`), so several apps — one per
 site — can live in one process (tests, benchmarks).
+
+The store, the Jinja installation, the customer and the shutdown are those of
+`crm_templates.flask.CrmTemplates` (issue 11, item 1: one integration, not two): the server
+binds it with the session customer (or an operator's preview) as its customer loader and takes
+its pages' sandboxed environment from it. What is the server's own is here: the site, the seed,
+mail, rate limits, tokens.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +22,8 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 from markupsafe import Markup
 
-from ..loading import ensure_schema
+from ..flask import CrmState, CrmTemplates
 from ..service import Crm
-from ..storage import open_store
 from .sessions import Housekeeping, RateLimit, SingleUseTokens
 from .site import Site
 
@@ -48,15 +50,16 @@ Mailer = Callable[[MailMessage], None]
 class ServerState:
     """Everything one app serves from: ``app.extensions["crm"]``."""
 
-    def __init__(self, app: Flask, site: Site, crm: Crm) -> None:
+    def __init__(self, app: Flask, site: Site, crm_state: CrmState) -> None:
         self.site = site
-        self.crm = crm
+        self.crm_state = crm_state
+        self.crm: Crm = crm_state.crm
         config = app.config
         # The default mailer logs the link and keeps the last messages here (tests read it).
         self.outbox: deque[MailMessage] = deque(maxlen=100)
         self.mailer: Mailer = config.get("CRM_MAILER") or self._log_mail
         # Limits and used tokens live in the store: every process of the site shares them.
-        store, window = crm.store, config["CRM_SIGN_IN_WINDOW"]
+        store, window = self.crm.store, config["CRM_SIGN_IN_WINDOW"]
         self.sign_in_per_email = RateLimit(
             store, "sign-in-email", config["CRM_SIGN_IN_LIMIT"], window
         )
@@ -67,8 +70,6 @@ class ServerState:
         self.sign_in_tokens = SingleUseTokens(store)
         self.housekeeping = Housekeeping(store)
         self.env = self._environment(app)
-        self._closed = False
-        self._close_lock = threading.Lock()
 
     def _log_mail(self, message: MailMessage) -> None:
         self.outbox.append(message)
@@ -77,18 +78,15 @@ class ServerState:
     def _environment(self, app: Flask) -> SandboxedEnvironment:
         from flask_wtf.csrf import generate_csrf
         from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
-        from jinja2.sandbox import SandboxedEnvironment
 
-        from renderers import RenderOptions
-
-        from ..extension import CrmExtension, none_as_empty
-        from .customers import request_crm_or_none
         from .preview import PREVIEW_CSRF_KEY, in_preview
 
         site = self.site
-        env = SandboxedEnvironment(
-            extensions=[CrmExtension],
-            autoescape=True,
+        # Sandboxed, autoescaped, and a value that is not set (or a read that failed under
+        # on_error="log") prints as nothing, not as "None" (issue 9, item 4); the CRM of the
+        # app, for the session customer (CrmTemplates.sandboxed_environment).
+        env = self.crm_state.extension.sandboxed_environment(
+            app,
             # Page templates load as "pages/<path>", layouts and includes by plain name from
             # templates/; the prefix keeps a layout from shadowing a page of the same name.
             loader=ChoiceLoader(
@@ -98,9 +96,6 @@ class ServerState:
                 ]
             ),
             auto_reload=site.reload,
-            # A value that is not set (or a read that failed under on_error="log") prints as
-            # nothing, not as "None" (issue 9, item 4).
-            finalize=none_as_empty,
         )
 
         def csrf_token() -> str:
@@ -113,23 +108,11 @@ class ServerState:
             return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
 
         env.globals.update(csrf_token=csrf_token, csrf_field=csrf_field)
-        env.install_crm(  # type: ignore[attr-defined]
-            self.crm,
-            on_error=app.config["CRM_ON_ERROR"],
-            request_crm=request_crm_or_none,
-            render_options=RenderOptions(
-                locale=app.config["CRM_LOCALE"], timezone=app.config["CRM_TIMEZONE"]
-            ),
-        )
         return env
 
     def close(self) -> None:
-        """Drain queued async writes and close the store (idempotent)."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self.crm.close()
+        """Drain queued async writes and close the store (idempotent; `CrmState.close`)."""
+        self.crm_state.close()
 
 
 def state() -> ServerState:
@@ -147,36 +130,30 @@ class CrmServer:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Open the store, ensure the site's schema, seed an empty store, install the routes."""
+        """Bind `CrmTemplates` (store, schema, Jinja, customer, shutdown), seed an empty
+        store, install the routes."""
         from ..loading import load_seed, store_is_empty
         from . import auth, operator, pages, preview
+        from .customers import request_crm_or_none
 
         config = app.config
         site = Site(config["CRM_SITE_DIR"], reload=bool(app.debug))
-        store_url = config.get("CRM_STORE_URL") or site.default_store_url()
-        crm = Crm(open_store(store_url))
+        # The store defaults to crm.db in the app's instance folder, which is SITE_DIR/instance
+        # (create_app); the session customer, or the customer an operator previews, is whom
+        # the templates read and write for (customers.request_crm).
+        extension = CrmTemplates(schema_file=site.schema_file, customer_loader=request_crm_or_none)
+        extension.init_app(app)
+        crm_state = extension.state(app)
         try:
-            schema = site.schema_file
-            if schema is not None and config.get("CRM_ENSURE_SCHEMA", True):
-                ensure_schema(crm, schema)
+            crm = crm_state.crm
             if config["CRM_SEED"] and site.seed_file is not None and store_is_empty(crm):
                 load_seed(crm, site.seed_file)
                 log.info("seeded the empty store from %s", site.seed_file)
-            server = ServerState(app, site, crm)
+            server = ServerState(app, site, crm_state)
         except BaseException:
-            crm.close()
+            crm_state.close()
             raise
         app.extensions["crm"] = server
-        # Stop draining at interpreter exit even when nobody calls close(); a weak reference
-        # so a finished test's app is not kept alive by the atexit table.
-        ref = weakref.ref(server)
-
-        def close_at_exit() -> None:
-            alive = ref()
-            if alive is not None:
-                alive.close()
-
-        atexit.register(close_at_exit)
 
         app.register_blueprint(auth.bp)
         app.register_blueprint(operator.bp)

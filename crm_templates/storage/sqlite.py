@@ -243,7 +243,8 @@ class SQLiteStore(Store):
         self._memory = path == ":memory:" or path == ""
         self._local = threading.local()
         self._lock = threading.RLock()
-        self._conns: list[sqlite3.Connection] = []
+        # Every connection opened, with the thread it belongs to (close() closes them all).
+        self._conns: list[tuple[sqlite3.Connection, threading.Thread]] = []
         self._closed = False
         with self._translate():
             first = self._connect()
@@ -268,7 +269,17 @@ class SQLiteStore(Store):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
         with self._lock:
-            self._conns.append(conn)
+            # A server that starts a thread per request (Flask's development server, `flask
+            # run`) would otherwise keep one open connection (and its file descriptors) per
+            # request it ever served: close those of threads that have ended.
+            ended = [c for c, thread in self._conns if not thread.is_alive()]
+            self._conns = [(c, t) for c, t in self._conns if t.is_alive()]
+            self._conns.append((conn, threading.current_thread()))
+        for old in ended:
+            try:
+                old.close()
+            except sqlite3.Error:
+                pass
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -309,7 +320,7 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._conns = self._conns, []
+            conns, self._conns = [c for c, _ in self._conns], []
         for conn in conns:
             try:
                 conn.close()
