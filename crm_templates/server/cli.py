@@ -77,7 +77,10 @@ def serve(
     if "CRM_COOKIE_SECURE" not in os.environ and _is_loopback(host):
         # Plain http on this machine only: a Secure cookie would never come back.
         config["CRM_COOKIE_SECURE"] = False
-    app = create_app(site_dir, store_url, **config)
+    try:
+        app = create_app(site_dir, store_url, **config)
+    except ValueError as exc:  # a setting with a bad value: its message names it
+        raise click.ClickException(str(exc)) from None
     app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     server_state = app.extensions["crm"]
     operator = (
@@ -85,10 +88,15 @@ def serve(
         if app.config.get("CRM_OPERATOR_PASSWORD_HASH") or app.config.get("CRM_OPERATOR_PASSWORD")
         else "off (set CRM_OPERATOR_PASSWORD)"
     )
+    mailer = app.config.get("CRM_MAILER")
+    mail = f"mailed via {mailer}" if mailer is not None else "logged here (set CRM_MAIL_URL)"
     try:
         if debug:
             _trust_hosts(app, host, port)
-            click.echo(f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server)")
+            click.echo(
+                f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server; sign-in "
+                f"links {mail})"
+            )
             app.run(
                 host=host,
                 port=port,
@@ -123,7 +131,7 @@ def serve(
         signal.signal(signal.SIGTERM, stop)
         click.echo(
             f"Serving {site_dir} at http://{host}:{bound_port}/ (waitress, {threads} threads; "
-            f"operator preview {operator}). Ctrl+C to stop.",
+            f"operator preview {operator}; sign-in links {mail}). Ctrl+C to stop.",
         )
         server.run()
     finally:

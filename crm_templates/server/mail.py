@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from flask import Flask, current_app, render_template
 
@@ -73,7 +73,7 @@ class SmtpSettings:
     def __str__(self) -> str:
         """The URL with the password left out: ``smtp://user@host:587 (STARTTLS)``."""
         scheme = "smtps" if self.security == "smtps" else "smtp"
-        user = f"{self.username}@" if self.username else ""
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
         kind = {"smtps": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[self.security]
         return f"{scheme}://{user}{self.host}:{self.port} ({kind})"
 
