@@ -43,7 +43,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option("--debug", is_flag=True, help="Flask's development server, reloading, tracebacks.")
+@click.option("--debug", is_flag=True, help="Flask's development server, tracebacks, --reload.")
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Apply changes to pages, templates, backends, static files, crm.yaml and seed.yaml "
+    "while serving (each logged as 'reloaded FILE').",
+)
 @click.option(
     "--log-level",
     envvar="CRM_LOG_LEVEL",
@@ -59,6 +65,7 @@ def serve(
     port: int,
     threads: int,
     debug: bool,
+    reload: bool,
     log_level: str,
 ) -> None:
     """Serve SITE_DIR (pages/, templates/, static/, crm.yaml) on waitress.
@@ -89,13 +96,25 @@ def serve(
         else "off (set CRM_OPERATOR_PASSWORD)"
     )
     mailer = app.config.get("CRM_MAILER")
-    mail = f"mailed via {mailer}" if mailer is not None else "logged here (set CRM_MAIL_URL)"
+    notes = [
+        f"operator preview {operator}",
+        f"sign-in links mailed via {mailer}"
+        if mailer is not None
+        else "sign-in links logged here (set CRM_MAIL_URL to mail them)",
+    ]
+    watcher = None
     try:
+        if reload or debug:
+            from .reload import SiteWatcher
+
+            watcher = SiteWatcher(app)
+            watcher.start()
+            notes.append("reloading on changes")
         if debug:
             _trust_hosts(app, host, port)
             click.echo(
-                f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server; sign-in "
-                f"links {mail})"
+                f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server; "
+                f"{'; '.join(notes)})"
             )
             app.run(
                 host=host,
@@ -131,10 +150,12 @@ def serve(
         signal.signal(signal.SIGTERM, stop)
         click.echo(
             f"Serving {site_dir} at http://{host}:{bound_port}/ (waitress, {threads} threads; "
-            f"operator preview {operator}; sign-in links {mail}). Ctrl+C to stop.",
+            f"{'; '.join(notes)}). Ctrl+C to stop.",
         )
         server.run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         server_state.close()
         click.echo("Stopped; queued writes drained and the store closed.")
 
