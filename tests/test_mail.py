@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from bs4 import BeautifulSoup
 
 from crm_templates.server.mail import MailError, SmtpMailer, parse_mail_url
 from crm_templates.server.state import MailMessage
-from tests.test_serve import SAMPLES, Served, request_sign_in
+from tests.test_serve import ROOT, SAMPLES, Served, request_sign_in
 from tests.test_server_security import build, make_site, open_link, path_of
 
 # The test servers accept AUTH without STARTTLS on loopback on purpose (plain-AUTH and SMTPS runs).
@@ -508,8 +511,6 @@ def test_without_mail_url_the_link_is_logged_with_the_site_name(make: Any, caplo
 
 
 def test_serve_mails_sign_in_links_with_crm_mail_url(tmp_path: Path, smtp_server: Any) -> None:
-    import shutil
-
     server = smtp_server()
     site = tmp_path / "site"
     shutil.copytree(SAMPLES / "weight_tracker", site, ignore=shutil.ignore_patterns("instance"))
@@ -531,19 +532,23 @@ def test_serve_mails_sign_in_links_with_crm_mail_url(tmp_path: Path, smtp_server
         served.stop()
 
 
-def test_serve_refuses_a_bad_mail_url(tmp_path: Path) -> None:
-    import os
-    import sys
-
-    from tests.test_serve import ROOT
-
+@pytest.mark.parametrize("command", ["serve", "render"])
+def test_commands_refuse_a_bad_mail_url_in_one_line(tmp_path: Path, command: str) -> None:
     site = tmp_path / "site"
     make_site(site)
+    store = tmp_path / "crm.db"
+    store.touch()
+    args = {
+        "serve": ["serve", str(site), "--port", "0"],
+        "render": ["render", "/", "--site", str(site), "--customer", "cus_x"],
+    }[command]
     env = {**os.environ, "CRM_MAIL_URL": "smtp://user:hunter2@mail.example"}
     done = subprocess.run(
-        [sys.executable, "-m", "crm_templates", "serve", str(site), "--port", "0"],
+        [sys.executable, "-m", "crm_templates", *args, "--store", f"sqlite:///{store}"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode != 0
-    assert "would send the password unencrypted" in done.stderr
+    assert done.returncode == 1
+    assert "Error: CRM_MAIL_URL 'smtp://user:***@mail.example' would send the password" in (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr and "hunter2" not in done.stderr

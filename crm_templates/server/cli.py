@@ -204,14 +204,17 @@ def render(page: str, site_dir: str, customer_id: str, store_url: str | None) ->
             raise click.ClickException(
                 f"there is no store at {path}: serve or seed the site first, or pass --store"
             )
-    app = create_app(
-        site_dir,
-        url,
-        DEBUG=True,
-        CRM_SEED=False,
-        CRM_ENSURE_SCHEMA=False,
-        SECRET_KEY=secrets.token_hex(16),
-    )
+    try:
+        app = create_app(
+            site_dir,
+            url,
+            DEBUG=True,
+            CRM_SEED=False,
+            CRM_ENSURE_SCHEMA=False,
+            SECRET_KEY=secrets.token_hex(16),
+        )
+    except ValueError as exc:  # a setting with a bad value: its message names it
+        raise click.ClickException(str(exc)) from None
     try:
         status, html = render_as(app, _url_for_page(page), customer_id)
     finally:
