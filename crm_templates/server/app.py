@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask
 
+from .mail import init_mail
 from .security import DEFAULT_CSP, init_security
 from .state import CrmServer
 from .urls import init_urls
@@ -36,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     # on loopback trusts the loopback names, anything else trusts no host (urls.py).
     "CRM_TRUSTED_HOSTS": None,
     "CRM_MAILER": None,  # None: log the link (logger crm_templates.mail)
+    "CRM_MAIL_URL": None,  # smtp(s)://…: mail sign-in links (mail.py); None: log them
+    "CRM_MAIL_FROM": None,  # the sender; None: the URL's from= or its user name (mail.py)
+    "CRM_SITE_NAME": None,  # named in sign-in mails; None: the host name of the link
     "CRM_SEED": True,
     "CRM_ENSURE_SCHEMA": True,  # ensure crm.yaml's entities at start (render: off, read-only)
     "CRM_CONTENT_SECURITY_POLICY": DEFAULT_CSP,
@@ -111,6 +115,7 @@ def create_app(
     if app.config.get("TRUSTED_HOSTS") is None:
         app.config["TRUSTED_HOSTS"] = app.config["CRM_TRUSTED_HOSTS"]
     init_urls(app)  # validates CRM_BASE_URL and TRUSTED_HOSTS before anything opens
+    init_mail(app)  # CRM_MAIL_URL → an SMTP mailer as CRM_MAILER
 
     secure = app.config["CRM_COOKIE_SECURE"]
     if not app.config.get("SECRET_KEY"):

@@ -4,8 +4,10 @@
    store); mails a link holding a token signed with the app's secret key (itsdangerous), valid
    for ``CRM_SIGN_IN_MAX_AGE`` seconds. The link's address comes from `urls.external_url`
    (``CRM_BASE_URL`` or a trusted host), never from a request header; with neither, the form
-   answers 400 and the log says what to set. The answer is the same whether or not the address
-   is known. The session remembers the nonces of the links it asked for.
+   answers 400 and the log says what to set. The mail goes out through `mail.deliver` (SMTP
+   with ``CRM_MAIL_URL``, else the link is logged). The answer is the same whether or not the
+   address is known and whether or not the mail could be sent. The session remembers the
+   nonces of the links it asked for.
 2. ``GET /auth/verify?token=…`` signs nobody in and uses nothing up (mail scanners fetch links):
    it checks the token and shows "Sign in as a@example.com?", saying whether this browser asked
    for the link, with a button that posts the token back.
@@ -35,8 +37,9 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from ..errors import CrmValidationError, DuplicateError
 from ..model import Customer
 from .customers import current_customer, is_signed_in, sign_in_customer, sign_out_customer
+from .mail import deliver, sign_in_message
 from .security import is_same_site_url
-from .state import MailMessage, state
+from .state import state
 from .urls import NoPublicAddress, external_url
 
 log = logging.getLogger("crm_templates.server")
@@ -95,14 +98,9 @@ def sign_in() -> ResponseReturnValue:
     if not server.sign_in_per_ip.hit(ip) or not server.sign_in_per_email.hit(email):
         abort(429, "Too many sign-in emails were requested. Please wait a few minutes.")
     minutes = current_app.config["CRM_SIGN_IN_MAX_AGE"] // 60
-    server.mailer(
-        MailMessage(
-            to=email,
-            subject="Your sign-in link",
-            body=f"Open this link to sign in (valid for {minutes} minutes, once):\n\n{link}\n",
-            link=link,
-        )
-    )
+    # A failed send is logged (without the token) and answered like a sent one: the page
+    # never tells whether an address is known or reachable.
+    deliver(server.mailer, sign_in_message(email, link, minutes))
     asked = flask_session.get(SESSION_SIGN_IN_REQUESTS)
     asked = [n for n in asked if isinstance(n, str)] if isinstance(asked, list) else []
     flask_session[SESSION_SIGN_IN_REQUESTS] = [*asked, nonce][-_REMEMBERED_REQUESTS:]

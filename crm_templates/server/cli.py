@@ -43,7 +43,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option("--debug", is_flag=True, help="Flask's development server, reloading, tracebacks.")
+@click.option("--debug", is_flag=True, help="Flask's development server, tracebacks, --reload.")
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Apply changes to pages, templates, backends, static files, crm.yaml and seed.yaml "
+    "while serving (each logged as 'reloaded FILE').",
+)
 @click.option(
     "--log-level",
     envvar="CRM_LOG_LEVEL",
@@ -59,6 +65,7 @@ def serve(
     port: int,
     threads: int,
     debug: bool,
+    reload: bool,
     log_level: str,
 ) -> None:
     """Serve SITE_DIR (pages/, templates/, static/, crm.yaml) on waitress.
@@ -77,7 +84,10 @@ def serve(
     if "CRM_COOKIE_SECURE" not in os.environ and _is_loopback(host):
         # Plain http on this machine only: a Secure cookie would never come back.
         config["CRM_COOKIE_SECURE"] = False
-    app = create_app(site_dir, store_url, **config)
+    try:
+        app = create_app(site_dir, store_url, **config)
+    except ValueError as exc:  # a setting with a bad value: its message names it
+        raise click.ClickException(str(exc)) from None
     app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     server_state = app.extensions["crm"]
     operator = (
@@ -85,10 +95,27 @@ def serve(
         if app.config.get("CRM_OPERATOR_PASSWORD_HASH") or app.config.get("CRM_OPERATOR_PASSWORD")
         else "off (set CRM_OPERATOR_PASSWORD)"
     )
+    mailer = app.config.get("CRM_MAILER")
+    notes = [
+        f"operator preview {operator}",
+        f"sign-in links mailed via {mailer}"
+        if mailer is not None
+        else "sign-in links logged here (set CRM_MAIL_URL to mail them)",
+    ]
+    watcher = None
     try:
+        if reload or debug:
+            from .reload import SiteWatcher
+
+            watcher = SiteWatcher(app)
+            watcher.start()
+            notes.append("reloading on changes")
         if debug:
             _trust_hosts(app, host, port)
-            click.echo(f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server)")
+            click.echo(
+                f"Serving {site_dir} at http://{host}:{port}/ (Flask debug server; "
+                f"{'; '.join(notes)})"
+            )
             app.run(
                 host=host,
                 port=port,
@@ -123,10 +150,12 @@ def serve(
         signal.signal(signal.SIGTERM, stop)
         click.echo(
             f"Serving {site_dir} at http://{host}:{bound_port}/ (waitress, {threads} threads; "
-            f"operator preview {operator}). Ctrl+C to stop.",
+            f"{'; '.join(notes)}). Ctrl+C to stop.",
         )
         server.run()
     finally:
+        if watcher is not None:
+            watcher.stop()
         server_state.close()
         click.echo("Stopped; queued writes drained and the store closed.")
 
@@ -167,14 +196,17 @@ def render(page: str, site_dir: str, customer_id: str, store_url: str | None) ->
     # Rendering must not write anything: an existing store only, no schema ensured, no seed,
     # a throwaway secret (no instance/secret_key), and a read-only view (the preview policy).
     url = resolve_store_url(store_url, site_dir, create=False)
-    app = create_app(
-        site_dir,
-        url,
-        DEBUG=True,
-        CRM_SEED=False,
-        CRM_ENSURE_SCHEMA=False,
-        SECRET_KEY=secrets.token_hex(16),
-    )
+    try:
+        app = create_app(
+            site_dir,
+            url,
+            DEBUG=True,
+            CRM_SEED=False,
+            CRM_ENSURE_SCHEMA=False,
+            SECRET_KEY=secrets.token_hex(16),
+        )
+    except ValueError as exc:  # a setting with a bad value: its message names it
+        raise click.ClickException(str(exc)) from None
     try:
         status, html = render_as(app, _url_for_page(page), customer_id)
     finally:

@@ -136,6 +136,10 @@ class Site:
 
     # --- backends -------------------------------------------------------------------------
 
+    def is_backend(self, path: Path) -> bool:
+        """True when ``path`` is the backend of a page (on disk now, not as cached)."""
+        return any(route.backend == path for route in self._scan().values())
+
     def backend(self, path: Path) -> ModuleType:
         """The backend module at ``path`` (cached; re-imported in debug when it changed)."""
         cached = self._backends.get(path)
@@ -164,7 +168,12 @@ class Site:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            # Compiled from the source every time, not through __pycache__: bytecode is
+            # matched by whole-second mtime and size, so an edit of the same length within
+            # a second (serve --reload) would run the old code. This also leaves no
+            # __pycache__ folders in the site.
+            code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+            exec(code, module.__dict__)
         except BaseException:
             sys.modules.pop(name, None)
             raise

@@ -42,6 +42,7 @@ class MailMessage:
     subject: str
     body: str
     link: str
+    html: str | None = None  # the HTML alternative of ``body`` (mail.sign_in_message)
 
 
 Mailer = Callable[[MailMessage], None]
