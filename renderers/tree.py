@@ -69,7 +69,9 @@ def _node(value: Any, depth: int, max_depth: int) -> Markup:
     if not _is_container(value):
         return _scalar(value)
     if not value:
-        return element("span", "{}" if isinstance(value, Mapping) else "[]", class_="crm-json-empty")
+        return element(
+            "span", "{}" if isinstance(value, Mapping) else "[]", class_="crm-json-empty"
+        )
     if depth > max_depth:
         # The limit keeps huge or self-referencing structures from running away.
         return element("span", "…", class_="crm-json-more", title="nested too deeply")

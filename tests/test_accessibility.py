@@ -172,9 +172,11 @@ def text_forms(page: Any) -> int:
 def failed_submit(page: Any, url: str, index: int, state: str) -> list[str]:
     """Send the page's index-th text form with every text field empty; audit the answer."""
     page.goto(url)
-    form = page.locator("main form[method=post]").filter(
-        has=page.locator("input:not([type=hidden]):not([type=submit]), textarea")
-    ).nth(index)
+    form = (
+        page.locator("main form[method=post]")
+        .filter(has=page.locator("input:not([type=hidden]):not([type=submit]), textarea"))
+        .nth(index)
+    )
     form.evaluate("f => { f.noValidate = true; }")
     for field in form.locator(
         "input:not([type=hidden]):not([type=submit]):not([type=checkbox]):not([type=radio]), textarea"

@@ -197,7 +197,8 @@ def render_builtin(name: str, /, **variables: Any) -> str:
             template_name,
         )
         context = _fallback_context()
-        context.update(asset_urls(), variables)
+        context.update(asset_urls())
+        context.update(variables)
     context["crm_layout"] = STANDALONE
     return builtin_env.get_template(template_name).render(context)
 
