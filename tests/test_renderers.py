@@ -610,27 +610,44 @@ def test_reference_without_a_resolver_shows_the_ids() -> None:
 # --- json ---------------------------------------------------------------------------------
 
 
-def test_json_is_a_collapsible_escaped_tree() -> None:
-    element = render({"<k>": "<v>", "list": [1, None, True]}, "json")
-    root = element.find("details")
-    assert root.has_attr("open")
-    assert root.find("summary").get_text() == "{…} 2 keys"
-    keys = [span.get_text() for span in element.find_all("span", class_="crm-json-key")]
-    assert keys == ["<k>", "list"]
-    assert element.find(["k", "v"]) is None
-    codes = [code.get_text() for code in element.find_all("code")]
-    assert codes == ['"<v>"', "1", "null", "true"]
-    nested = root.find("details")
-    assert nested is not None and not nested.has_attr("open")
+def test_json_object_is_a_labelled_key_value_list() -> None:
+    element = render({"<k>": "<v>", "list": [1, None, True], "empty": ""}, "json")
+    root = element.find("dl", recursive=False)
+    assert root is not None and "crm-json-object" in root["class"]
+    assert element.find("details") is None  # nothing nested: nothing collapsible
+    pairs = [(d.find("dt").get_text(), d.find("dd")) for d in root.find_all("div", recursive=False)]
+    assert [key for key, _ in pairs] == ["<k>", "list", "empty"]
+    assert element.find(["k", "v"]) is None  # keys and values are escaped text
+    assert pairs[0][1].get_text() == "<v>"  # a string reads as its text
+    items = pairs[1][1].find("ul", class_="crm-json-list").find_all("li")
+    assert [li.get_text() for li in items] == ["1", "null", "true"]  # scalars: a plain list
+    assert pairs[2][1].get_text() == '""'
+
+
+def test_json_only_nested_parts_are_collapsible() -> None:
+    element = render({"name": "Ann", "address": {"city": "Faro"}, "rows": [{"a": 1}]}, "json")
+    details = element.find_all("details")
+    assert [d.find("summary").get_text() for d in details] == ["1 key", "1 item"]
+    assert not any(d.has_attr("open") for d in details)
+    assert details[0].find("dl").find("dt").get_text() == "city"
+    assert details[1].find("ol", class_="crm-json-array").find("dt").get_text() == "a"
+    # A top-level array of scalars is a list, of objects an ordered list of key/value lists.
+    assert [li.get_text() for li in render(["x", 2], "json").select("ul.crm-json-list > li")] == [
+        "x",
+        "2",
+    ]
+    assert render([{"a": 1}], "json").select_one("ol > li > dl > div > dt").get_text() == "a"
 
 
 def test_json_accepts_a_json_string_and_limits_depth() -> None:
     deep = '{"a": {"b": {"c": {"d": {"e": 1}}}}}'
     element = render(deep, "json")
-    assert len(element.find_all("details")) == 4
+    assert len(element.find_all("dl")) == 4
+    assert len(element.find_all("details")) == 3  # every level but the top one
     assert element.find("span", class_="crm-json-more").get_text() == "…"
-    shallow = renderers.render(deep, {"type": "json"}, RenderOptions(json_max_depth=1))
-    assert len(outer(shallow).find_all("details")) == 1
+    shallow = outer(renderers.render(deep, {"type": "json"}, RenderOptions(json_max_depth=1)))
+    assert len(shallow.find_all("dl")) == 1 and shallow.find("details") is None
+    assert shallow.find("span", class_="crm-json-more").get_text() == "…"
 
 
 def test_json_text_twin_is_compact() -> None:

@@ -545,7 +545,7 @@ def test_preview_shows_the_customer_with_a_banner(client: Any, customer_with_not
     assert "Preview as <strong>Cat</strong>" in html
     # The banner comes right after <body>, with a button leaving the preview for this page.
     assert re.search(
-        r"<body class=x><link[^>]+crm\.css[^>]*>\s*<div class=\"crm-preview-banner\"", html
+        r"<body class=x><link[^>]+crm\.css[^>]*>\s*<section class=\"crm-preview-banner\"", html
     )
     assert 'action="/_crm/preview/leave"' in html and 'name="next" value="/read"' in html
     index = client.get(f"/?preview_customer={customer_with_note.id}").get_data(as_text=True)

@@ -29,13 +29,14 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
+from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
 from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 from ..errors import CrmValidationError, DuplicateError
 from ..model import Customer
+from .builtin_pages import render_builtin
 from .customers import current_customer, is_signed_in, sign_in_customer, sign_out_customer
 from .mail import deliver, sign_in_message
 from .security import is_same_site_url
@@ -67,14 +68,17 @@ def sign_in() -> ResponseReturnValue:
     """The sign-in form; on POST, mail a sign-in link."""
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        return render_template("crm/sign_in.html", next=next_url, error=None, email="")
+        return render_builtin(
+            "sign_in", next=next_url, error=None, email="", action=url_for("crm_auth.sign_in")
+        )
     server = state()
     raw = request.form.get("email", "")
     try:
         email = server.crm.normalise_email(raw.strip())
     except CrmValidationError:
-        body = render_template(
-            "crm/sign_in.html",
+        body = render_builtin(
+            "sign_in",
+            action=url_for("crm_auth.sign_in"),
             next=next_url,
             email=raw,
             error="Please enter a valid email address, like name@example.com.",
@@ -104,7 +108,7 @@ def sign_in() -> ResponseReturnValue:
     asked = flask_session.get(SESSION_SIGN_IN_REQUESTS)
     asked = [n for n in asked if isinstance(n, str)] if isinstance(asked, list) else []
     flask_session[SESSION_SIGN_IN_REQUESTS] = [*asked, nonce][-_REMEMBERED_REQUESTS:]
-    return render_template("crm/sign_in_sent.html", email=email, minutes=minutes)
+    return render_builtin("sign_in_sent", email=email, minutes=minutes)
 
 
 def _load(token: Any) -> tuple[dict[str, Any], float]:
@@ -156,8 +160,9 @@ def verify() -> ResponseReturnValue:
     data, _ = _load(token)
     visitor = current_customer()
     asked = flask_session.get(SESSION_SIGN_IN_REQUESTS)
-    body = render_template(
-        "crm/sign_in_confirm.html",
+    body = render_builtin(
+        "sign_in_confirm",
+        action=url_for("crm_auth.confirm"),
         email=data["e"],
         token=token,
         asked_here=isinstance(asked, list) and data["n"] in asked,

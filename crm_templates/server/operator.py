@@ -31,6 +31,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash
 
 from . import sessions
+from .builtin_pages import asset_urls
 from .customers import attach_operator, detach_operator, forget_operator, is_operator
 from .security import is_same_site_url
 from .state import state
@@ -86,7 +87,9 @@ def sign_in() -> ResponseReturnValue:
     if not is_same_site_url(next_url):
         next_url = "/operator/"
     if request.method == "GET":
-        return render_template("crm/operator_sign_in.html", next=next_url, error=None)
+        return render_template(
+            "crm/operator_sign_in.html", next=next_url, error=None, **asset_urls()
+        )
     attempts = state().operator_attempts
     ip = request.remote_addr or "unknown"
     # Checked before the password, recorded only on failure: a right password never counts.
@@ -95,7 +98,10 @@ def sign_in() -> ResponseReturnValue:
     if not check_password(request.form.get("password", "")):
         attempts.hit(ip)
         body = render_template(
-            "crm/operator_sign_in.html", next=next_url, error="That password is not right."
+            "crm/operator_sign_in.html",
+            next=next_url,
+            error="That password is not right.",
+            **asset_urls(),
         )
         return Response(body, status=403)
     attempts.clear(ip)
@@ -124,4 +130,4 @@ def sign_out_everywhere() -> ResponseReturnValue:
 def index() -> str:
     """Recent customers, each with a link to preview the site as them."""
     customers = state().crm.store.list_customers(limit=100)
-    return render_template("crm/operator.html", customers=customers)
+    return render_template("crm/operator.html", customers=customers, **asset_urls())

@@ -23,7 +23,6 @@ from flask import (
     g,
     jsonify,
     redirect,
-    render_template,
     request,
 )
 from werkzeug.exceptions import HTTPException
@@ -34,9 +33,9 @@ from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
 from .bodies import request_data
+from .builtin_pages import base_context, render_builtin
 from .customers import (
     current_customer,
-    is_operator,
     is_signed_in,
     request_crm,
     session_visitor_id,
@@ -203,7 +202,8 @@ def _error_page(status: int, message: str, details: str | None = None) -> Respon
         response = jsonify(body)
     else:
         response = Response(
-            render_template("crm/error.html", status=status, message=message, details=details)
+            render_builtin("error", status=status, message=message, details=details),
+            mimetype="text/html",
         )
     response.status_code = status
     return response
@@ -309,18 +309,12 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if route.template is None:
         log.error("page backend %s answered nothing and has no template", route.backend)
         return _error_page(500, _MESSAGES[500])
-    customer = page.customer
-    context: Mapping[str, Any] = {
-        "customer": customer,
-        "customer_id": None if customer is None else customer.id,
-        "is_customer": page.is_customer,
-        "is_operator": is_operator(),
-        "visitor_id": page.visitor_id,
-        "preview": preview is not None,
-        "request": RequestView.current(),
-        "query": request.args.to_dict(),
-        "var": Variables(page.variables),
-    }
+    context = base_context(
+        page.customer,
+        is_customer=page.is_customer,
+        preview=preview is not None,
+        variables=Variables(page.variables),
+    )
     html = state().env.get_template(route.template).render(context)
     response = Response(html, status=page.status, mimetype="text/html")
     # Pages show one customer's data: never keep them in shared caches.
