@@ -134,7 +134,7 @@ class CrmServer:
         """Bind `CrmTemplates` (store, schema, Jinja, customer, shutdown), seed an empty
         store, install the routes."""
         from ..loading import load_seed, store_is_empty
-        from . import auth, operator, pages, preview
+        from . import admin, auth, operator, pages, preview
         from .customers import request_crm_or_none
 
         config = app.config
@@ -158,6 +158,7 @@ class CrmServer:
 
         app.register_blueprint(auth.bp)
         app.register_blueprint(operator.bp)
+        app.register_blueprint(admin.bp)
         preview.install(app)
         app.register_blueprint(pages.assets)
         app.register_blueprint(pages.bp)
