@@ -33,7 +33,7 @@ def main() -> None:
     """crm-templates: a CRM inside Jinja2 templates."""
 
 
-@main.command()
+@main.command(short_help="Create or extend entities from a schema file.")
 @click.argument("schema_file", type=click.Path(exists=True, dir_okay=False))
 @store_options(create=True)
 def ensure(schema_file: str, store_url: str) -> None:
@@ -45,7 +45,7 @@ def ensure(schema_file: str, store_url: str) -> None:
             click.echo(f"{r['slug']}: {state}; fields added: {added}")
 
 
-@main.command()
+@main.command(short_help="Print the entries of one entity for one reference.")
 @click.argument("slug")
 @click.option("--reference-id", required=True, help="The record the entries belong to.")
 @click.option("--reference-type", default="customer", show_default=True)
@@ -71,7 +71,7 @@ def entries(
             click.echo(f"{e.id}  {e.created_at}  {e.title or '-'}  {values}")
 
 
-@main.command("schema")
+@main.command("schema", short_help="Print the JSON Schema of crm.yaml or seed.yaml.")
 @click.argument("name", type=click.Choice(["crm", "seed"]))
 @click.option(
     "--markdown",

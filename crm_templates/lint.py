@@ -366,7 +366,7 @@ def lint_templates(
     return sorted(problems + linter.problems), len(files)
 
 
-@click.command()
+@click.command(short_help="Check templates for unknown CRM functions and options.")
 @click.argument("template_dir", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--schema",

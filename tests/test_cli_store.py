@@ -229,6 +229,10 @@ def test_every_command_has_clean_help_in_a_real_process() -> None:
         assert summary and not summary.startswith("Options"), (name, out)
         short = main.commands[name].get_short_help_str(limit=60)
         assert short and short[:20] in listing, (name, short)
+    # Every summary fits the listing whole: none is cut off with "..." at 80 columns.
+    commands = listing.split("Commands:", 1)[1].strip().splitlines()
+    assert len(commands) >= len(names)
+    assert not [line for line in commands if line.rstrip().endswith("...")], listing
 
 
 def test_a_real_process_without_a_store_leaves_the_directory_empty(tmp_path: Path) -> None:

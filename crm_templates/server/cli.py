@@ -37,7 +37,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@click.command()
+@click.command(short_help="Serve a site directory (pages, templates, crm.yaml).")
 @site_argument
 @store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -182,7 +182,7 @@ def _url_for_page(page: str) -> str:
     return "/" + path.lstrip("/")
 
 
-@click.command()
+@click.command(short_help="Print a page as a customer, read-only.")
 @click.argument("page")
 @click.option("--site", "site_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--customer", "customer_id", required=True, help="The customer id to render as.")
@@ -216,7 +216,7 @@ def render(page: str, site_dir: str, customer_id: str, store_url: str | None) ->
     click.echo(html, nl=False)
 
 
-@click.command()
+@click.command(short_help="Load a site's seed.yaml into its store.")
 @site_argument
 @store_option
 @click.option("--force", is_flag=True, help="Add the seed data even when the store has data.")
