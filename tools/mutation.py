@@ -53,6 +53,8 @@ OUT = ROOT / "mutation-results"
 # module -> test files run against each of its mutants. Chosen by which tests exercise the
 # module directly; tests/test_mutation_kills.py holds the tests written for survivors.
 KILLS = "tests/test_mutation_kills.py"
+KILLS_SERVICE = "tests/test_mutation_kills_service.py"
+KILLS_SESSIONS = "tests/test_mutation_kills_sessions.py"
 MODULES: dict[str, tuple[str, ...]] = {
     "crm_templates/functions.py": (
         KILLS,
@@ -79,6 +81,21 @@ MODULES: dict[str, tuple[str, ...]] = {
         KILLS,
         "tests/test_renderers.py",
         "tests/test_boundaries.py",
+    ),
+    # The service's write semantics; its kill tests are in their own file.
+    "crm_templates/service.py": (
+        KILLS_SERVICE,
+        "tests/test_semantics.py",
+        "tests/test_service.py",
+        "tests/test_dispatch.py",
+    ),
+    "crm_templates/server/sessions.py": (
+        KILLS_SESSIONS,
+        "tests/test_sessions.py",
+    ),
+    "crm_templates/server/preview.py": (
+        KILLS_SESSIONS,
+        "tests/test_preview.py",
     ),
 }
 
