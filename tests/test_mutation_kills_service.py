@@ -104,3 +104,56 @@ def test_a_relation_on_a_customer_without_entries_creates_one_and_says_so(
     # The same call again changes nothing and still succeeds.
     again = svc.set_relation(slug="notes", relationKey=key, targetEntryId=acme, referenceId="cus_a")
     assert (again["ok"], again["id"], again["changed"]) == (True, result["id"], False)
+
+
+# --- which entry a SetCrmField(s) write lands on ------------------------------------------------
+
+
+def holder_and_newest(crm: Crm, customer: str, newer: int) -> tuple[str, str]:
+    """A notes entry holding ``score`` with ``newer`` entries holding only ``text`` above it;
+    (holder id, newest id)."""
+    view = crm.bind(customer)
+    holder = view.add_field_value(slug="notes", fieldKey="score", value=1)["id"]
+    newest = holder
+    for i in range(newer):
+        newest = view.add_field_value(slug="notes", fieldKey="text", value=f"{customer}-{i}")["id"]
+    return holder, newest
+
+
+def test_set_fields_force_merges_into_the_newest_entry_and_plain_into_the_holder(
+    svc: Crm,
+) -> None:
+    """``force: true`` on SetCrmFields (the issue's example: once ignored unnoticed) merges
+    into the newest entry; without it, into the entry already holding a key. Customer A writes
+    with force, B without, on the same shape of data."""
+    a_holder, a_newest = holder_and_newest(svc, "cus_a", 2)
+    b_holder, b_newest = holder_and_newest(svc, "cus_b", 2)
+    fields = [{"fieldKey": "score", "value": 5}, {"fieldKey": "mood", "value": "ok"}]
+    forced = svc.bind("cus_a").set_fields(slug="notes", fields=fields, force=True)
+    plain = svc.bind("cus_b").set_fields(slug="notes", fields=fields)
+    assert (forced["id"], forced["created"]) == (a_newest, False)
+    assert (plain["id"], plain["created"]) == (b_holder, False)
+    assert svc.get_entry(a_newest).values == {"text": "cus_a-1", "score": 5.0, "mood": "ok"}
+    assert svc.get_entry(a_holder).values == {"score": 1.0}
+    assert svc.get_entry(b_holder).values == {"score": 5.0, "mood": "ok"}
+    assert svc.get_entry(b_newest).values == {"text": "cus_b-1"}
+    # Each read sees its own customer's value.
+    assert svc.bind("cus_a").get_field(slug="notes", fieldKey="score") == 5.0
+    assert svc.bind("cus_b").get_field(slug="notes", fieldKey="score") == 5.0
+    assert svc.bind("cus_a").get_field_values(slug="notes", fieldKey="score") == [5.0, 1.0]
+    assert svc.bind("cus_b").get_field_values(slug="notes", fieldKey="score") == [5.0]
+
+
+@pytest.mark.parametrize(("newer", "lands_on"), [(99, "holder"), (100, "newest")])
+def test_the_holder_scan_reaches_exactly_the_newest_hundred_entries(
+    svc: Crm, newer: int, lands_on: str
+) -> None:
+    """Without ``force`` SetCrmFields looks for a holder among the newest 100 entries
+    (``SCAN_DEPTH``): the 100th is found, the 101st is not (the write goes to the newest).
+    The other customer's entries, newer than all of these, never count."""
+    holder, newest = holder_and_newest(svc, "cus_a", newer)
+    other_holder, _ = holder_and_newest(svc, "cus_b", 1)
+    result = svc.bind("cus_a").set_fields(slug="notes", fields={"score": 9})
+    assert result["id"] == (holder if lands_on == "holder" else newest)
+    assert svc.get_entry(holder).values == {"score": 9.0 if lands_on == "holder" else 1.0}
+    assert svc.get_entry(other_holder).values == {"score": 1.0}
