@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import hmac
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from crm_templates.server import sessions
 from tests import test_auth_links, test_preview
 from tests.test_preview import csrf as preview_csrf
 from tests.test_server_security import PASSWORD, crm_of, make_site, operator_sign_in
-from tests.test_sessions import COOKIE, home, signed_in
+from tests.test_sessions import COOKIE, home, post, signed_in
 
 # Fixtures reused, not copied: apps over test_server_security's site (`make`), and
 # test_preview's site with two customers and a signed-in operator.
@@ -100,6 +101,36 @@ def test_a_generation_without_a_session_id_is_signed_out_not_an_error(make: Any)
 
 
 # --- claims and housekeeping ------------------------------------------------------------------
+
+
+def test_a_revocation_lasts_as_long_as_the_cookie_could_plus_the_margin(
+    make: Any, tmp_path: Path
+) -> None:
+    """Sign-out claims ``session-revoked:<sid>`` until the session lifetime plus
+    `CLAIM_MARGIN` from now (a copied cookie stays refused as long as it could be presented);
+    the other customer's session id gets no record."""
+    db = tmp_path / "revoked.db"
+    app = make(CRM_STORE_URL=f"sqlite:///{db}")
+    ann = signed_in(app)
+    bob = signed_in(app, "bob@example.com")
+    sids = []
+    for client in (ann, bob):
+        with client.session_transaction() as session:
+            sids.append(session["customer_sid"])
+    before = time.time()
+    assert post(ann, "/auth/sign-out").status_code == 303
+    after = time.time()
+    with sqlite3.connect(db) as connection:
+        rows = dict(
+            connection.execute("SELECT key, expires_at FROM security_records WHERE kind = 'claim'")
+        )
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    until = rows["session-revoked:" + sids[0]]
+    assert before + lifetime + 300 <= until <= after + lifetime + 300
+    assert "session-revoked:" + sids[1] not in rows
+    assert (
+        home(bob) == f"home:{crm_of(app).find_customer('bob@example.com').id}:True:bob@example.com"
+    )
 
 
 def test_a_claim_outlives_its_token_by_exactly_the_margin(tmp_path: Path) -> None:
@@ -186,6 +217,26 @@ def test_previewing_an_unknown_customer_is_404_and_starts_nothing(
     )
 
 
+def test_a_remembered_preview_of_a_customer_that_is_gone_is_404_and_ends(
+    preview_operator: Any, two: Any
+) -> None:
+    """A session still previewing a customer the store no longer has (a restored backup, a
+    moved store): 404 naming it, the preview is forgotten, the next page is the operator's own."""
+    a, _ = two
+    assert "note=ann-note" in preview_operator.get(f"/read?preview_customer={a.id}").get_data(
+        as_text=True
+    )
+    with preview_operator.session_transaction() as session:
+        session["crm_preview"] = "cus_gone"
+    response = preview_operator.get("/read")
+    assert response.status_code == 404
+    assert "previewed customer &#39;cus_gone&#39; no longer exists" in response.get_data(
+        as_text=True
+    )
+    page = preview_operator.get("/read").get_data(as_text=True)
+    assert "preview=False" in page and "ann-note" not in page and "bob-note" not in page
+
+
 @pytest.mark.parametrize("token", ["none", "forged", "another session's"])
 def test_a_previewing_operators_post_is_read_only_whatever_its_token(
     app: Any, preview_operator: Any, server_crm: Any, two: Any, token: str
@@ -237,6 +288,9 @@ def test_install_puts_the_preview_right_after_the_host_check() -> None:
     def other() -> None:
         return None
 
+    def set_request_id() -> None:  # sorts after refuse_untrusted_host
+        return None
+
     bare = Flask("bare")
     preview.install(bare)
     assert bare.before_request_funcs[None] == [preview.decide_preview, preview.refuse_writes]
@@ -247,6 +301,14 @@ def test_install_puts_the_preview_right_after_the_host_check() -> None:
         preview.decide_preview,
         preview.refuse_writes,
         other,
+    ]
+    later = Flask("later")
+    later.before_request(set_request_id)
+    preview.install(later)
+    assert later.before_request_funcs[None] == [
+        preview.decide_preview,
+        preview.refuse_writes,
+        set_request_id,
     ]
     hosted = Flask("hosted")
     hosted.before_request(refuse_untrusted_host)
@@ -264,14 +326,14 @@ def test_leaving_goes_back_to_the_page_without_the_preview_parameter(
     preview_operator: Any, two: Any
 ) -> None:
     """The banner's way out returns to the page shown, minus ``preview_customer`` (keeping
-    the page's other parameters): following it shows the operator's own view, not the
+    the page's other parameters, repeated ones too): following it shows the operator's own view, not the
     previewed customer's again."""
     a, _ = two
-    html = preview_operator.get(f"/read?x=1&preview_customer={a.id}&y=2").get_data(as_text=True)
+    html = preview_operator.get(f"/read?x=1&preview_customer={a.id}&y=2&x=3").get_data(as_text=True)
     match = re.search(r'name="next" value="([^"]+)"', html)
     assert match, html
     target = match.group(1).replace("&amp;", "&")
-    assert target == "/read?x=1&y=2"
+    assert target == "/read?x=1&x=3&y=2"  # a repeated parameter keeps every value
     left = preview_operator.post(
         "/_crm/preview/leave", data={"csrf_token": preview_csrf(preview_operator), "next": target}
     )
