@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from crm_templates import Crm, PreviewError
+from crm_templates import Crm, CrmValidationError, PreviewError
+from crm_templates.model import entity_from_dict, entity_to_dict
 
 SCHEMA: list[dict[str, Any]] = [
     {"slug": "companies", "entityMode": "data", "fields": [{"key": "name"}]},
@@ -28,6 +29,14 @@ SCHEMA: list[dict[str, Any]] = [
             {"key": "score", "type": "number"},
             {"key": "employer", "type": "reference", "target_entity": "companies"},
             {"key": "clients", "type": "multi_reference", "target_entity": "companies"},
+        ],
+    },
+    {
+        "slug": "deals",
+        "fields": [{"key": "name"}],
+        "pipelines": [
+            {"slug": "sales", "stages": [{"slug": "open"}, {"slug": "won"}]},
+            {"slug": "support", "stages": [{"slug": "asked"}, {"slug": "answered"}]},
         ],
     },
 ]
@@ -157,3 +166,68 @@ def test_the_holder_scan_reaches_exactly_the_newest_hundred_entries(
     assert result["id"] == (holder if lands_on == "holder" else newest)
     assert svc.get_entry(holder).values == {"score": 9.0 if lands_on == "holder" else 1.0}
     assert svc.get_entry(other_holder).values == {"score": 1.0}
+
+
+# --- where a new entry is placed ----------------------------------------------------------------
+
+
+def stage_slugs(crm: Crm, entry_id: str) -> tuple[str | None, str | None]:
+    """(pipeline slug, stage slug) of an entry of ``deals``."""
+    entry = crm.get_entry(entry_id)
+    assert entry is not None
+    for pipeline in crm.get_entity("deals").pipelines:
+        for stage in pipeline.stages:
+            if (pipeline.id, stage.id) == (entry.pipeline_id, entry.stage_id):
+                return pipeline.slug, stage.slug
+    return entry.pipeline_id, entry.stage_id
+
+
+def test_naming_only_a_pipeline_places_a_new_entry_on_its_first_stage(svc: Crm) -> None:
+    """CreateCrmEntry and MoveCrmToEntity with ``pipelineSlug`` and no stage land on that
+    pipeline's first stage; with neither, the entity's first pipeline's first stage."""
+    a, b = svc.bind("cus_a"), svc.bind("cus_b")
+    made = a.create_entry(slug="deals", values={"name": "x"}, pipelineSlug="support")
+    assert stage_slugs(svc, made["id"]) == ("support", "asked")
+    plain = b.create_entry(slug="deals", values={"name": "y"})
+    assert stage_slugs(svc, plain["id"]) == ("sales", "open")
+    a.set_field(slug="notes", fieldKey="text", value="lead of a")
+    moved = a.move_to_entity(
+        fromSlug="notes", toSlug="deals", fieldMap={"text": "name"}, pipelineSlug="support"
+    )
+    assert stage_slugs(svc, moved["id"]) == ("support", "asked")
+    assert svc.get_entry(moved["id"]).values == {"name": "lead of a"}
+    assert [e.values for e in b.get_entries(slug="deals")] == [{"name": "y"}]
+
+
+def test_a_stored_definition_that_breaks_the_mode_rules_gets_no_placement(svc: Crm) -> None:
+    """The store hands back any definition it holds (another tool, an older version may have
+    written it): a data-mode entity's entries never sit in a pipeline even if the definition
+    lists one, and a CRM-mode entity without pipelines gets entries without one, not an
+    error."""
+    template = entity_to_dict(svc.get_entity("deals"))
+    odd = {
+        "ledger": {**template, "id": "ent_ledger", "slug": "ledger", "mode": "data"},
+        "bare": {**template, "id": "ent_bare", "slug": "bare", "pipelines": []},
+    }
+    for definition in odd.values():
+        svc.store.create_entity(entity_from_dict(definition))
+    for slug, customer in (("ledger", "cus_a"), ("bare", "cus_b")):
+        made = svc.bind(customer).create_entry(slug=slug, values={"name": slug})
+        entry = svc.get_entry(made["id"])
+        assert entry is not None and entry.reference_id == customer
+        assert (entry.pipeline_id, entry.stage_id) == (None, None)
+
+
+# --- SetCrmFields' item errors --------------------------------------------------------------------
+
+
+def test_a_misspelt_fields_item_key_gets_a_suggestion(svc: Crm) -> None:
+    with pytest.raises(
+        CrmValidationError, match=r"unknown key 'fieldKy'\. Did you mean 'fieldKey'\?"
+    ):
+        svc.set_fields(
+            slug="notes", fields=[{"fieldKy": "text", "value": "x"}], referenceId="cus_a"
+        )
+    with pytest.raises(CrmValidationError, match=r"unknown key 1\. Accepted: fieldKey"):
+        svc.set_fields(slug="notes", fields=[{1: "text", "value": "x"}], referenceId="cus_a")
+    assert notes(svc, "cus_a") == []

@@ -141,6 +141,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "_due: float = 0.0",
     ): "the first purge is due when time.monotonic() >= _due; on Linux that clock counts seconds "
     "since boot, so it is far past 1.0 (and -1.0) before any server can take a request",
+    (
+        "crm_templates/service.py",
+        "core/NumberReplacer",
+        "recent = store.find_entries(slug, *ref, limit=1 if force else SCAN_DEPTH)",
+    ): "limit 2 under force: force skips the holder scan and takes recent[0], the same newest "
+    "entry (the other variant, limit 0, differs only if another writer inserts the reference's "
+    "first entry between merge_into_newest and this read: re-check if a sample draws it)",
 }
 
 PYTEST = "{python} -m pytest -x -q -p no:cacheprovider --timeout=120 {tests}"
