@@ -231,3 +231,33 @@ def test_a_misspelt_fields_item_key_gets_a_suggestion(svc: Crm) -> None:
     with pytest.raises(CrmValidationError, match=r"unknown key 1\. Accepted: fieldKey"):
         svc.set_fields(slug="notes", fields=[{1: "text", "value": "x"}], referenceId="cus_a")
     assert notes(svc, "cus_a") == []
+
+
+# --- ReassignCrmReference: one entity or every one ------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", ["notes", "*"])
+def test_reassign_moves_the_named_entity_or_every_one(svc: Crm, slug: str) -> None:
+    """``slug: 'notes'`` moves only the visitor's notes onto the customer; ``'*'`` moves its
+    entries of every entity. The other customer's entries never move."""
+    visitor, b = svc.bind("cus_visitor"), svc.bind("cus_b")
+    visitor.set_field(slug="notes", fieldKey="text", value="from the visit")
+    visitor.create_entry(slug="deals", values={"name": "visit deal"})
+    b.set_field(slug="notes", fieldKey="text", value="bob's")
+    result = svc.reassign_reference(
+        slug=slug,
+        fromReferenceType="customer",
+        fromReferenceId="cus_visitor",
+        toReferenceId="cus_a",
+    )
+    assert result == {"ok": True, "migrated": 1 if slug == "notes" else 2, "merged": False}
+    a = svc.bind("cus_a")
+    assert a.get_field(slug="notes", fieldKey="text") == "from the visit"
+    moved_deals = [e.values for e in a.get_entries(slug="deals")]
+    left_deals = [e.values for e in visitor.get_entries(slug="deals")]
+    if slug == "notes":
+        assert (moved_deals, left_deals) == ([], [{"name": "visit deal"}])
+    else:
+        assert (moved_deals, left_deals) == ([{"name": "visit deal"}], [])
+    assert notes(svc, "cus_visitor") == []
+    assert notes(svc, "cus_b") == [{"text": "bob's"}]
