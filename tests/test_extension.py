@@ -355,6 +355,23 @@ def test_raise_policy_reports_the_included_template_line(service: Crm) -> None:
         e.get_template("page.html").render()
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("GetCrmField()", "GetCrmField requires the options 'slug', 'fieldKey', e.g."),
+        ("GetCrmField(slug='notes')", "GetCrmField requires the option 'fieldKey', e.g."),
+    ],
+)
+def test_missing_options_are_named_in_the_right_number(
+    env: Environment, call: str, message: str
+) -> None:
+    """One missing option is "the option 'x'", several are "the options 'x', 'y'" (a mutant
+    that said "options" for one survived the functions.py selection)."""
+    with pytest.raises(CrmTemplateError) as info:
+        env.from_string("{{ " + call + " }}").render()
+    assert message in str(info.value)
+
+
 LOGGED = [
     ("GetCrmField(slug='nope', fieldKey='x')", "None"),
     ("GetCrmFields(slug='nope', fieldKeys=['x'])", "{}"),

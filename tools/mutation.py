@@ -53,6 +53,8 @@ OUT = ROOT / "mutation-results"
 # module -> test files run against each of its mutants. Chosen by which tests exercise the
 # module directly; tests/test_mutation_kills.py holds the tests written for survivors.
 KILLS = "tests/test_mutation_kills.py"
+KILLS_SERVICE = "tests/test_mutation_kills_service.py"
+KILLS_SESSIONS = "tests/test_mutation_kills_sessions.py"
 MODULES: dict[str, tuple[str, ...]] = {
     "crm_templates/functions.py": (
         KILLS,
@@ -79,6 +81,21 @@ MODULES: dict[str, tuple[str, ...]] = {
         KILLS,
         "tests/test_renderers.py",
         "tests/test_boundaries.py",
+    ),
+    # The service's write semantics; its kill tests are in their own file.
+    "crm_templates/service.py": (
+        KILLS_SERVICE,
+        "tests/test_semantics.py",
+        "tests/test_service.py",
+        "tests/test_dispatch.py",
+    ),
+    "crm_templates/server/sessions.py": (
+        KILLS_SESSIONS,
+        "tests/test_sessions.py",
+    ),
+    "crm_templates/server/preview.py": (
+        KILLS_SESSIONS,
+        "tests/test_preview.py",
     ),
 }
 
@@ -118,6 +135,19 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if root and path.startswith(root):",
     ): "with an empty script root path[len(''):] is path, and url_for (no _external) always "
     "starts the path with a non-empty script root, so `or` cuts the same prefix",
+    (
+        "crm_templates/server/sessions.py",
+        "core/NumberReplacer",
+        "_due: float = 0.0",
+    ): "the first purge is due when time.monotonic() >= _due; on Linux that clock counts seconds "
+    "since boot, so it is far past 1.0 (and -1.0) before any server can take a request",
+    (
+        "crm_templates/service.py",
+        "core/NumberReplacer",
+        "recent = store.find_entries(slug, *ref, limit=1 if force else SCAN_DEPTH)",
+    ): "limit 2 under force: force skips the holder scan and takes recent[0], the same newest "
+    "entry (the other variant, limit 0, differs only if another writer inserts the reference's "
+    "first entry between merge_into_newest and this read: re-check if a sample draws it)",
 }
 
 PYTEST = "{python} -m pytest -x -q -p no:cacheprovider --timeout=120 {tests}"
