@@ -164,10 +164,10 @@ def _build(values: MultiDict[str, str], *, posted: bool) -> Playground:
     _check_size(source)
     view = Playground(pages, page, query, customers, matched, customer, source)
     view.problems = lint_source(source, schema_from_entities(crm.list_entities()), "source")
+    if query and not matched:
+        view.message = f"No customer matches {query!r}."
     if customer is None:
-        view.message = (
-            f"No customer matches {query!r}." if query else "Pick a customer to render as."
-        )
+        view.message = view.message or "Pick a customer to render as."
     else:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         view.rendered = render_source(app, source, customer, route)

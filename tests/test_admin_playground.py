@@ -1,0 +1,395 @@
+"""The template playground ``/admin/playground`` (issue 12, item 7), on both backends: a page or
+a typed template rendered as a chosen customer — read-only, sandboxed, bounded, isolated in a
+sandboxed iframe — with lint's diagnostics at their lines; live refresh in Chromium and the
+no-JavaScript form."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bs4 import BeautifulSoup
+
+from tests import admin_world
+from tests.admin_world import (
+    BACKENDS,
+    customer_client,
+    make_admin_app,
+    operator_client,
+    seed_two_customers,
+)
+
+# A page whose backend writes (refused in a preview) and reads the customer's nickname.
+NOTES_BACKEND = """
+def handle(request, page):
+    result = page.SetCrmField(slug="profile", fieldKey="nickname", value="from-backend")
+    page.set_variable("write", result)
+    page.set_variable("nick", page.GetCrmField(slug="profile", fieldKey="nickname"))
+"""
+NOTES_PAGE = (
+    "<main><p id=w>{{ var.write.ok }} {{ var.write.error }}</p><p>{{ var.nick }}</p></main>"
+)
+SET_FIELDS = (
+    "{% set r = SetCrmFields(slug='profile', fields={'nickname': 'Hacked'}) %}"
+    "<p>{{ r.ok }} {{ r.error }}</p><p>{{ GetCrmField(slug='profile', fieldKey='nickname') }}</p>"
+)
+
+
+@pytest.fixture(params=BACKENDS)
+def app(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    monkeypatch.setitem(admin_world.PAGES, "notes.html", NOTES_PAGE)
+    monkeypatch.setitem(admin_world.PAGES, "notes.py", NOTES_BACKEND)
+    application = make_admin_app(tmp_path, request.param, request)
+    yield application
+    application.extensions["crm"].close()
+
+
+@pytest.fixture
+def world(app: Any) -> tuple[Any, Any, Any, Any]:
+    """(app, operator client, Ann, Bob)."""
+    ann, bob = seed_two_customers(app)
+    return app, operator_client(app), ann, bob
+
+
+def token_of(client: Any) -> str:
+    return admin_world.csrf_token(client, "/admin/playground")
+
+
+def render(client: Any, source: str, customer: str, page: str = "", **extra: str) -> Any:
+    data = {"csrf_token": token_of(client), "source": source, "customer": customer, "page": page}
+    return client.post("/admin/playground", data={**data, **extra})
+
+
+def frame(response: Any) -> BeautifulSoup:
+    """The rendered page inside the playground's iframe (its srcdoc, parsed)."""
+    soup = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    iframe = soup.select_one("iframe#pg-frame")
+    assert iframe is not None, response.get_data(as_text=True)[:2000]
+    return BeautifulSoup(iframe["srcdoc"], "html.parser")
+
+
+def results(response: Any) -> BeautifulSoup:
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+def snapshot(app: Any) -> tuple[list[str], ...]:
+    """Everything the store holds that a template could change."""
+    store = app.extensions["crm"].crm.store
+    return (
+        sorted(repr(e) for e in store.list_entities()),
+        sorted(repr(e) for e in store.iter_entries()),
+        sorted(repr(c) for c in store.list_customers(limit=10_000)),
+    )
+
+
+# --- permissions ---------------------------------------------------------------------------
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(app: Any) -> None:
+    client = app.test_client()
+    response = client.get("/admin/playground")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/operator/sign-in?next=/admin/playground")
+    token = admin_world.csrf_token(client, "/auth/sign-in")  # CSRF is checked first (400)
+    response = client.post("/admin/playground/render", data={"csrf_token": token, "source": "x"})
+    assert response.status_code == 302
+
+
+def test_customers_get_403(app: Any) -> None:
+    seed_two_customers(app)
+    client = customer_client(app, "ann@example.com")
+    assert client.get("/admin/playground").status_code == 403
+    token = admin_world.csrf_token(client, "/auth/sign-in")
+    response = client.post("/admin/playground/render", data={"csrf_token": token, "source": "x"})
+    assert response.status_code == 403
+    assert "Playground" not in response.get_data(as_text=True)
+
+
+def test_the_navigation_links_the_playground(world: Any) -> None:
+    _, client, _, _ = world
+    page = results(client.get("/admin/"))
+    assert page.select_one('.admin-bar nav a[href="/admin/playground"]').get_text() == "Playground"
+
+
+# --- rendering as a customer ---------------------------------------------------------------
+
+
+def test_a_site_page_renders_as_the_chosen_customer_and_never_as_another(world: Any) -> None:
+    _, client, ann, bob = world
+    response = client.get(f"/admin/playground?page=/&customer={ann.id}")
+    assert response.status_code == 200
+    page = results(response)
+    assert "GetCrmField(slug='profile'" in page.select_one("textarea#pg-source").get_text()
+    assert page.select_one("#pg-page option[selected]")["value"] == "/"
+    assert frame(response).main.get_text() == "Ann"
+    as_bob = frame(client.get(f"/admin/playground?page=/&customer={bob.id}"))
+    assert as_bob.main.get_text() == "Bob"
+    # A typed template reading every deal it may see: Ann's only.
+    typed = (
+        "{% for e in GetCrmEntries(slug='deals') %}<li>{{ e.title }} {{ e['values'].amount }}"
+        "</li>{% endfor %}<p>{{ customer.email }}</p>"
+    )
+    shown = frame(render(client, typed, ann.id)).get_text(" ")
+    assert "Ann's deal 100" in shown and "ann@example.com" in shown
+    assert "Bob" not in shown and "200" not in shown and "bob@" not in shown
+
+
+def test_customers_are_found_by_email_name_or_id(world: Any) -> None:
+    _, client, ann, bob = world
+    for query in ("bob@ex", "BOB", bob.id[-8:]):
+        response = render(client, "{{ customer.first_name }}", ann.id, q=query, action="find")
+        assert response.status_code == 200
+        page = results(response)
+        assert [o["value"] for o in page.select("#pg-customer option")] == [bob.id], query
+        assert frame(response).get_text() == "Bob"
+    response = render(client, "x", ann.id, q="nobody-matches", action="find")
+    assert "No customer matches" in results(response).select_one("#pg-status").get_text()
+
+
+def test_unknown_customer_or_page_is_422(world: Any) -> None:
+    _, client, ann, _ = world
+    response = render(client, "x", "cus_missing")
+    assert response.status_code == 422
+    status = results(response).select_one("#pg-status").get_text()
+    assert status == "There is no customer 'cus_missing'."
+    assert results(response).select_one("iframe") is None
+    response = render(client, "x", ann.id, page="/no-such-page")
+    assert response.status_code == 422
+    status = results(response).select_one("#pg-status").get_text()
+    assert status == "There is no page '/no-such-page' with a template on this site."
+    assert client.get(f"/admin/playground?page=/nope&customer={ann.id}").status_code == 422
+
+
+# --- never writes ----------------------------------------------------------------------------
+
+
+def test_a_typed_template_that_writes_changes_nothing(world: Any) -> None:
+    app, client, ann, _ = world
+    before = snapshot(app)
+    shown = frame(render(client, SET_FIELDS, ann.id)).get_text(" ")
+    assert "False preview" in shown
+    assert "Ann" in shown and "Hacked" not in shown
+    creating = (
+        "{% set r = CreateCrmEntry(slug='deals', title='new', values={'amount': 5}) %}"
+        "{{ r.ok }} {{ r.error }}"
+    )
+    assert frame(render(client, creating, ann.id)).get_text().strip() == "False preview"
+    # A page backend's write is refused the same way, and the page still renders.
+    response = client.get(f"/admin/playground?page=/notes&customer={ann.id}")
+    rendered = frame(response)
+    assert rendered.select_one("#w").get_text() == "False preview"
+    assert "Ann" in rendered.get_text()
+    assert snapshot(app) == before
+
+
+# --- the sandbox, errors, bounds ---------------------------------------------------------------
+
+ESCAPES = [
+    "{{ ''.__class__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ lipsum.__globals__['os'] }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ request.__class__.__init__.__globals__ }}",
+    "{{ customer.__class__.__init__.__globals__ }}",
+    "{{ GetCrmField.__globals__ }}",
+    "{{ ''.format.__self__.__class__ }}",
+    "{% set x = namespace() %}{{ x.__init__.__globals__ }}",
+    "{{ 'x' * 10000000000 }}",
+    "{{ 9 ** 9 ** 9 }}",
+]
+
+
+@pytest.mark.parametrize("payload", ESCAPES)
+def test_sandbox_escapes_give_a_safe_message(world: Any, payload: str) -> None:
+    _, client, ann, _ = world
+    response = render(client, f"<p>start</p>\n{payload}", ann.id)
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and 'File "' not in text
+    shown = frame(response).get_text()
+    for leak in ("<class", "module", "uid=", "function", "__builtins__", "Context"):
+        assert leak not in shown, (payload, shown)
+    error = results(response).select_one("#pg-render-error")
+    if error is not None:  # refused (the rest print as nothing): said with its line
+        assert error.get_text().startswith("Line 2:"), error.get_text()
+        assert "sandbox" in error.get_text() or "Undefined" in error.get_text()
+
+
+def test_template_errors_are_shown_with_their_line(world: Any) -> None:
+    _, client, ann, _ = world
+    cases = {
+        "ok\nstill ok\n{% if %}\n": (3, "Syntax error"),
+        "a\nb\nc\n{{ 1 / 0 }}\n": (4, "ZeroDivisionError"),
+        "{% for x in 5 %}{% endfor %}": (1, "TypeError"),
+    }
+    for source, (line, kind) in cases.items():
+        response = render(client, source, ann.id)
+        assert response.status_code == 200, source
+        error = results(response).select_one("#pg-render-error")
+        assert error is not None, source
+        assert error.get_text().startswith(f"Line {line}: {kind}"), error.get_text()
+        assert error.a["href"] == f"#pg-L{line}"
+        assert "pg-marked" in results(response).select_one(f"#pg-L{line}")["class"]
+
+
+def test_lint_diagnostics_are_at_their_lines(world: Any) -> None:
+    _, client, ann, _ = world
+    source = (
+        "<h1>Deals</h1>\n"
+        "<p>{{ GetCrmField(slug='profile', fieldKey='nickname') }}</p>\n"
+        "<p>{{ GetCrmFeild(slug='profile', fieldKey='nickname') }}</p>\n"
+        "\n"
+        "<p>{{ GetCrmField(slug='deals', fieldKy='amount') }}</p>\n"
+        "<p>{{ GetCrmField(slug='profile', fieldKey='nickame') }}</p>\n"
+    )
+    page = results(render(client, source, ann.id))
+    problems = [
+        (li.a["href"], li.get_text(" ", strip=True)) for li in page.select(".pg-problems li")
+    ]
+    assert [href for href, _ in problems] == ["#pg-L3", "#pg-L5", "#pg-L5", "#pg-L6"]
+    texts = " | ".join(text for _, text in problems)
+    assert "unknown CRM function 'GetCrmFeild'; did you mean GetCrmField?" in texts
+    assert "unknown option 'fieldKy'; did you mean fieldKey?" in texts
+    assert "entity 'profile' has no field 'nickame'; did you mean nickname?" in texts
+    lines = page.select("ol.pg-lines > li")
+    assert len(lines) == 7  # six lines and the empty one after the last newline
+    assert [li["id"] for li in lines if "pg-marked" in (li.get("class") or [])] == [
+        "pg-L3",
+        "pg-L5",
+        "pg-L6",
+    ]
+    assert "GetCrmFeild" in page.select_one("#pg-L3 code").get_text()
+    assert "did you mean GetCrmField" in page.select_one("#pg-L3 .pg-marker").get_text()
+    assert page.select_one("#pg-L2 .pg-marker") is None
+    clean = results(render(client, "<p>{{ customer.email }}</p>", ann.id))
+    assert clean.select_one(".pg-clean").get_text() == "Lint found no problems."
+
+
+def test_render_time_and_output_are_bounded(world: Any) -> None:
+    app, client, ann, _ = world
+    app.config["CRM_PLAYGROUND_TIMEOUT"] = 0.5
+    spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    response = render(client, spin, ann.id)
+    assert response.status_code == 200
+    error = results(response).select_one("#pg-render-error").get_text()
+    assert "took longer than 0.5 s and was stopped" in error
+    # The timer is disarmed after a render: the next one is not hit by a late timeout.
+    assert frame(render(client, "fine", ann.id)).get_text() == "fine"
+    app.config["CRM_PLAYGROUND_TIMEOUT"] = 10
+    flood = "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}"
+    response = render(client, flood, ann.id)
+    assert "longer than 1024 KB" in results(response).select_one("#pg-render-error").get_text()
+    assert len(frame(response).get_text()) == 1024 * 1024
+
+
+def test_an_oversized_source_is_refused_with_413(world: Any) -> None:
+    app, client, ann, _ = world
+    big = "x" * (101 * 1024)
+    before = snapshot(app)
+    response = render(client, big, ann.id)
+    assert response.status_code == 413  # the site's 64 KB body cap comes first
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    response = render(client, big, ann.id)
+    assert response.status_code == 413
+    assert "larger than the 100 KB the playground renders" in response.get_data(as_text=True)
+    assert results(response).select_one("iframe") is None
+    response = client.post(
+        "/admin/playground/render",
+        data={"csrf_token": token_of(client), "source": big, "customer": ann.id},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 413 and response.get_json()["ok"] is False
+    assert render(client, "y" * (99 * 1024), ann.id).status_code == 200
+    assert snapshot(app) == before
+
+
+def test_posts_without_csrf_are_400(world: Any, caplog: pytest.LogCaptureFixture) -> None:
+    _, client, ann, _ = world
+    caplog.set_level(logging.INFO, "crm_templates.admin")
+    for path in ("/admin/playground", "/admin/playground/render"):
+        response = client.post(path, data={"source": "<p>hi</p>", "customer": ann.id})
+        assert response.status_code == 400, path
+        assert "pg-frame" not in response.get_data(as_text=True)
+    assert not [r for r in caplog.records if "playground" in r.getMessage()]
+
+
+def test_renders_are_logged_without_the_source(
+    world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client, ann, _ = world
+    caplog.set_level(logging.INFO, "crm_templates.admin")
+    token = token_of(client)
+    caplog.clear()
+    data = {"csrf_token": token, "source": "<p>secret-template-text</p>", "customer": ann.id}
+    client.post("/admin/playground", data={**data, "page": "/"})
+    messages = [r.getMessage() for r in caplog.records if r.name == "crm_templates.admin"]
+    assert messages == [
+        f"playground: operator operator rendered page / (edited) as customer {ann.id}"
+    ]
+    assert all("secret-template-text" not in r.getMessage() for r in caplog.records)
+
+
+# --- isolation and the live refresh endpoint ---------------------------------------------------
+
+
+def test_the_rendered_page_is_isolated_in_a_sandboxed_iframe(world: Any) -> None:
+    _, client, ann, _ = world
+    hostile = '<script>parent.document.title = "owned"</script><p id="x">"quoted" & <b>bold</b></p>'
+    response = render(client, hostile, ann.id)
+    text = response.get_data(as_text=True)
+    iframe = results(response).select_one("iframe#pg-frame")
+    # sandbox with no allow-* token: no scripts, an opaque origin (no allow-same-origin).
+    assert iframe.has_attr("sandbox") and iframe["sandbox"] in ("", [])
+    assert "allow-" not in str(iframe)
+    # The page is escaped into the attribute: no markup of it reaches the admin's document.
+    assert "<script>parent.document.title" not in text
+    assert "&lt;script&gt;parent.document.title" in text
+    assert BeautifulSoup(iframe["srcdoc"], "html.parser").select_one("#x b").get_text() == "bold"
+    assert results(response).select("script") == results(response).select(
+        'script[src="/admin/static/playground.js"]'
+    )
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp  # the srcdoc document inherits it: no inline script
+
+
+def test_the_refresh_endpoint_answers_fragments(world: Any) -> None:
+    _, client, ann, bob = world
+    token = token_of(client)
+    response = client.post(
+        "/admin/playground/render",
+        data={
+            "csrf_token": token,
+            "source": "{{ customer.first_name }}\n{{ GetCrmNope() }}",
+            "customer": bob.id,
+        },
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["ok"] is True and "source" not in body
+    fragment = BeautifulSoup(body["results"], "html.parser")
+    assert (
+        BeautifulSoup(fragment.select_one("iframe")["srcdoc"], "html.parser")
+        .get_text()
+        .startswith("Bob")
+    )
+    assert fragment.select_one(".pg-problems a")["href"] == "#pg-L2"
+    assert "pg-marked" in BeautifulSoup(body["lines"], "html.parser").select_one("#pg-L2")["class"]
+    loaded = client.post(
+        "/admin/playground/render",
+        data={
+            "csrf_token": token,
+            "source": "ignored",
+            "customer": ann.id,
+            "page": "/",
+            "action": "load",
+        },
+    ).get_json()
+    assert "GetCrmField(slug='profile'" in loaded["source"]
+    frame_doc = BeautifulSoup(loaded["results"], "html.parser").select_one("iframe")["srcdoc"]
+    assert "<main>Ann</main>" in frame_doc
