@@ -6,6 +6,7 @@ no-JavaScript form."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,154 @@ def test_the_refresh_endpoint_answers_fragments(world: Any) -> None:
     assert "GetCrmField(slug='profile'" in loaded["source"]
     frame_doc = BeautifulSoup(loaded["results"], "html.parser").select_one("iframe")["srcdoc"]
     assert "<main>Ann</main>" in frame_doc
+
+
+# --- in Chromium -------------------------------------------------------------------------------
+
+TYPED = (
+    '<main><h1 id="who">{{ customer.first_name }}</h1>\n'
+    "<script>parent.document.body.setAttribute('data-owned', '1')</script>\n"
+    "{{ GetCrmFeild(slug='profile') }}</main>"
+)
+
+
+@pytest.fixture
+def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The admin test site on a loopback port (SQLite), with Ann and Bob."""
+    from tests.test_server_browser import LiveServer
+
+    application = make_admin_app(tmp_path, "sqlite", request)
+    ann, bob = seed_two_customers(application)
+    server = LiveServer(application)
+    server.ann, server.bob = ann, bob  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+def sign_in(page: Any, url: str) -> None:
+    page.goto(url + "/operator/sign-in?next=/admin/playground")
+    page.fill("#password", admin_world.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(url + "/admin/playground")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.allow_console_errors(r"Blocked script execution in 'about:srcdoc'")
+def test_in_chromium_typing_refreshes_the_preview(live: Any, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.test_accessibility import audit
+
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Blocked script" in m.text else None)
+    sign_in(page, live.url)
+    assert audit(page, "playground") == []
+    page.select_option("#pg-customer", live.ann.id)
+    page.locator("#pg-source").fill(TYPED)
+    # The debounced refresh: no submit, the preview and the diagnostics change in place.
+    frame = page.locator("#pg-frame")
+    expect(frame).to_have_attribute("srcdoc", re.compile(r'<h1 id="who">Ann</h1>'))
+    expect(page.locator("#pg-status")).to_have_text("Preview updated.")
+    expect(page.locator("#pg-L3")).to_have_class(re.compile("pg-marked"))
+    expect(page.locator(".pg-problems li")).to_contain_text(["Line 3: unknown CRM function"])
+    assert page.url == live.url + "/admin/playground"  # no navigation happened
+    expect(page.frame_locator("#pg-frame").locator("#who")).to_have_text("Ann")
+    page.screenshot(path=str(tmp_path / "admin-playground-typed.png"), full_page=True)
+    # Choosing Bob re-renders as Bob, still without leaving the page.
+    page.select_option("#pg-customer", live.bob.id)
+    expect(frame).to_have_attribute("srcdoc", re.compile(r'<h1 id="who">Bob</h1>'))
+    # The rendered page's script was blocked by the sandbox: the admin page is untouched.
+    assert page.evaluate("document.body.getAttribute('data-owned')") is None
+    assert any("allow-scripts" in text for text in blocked), blocked
+    # Choosing a page loads its source into the editor.
+    page.select_option("#pg-page", "/")
+    expect(page.locator("#pg-source")).to_have_value(re.compile(r"GetCrmField\(slug='profile'"))
+    expect(frame).to_have_attribute("srcdoc", re.compile(r"<main>Bob</main>"))
+    assert audit(page, "playground after typing") == []
+    page.screenshot(path=str(tmp_path / "admin-playground.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_in_chromium_without_javascript_the_render_button_posts(
+    live: Any, browser: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, live.url)
+        page.select_option("#pg-customer", live.bob.id)
+        page.locator("#pg-source").fill(TYPED)
+        page.get_by_role("button", name="Render", exact=True).click()
+        page.wait_for_load_state()
+        frame = page.locator("#pg-frame")
+        expect(frame).to_have_attribute("srcdoc", re.compile(r'<h1 id="who">Bob</h1>'))
+        expect(page.locator("#pg-L3")).to_have_class(re.compile("pg-marked"))
+        expect(page.locator("#pg-source")).to_have_value(TYPED)
+        # Find a customer, then load a page's source, all by posting the form.
+        page.fill("#pg-q", "ann@")
+        page.get_by_role("button", name="Find").click()
+        expect(frame).to_have_attribute("srcdoc", re.compile(r'<h1 id="who">Ann</h1>'))
+        page.select_option("#pg-page", "/")
+        page.get_by_role("button", name="Load page source").click()
+        expect(frame).to_have_attribute("srcdoc", re.compile(r"<main>Ann</main>"))
+        page.screenshot(path=str(tmp_path / "admin-playground-nojs.png"), full_page=True)
+    finally:
+        context.close()
+
+
+# --- the real process ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_crm_templates_serve_renders_in_the_playground_and_stops_a_runaway_loop(
+    tmp_path: Path,
+) -> None:
+    """`crm-templates serve` (waitress threads) as the docs run it: an operator renders the
+    sample's home page as its seeded customer; a loop that never ends is stopped by the
+    deadline and the server keeps answering; the log names operator, page and customer only."""
+    import shutil
+    import time
+    from urllib.parse import urlencode
+
+    from tests.test_serve import SAMPLES, Served, browser_session
+
+    site = tmp_path / "site"
+    shutil.copytree(SAMPLES / "weight_tracker", site, ignore=shutil.ignore_patterns("instance"))
+    env = {"CRM_OPERATOR_PASSWORD": "pw-playground", "CRM_PLAYGROUND_TIMEOUT": "1"}
+    served = Served(site, tmp_path / "crm.db", env=env)
+    try:
+        client = browser_session()
+
+        def token(path: str) -> str:
+            html = client.open(served.url(path), timeout=10).read().decode()
+            found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+            assert found, html
+            return found.group(1)
+
+        body = {"csrf_token": token("/operator/sign-in"), "password": "pw-playground"}
+        try:
+            client.open(served.url("/operator/sign-in"), urlencode(body).encode(), timeout=10)
+        except Exception as exc:  # the 303 is not followed
+            assert getattr(exc, "code", None) == 303, exc
+        html = client.open(served.url("/admin/playground?page=/"), timeout=10).read().decode()
+        page = BeautifulSoup(html, "html.parser")
+        dana = page.select_one("#pg-customer option[selected]")
+        assert "dana@example.com" in dana.get_text()
+        assert page.select_one("iframe#pg-frame")["srcdoc"].strip()
+        spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        form = {"csrf_token": token("/admin/playground"), "source": spin, "customer": dana["value"]}
+        started = time.monotonic()
+        answer = client.open(served.url("/admin/playground"), urlencode(form).encode(), timeout=30)
+        assert time.monotonic() - started < 10
+        error = BeautifulSoup(answer.read().decode(), "html.parser").select_one("#pg-render-error")
+        assert "took longer than 1 s and was stopped" in error.get_text()
+        assert client.open(served.url("/admin/playground"), timeout=10).status == 200
+        logged = served.wait_for(re.compile(r".*crm_templates\.admin: playground: "))
+        assert any(f"rendered page / as customer {dana['value']}" in line for line in logged)
+        assert not any("range(100000)" in line for line in served.lines)
+    finally:
+        served.stop()
