@@ -412,6 +412,8 @@ def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
 
     application = make_admin_app(tmp_path, "sqlite", request)
     ann, bob = seed_two_customers(application)
+    (tmp_path / "site" / "static").mkdir()
+    (tmp_path / "site" / "static" / "site.css").write_text("#who { color: rgb(1, 2, 3); }\n")
     server = LiveServer(application)
     server.ann, server.bob = ann, bob  # type: ignore[attr-defined]
     yield server
@@ -448,6 +450,11 @@ def test_in_chromium_typing_refreshes_the_preview(live: Any, page: Any, tmp_path
     assert page.url == live.url + "/admin/playground"  # no navigation happened
     expect(page.frame_locator("#pg-frame").locator("#who")).to_have_text("Ann")
     page.screenshot(path=str(tmp_path / "admin-playground-typed.png"), full_page=True)
+    # The site's stylesheet loads in the opaque-origin frame (public assets are embeddable).
+    page.locator("#pg-source").fill('<link rel="stylesheet" href="/static/site.css">' + TYPED)
+    expect(frame).to_have_attribute("srcdoc", re.compile(r"^<link rel=\"stylesheet\""))
+    who = page.frame_locator("#pg-frame").locator("#who")
+    expect(who).to_have_css("color", "rgb(1, 2, 3)")
     # Choosing Bob re-renders as Bob, still without leaving the page.
     page.select_option("#pg-customer", live.bob.id)
     expect(frame).to_have_attribute("srcdoc", re.compile(r'<h1 id="who">Bob</h1>'))
