@@ -33,6 +33,10 @@ def handle(request, page):
 NOTES_PAGE = (
     "<main><p id=w>{{ var.write.ok }} {{ var.write.error }}</p><p>{{ var.nick }}</p></main>"
 )
+AWAY_BACKEND = """
+def handle(request, page):
+    return page.redirect("/")
+"""
 SET_FIELDS = (
     "{% set r = SetCrmFields(slug='profile', fields={'nickname': 'Hacked'}) %}"
     "<p>{{ r.ok }} {{ r.error }}</p><p>{{ GetCrmField(slug='profile', fieldKey='nickname') }}</p>"
@@ -45,6 +49,8 @@ def app(
 ) -> Iterator[Any]:
     monkeypatch.setitem(admin_world.PAGES, "notes.html", NOTES_PAGE)
     monkeypatch.setitem(admin_world.PAGES, "notes.py", NOTES_BACKEND)
+    monkeypatch.setitem(admin_world.PAGES, "away.html", "<p>never shown</p>")
+    monkeypatch.setitem(admin_world.PAGES, "away.py", AWAY_BACKEND)
     application = make_admin_app(tmp_path, request.param, request)
     yield application
     application.extensions["crm"].close()
@@ -166,6 +172,17 @@ def test_unknown_customer_or_page_is_422(world: Any) -> None:
     assert client.get(f"/admin/playground?page=/nope&customer={ann.id}").status_code == 422
 
 
+def test_a_backend_that_answers_by_itself_is_reported(world: Any) -> None:
+    _, client, ann, _ = world
+    response = client.get(f"/admin/playground?page=/away&customer={ann.id}")
+    assert response.status_code == 200
+    page = results(response)
+    assert page.select_one(".pg-note").get_text() == (
+        "The page's backend answered by itself (302 FOUND, text/html, to /)"
+    )
+    assert "never shown" not in page.select_one("iframe#pg-frame")["srcdoc"]
+
+
 # --- never writes ----------------------------------------------------------------------------
 
 
@@ -198,11 +215,11 @@ ESCAPES = [
     "{{ self._TemplateReference__context }}",
     "{{ request.__class__.__init__.__globals__ }}",
     "{{ customer.__class__.__init__.__globals__ }}",
-    "{{ GetCrmField.__globals__ }}",
+    "{{ GetCrmField.__class__.__init__.__globals__ }}",
     "{{ ''.format.__self__.__class__ }}",
-    "{% set x = namespace() %}{{ x.__init__.__globals__ }}",
+    "{% set x = namespace() %}{{ x.__class__.__init__.__globals__ }}",
     "{{ 'x' * 10000000000 }}",
-    "{{ 9 ** 9 ** 9 }}",
+    "{{ 2 ** 10000000 }}",
 ]
 
 
@@ -216,10 +233,9 @@ def test_sandbox_escapes_give_a_safe_message(world: Any, payload: str) -> None:
     shown = frame(response).get_text()
     for leak in ("<class", "module", "uid=", "function", "__builtins__", "Context"):
         assert leak not in shown, (payload, shown)
-    error = results(response).select_one("#pg-render-error")
-    if error is not None:  # refused (the rest print as nothing): said with its line
-        assert error.get_text().startswith("Line 2:"), error.get_text()
-        assert "sandbox" in error.get_text() or "Undefined" in error.get_text()
+    error = results(response).select_one("#pg-render-error").get_text()
+    assert error.startswith("Line 2: Refused by the sandbox: "), error
+    assert "pg-marked" in results(response).select_one("#pg-L2")["class"]
 
 
 def test_template_errors_are_shown_with_their_line(world: Any) -> None:

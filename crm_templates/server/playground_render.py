@@ -8,8 +8,9 @@ a chosen customer, exactly as a preview does, with these bounds:
   `crm_templates.access.ReadOnlyStore`): ``SetCrmFields`` and the other CRM write functions
   answer ``{ok: False, error: 'preview'}``, every writing store method raises `PreviewError`;
 * **sandboxed**: the site's `SandboxedEnvironment` (an overlay of it that also refuses ``*``
-  and ``**`` results larger than `MAX_OUTPUT` / `MAX_EXPONENT`), so ``{{ ''.__class__ }}``
-  and friends reach no Python internals;
+  and ``**`` results larger than `MAX_OUTPUT` / `MAX_EXPONENT`, and raises on an unsafe
+  attribute where a page prints nothing), so ``{{ ''.__class__ }}`` and friends reach no
+  Python internals and are reported with their line;
 * **errors are results**: a syntax error, a sandbox refusal or any other exception of the
   template (or of the chosen page's backend) becomes `Rendered.error` with the line of the
   typed source where Jinja reports it — never an exception for the caller;
@@ -33,7 +34,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, current_app
 from jinja2.exceptions import TemplateSyntaxError
@@ -135,14 +136,21 @@ def _bounded_binop(limit: int) -> Callable[..., Any]:
     return call_binop
 
 
+def _refuse_unsafe(obj: Any, attribute: str) -> NoReturn:
+    raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} is unsafe")
+
+
 def playground_environment(app: Flask) -> SandboxedEnvironment:
     """The site's sandboxed environment as the playground uses it (made once per app): an
-    overlay that also bounds ``*`` and ``**`` (the sandbox intercepts them at compile time)."""
+    overlay that also bounds ``*`` and ``**`` (the sandbox intercepts them at compile time),
+    and that raises at once on an unsafe attribute (``{{ ''.__class__ }}``), which the site's
+    pages print as nothing, so that the operator sees the refusal and its line."""
     cached = app.extensions.get("crm_playground_env")
     if isinstance(cached, SandboxedEnvironment):
         return cached
     env = state().env.overlay()
     assert isinstance(env, SandboxedEnvironment)
+    env.unsafe_undefined = _refuse_unsafe  # type: ignore[method-assign,assignment]
     env.intercepted_binops = frozenset({"*", "**"})
     env.call_binop = _bounded_binop(int(app.config.get("CRM_PLAYGROUND_MAX_OUTPUT", MAX_OUTPUT)))  # type: ignore[method-assign]
     app.extensions["crm_playground_env"] = env
@@ -200,7 +208,8 @@ def render_source(
                         where = answer.headers.get("Location")
                         note = f"The page's backend answered by itself ({answer.status}, {kind}"
                         note += f", to {where})" if where else ")"
-                        html = body if answer.mimetype == "text/html" else ""
+                        shown = answer.mimetype == "text/html" and not where
+                        html = body if shown else ""
                         return Rendered(html[:cap], answer.status_code, note=note)
                 template = env.from_string(source)
                 context = base_context(
