@@ -150,7 +150,7 @@ def playground_environment(app: Flask) -> SandboxedEnvironment:
         return cached
     env = state().env.overlay()
     assert isinstance(env, SandboxedEnvironment)
-    env.unsafe_undefined = _refuse_unsafe  # type: ignore[method-assign,assignment]
+    env.unsafe_undefined = _refuse_unsafe  # type: ignore[method-assign]
     env.intercepted_binops = frozenset({"*", "**"})
     env.call_binop = _bounded_binop(int(app.config.get("CRM_PLAYGROUND_MAX_OUTPUT", MAX_OUTPUT)))  # type: ignore[method-assign]
     app.extensions["crm_playground_env"] = env
