@@ -156,6 +156,12 @@ def test_customers_are_found_by_email_name_or_id(world: Any) -> None:
         assert frame(response).get_text() == "Bob"
     response = render(client, "x", ann.id, q="nobody-matches", action="find")
     assert "No customer matches" in results(response).select_one("#pg-status").get_text()
+    # A link with only a search renders as the first match.
+    assert frame(client.get("/admin/playground?q=ann@&page=/")).main.get_text() == "Ann"
+    # Nothing to render: said, not rendered.
+    empty = results(render(client, "  \n", ann.id))
+    assert empty.select_one("iframe") is None
+    assert "Type a template" in empty.select_one("#pg-status").get_text()
 
 
 def test_unknown_customer_or_page_is_422(world: Any) -> None:

@@ -116,7 +116,10 @@ def _route(page: str) -> PageRoute | None:
 def _page_source(route: PageRoute) -> str:
     assert route.template is not None
     path = state().site.pages_dir / route.template.removeprefix("pages/")
-    return path.read_text(encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlaygroundInputError(422, f"The page {route.url!r} cannot be read: {exc}") from exc
 
 
 def _max_source() -> int:
@@ -152,8 +155,8 @@ def _build(values: MultiDict[str, str], *, posted: bool) -> Playground:
         customer = crm.get_customer(wanted)
         if customer is None:
             raise PlaygroundInputError(422, f"There is no customer {wanted!r}.")
-    elif customers and not query:
-        customer = customers[0]  # the newest customer, until the operator picks one
+    elif customers:
+        customer = customers[0]  # the newest (or first matching) customer until one is picked
     if customer is not None and customer.id not in {c.id for c in customers}:
         customers = [customer, *customers]
     if action == "load" or (not posted and "source" not in values):
@@ -168,6 +171,8 @@ def _build(values: MultiDict[str, str], *, posted: bool) -> Playground:
         view.message = f"No customer matches {query!r}."
     if customer is None:
         view.message = view.message or "Pick a customer to render as."
+    elif not source.strip():
+        view.message = view.message or "Type a template, or choose a page and load its source."
     else:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         view.rendered = render_source(app, source, customer, route)
