@@ -414,6 +414,11 @@ def test_the_refresh_endpoint_answers_fragments(world: Any) -> None:
         },
     ).get_json()
     assert "GetCrmField(slug='profile'" in loaded["source"]
+    kept = client.post(
+        "/admin/playground/render",
+        data={"csrf_token": token, "source": "typed", "customer": ann.id, "action": "load"},
+    ).get_json()
+    assert kept["source"] == "typed"  # "None: a typed template" keeps the typed source
     frame_doc = BeautifulSoup(loaded["results"], "html.parser").select_one("iframe")["srcdoc"]
     assert "<main>Ann</main>" in frame_doc
 

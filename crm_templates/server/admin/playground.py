@@ -159,9 +159,9 @@ def _build(values: MultiDict[str, str], *, posted: bool) -> Playground:
         customer = customers[0]  # the newest (or first matching) customer until one is picked
     if customer is not None and customer.id not in {c.id for c in customers}:
         customers = [customer, *customers]
-    if action == "load" or (not posted and "source" not in values):
-        source = _page_source(route) if route is not None else ""
-    else:
+    if route is not None and (action == "load" or "source" not in values):
+        source = _page_source(route)
+    else:  # loading "no page" keeps what was typed
         source = values.get("source") or ""
     source = source.replace("\r\n", "\n")
     _check_size(source)
