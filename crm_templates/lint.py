@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .functions import ALIASES, BY_NAME, FUNCTIONS, FunctionSpec
+from .model import Entity
 from .presets import PRESETS, apply_preset
 from .schema import parse_fields, parse_pipelines
 
@@ -312,6 +313,74 @@ def template_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in TEMPLATE_SUFFIXES)
 
 
+def _parser() -> Any:
+    """A Jinja environment that only parses: the extensions templates commonly use, so that
+    their tags parse."""
+    from jinja2 import Environment
+
+    from .extension import CrmExtension
+
+    return Environment(
+        extensions=[CrmExtension, "jinja2.ext.i18n", "jinja2.ext.loopcontrols", "jinja2.ext.debug"]
+    )
+
+
+def schema_from_entities(entities: Iterable[Entity]) -> Schema:
+    """Known entities from the store's `Entity` records (fields, pipelines and stages): what a
+    running site knows, including entities created at runtime (the admin playground)."""
+    schema: Schema = {}
+    for entity in entities:
+        known = schema.setdefault(entity.slug, EntitySchema())
+        known.keys.update(f.key for f in entity.fields)
+        for pipeline in entity.pipelines:
+            known.pipelines.add(pipeline.slug)
+            known.stages.update(s.slug for s in pipeline.stages)
+    return schema
+
+
+def lint_source(source: str, schema: Schema | None = None, name: str = "<source>") -> list[Problem]:
+    """Problems in one template's ``source`` (the admin playground's typed template), sorted by
+    line; each `Problem` has ``path`` = ``name`` and a 1-based ``line``. The same checks as
+    `lint_templates`; ``schema`` (e.g. `schema_from_entities`) enables the slug and key checks,
+    and entities the source declares with ``EnsureCrmEntity`` count as known."""
+    from jinja2.exceptions import TemplateSyntaxError
+
+    try:
+        ast = _parser().parse(source, name=name, filename=name)
+    except TemplateSyntaxError as exc:
+        return [Problem(name, exc.lineno, f"syntax error: {exc.message}")]
+    if schema is not None:
+        schema = {slug: known for slug, known in schema.items()}
+        for slug, known in schema_from_documents(_declared_documents([ast])).items():
+            schema.setdefault(slug, known)
+    linter = _Linter(schema)
+    linter.template(name, ast)
+    return sorted(linter.problems)
+
+
+def _declared_documents(asts: Iterable[nodes.Template]) -> list[dict[str, Any]]:
+    """Schema documents for the entities the templates declare with ``EnsureCrmEntity``.
+
+    Fields declared in a template's EnsureCrmEntity count; bad literals are the runtime's
+    business, not lint's.
+    """
+    docs = []
+    for declared in _declared_entities(asts):
+        fields = declared.get("fields")
+        preset = declared.get("preset")
+        docs.append(
+            {
+                "slug": declared["slug"],
+                "fields": [f for f in fields if isinstance(f, dict) and "key" in f]
+                if isinstance(fields, list)
+                else None,
+                # An unknown preset is reported where it is called, not here.
+                "preset": preset if isinstance(preset, str) and preset in PRESETS else None,
+            }
+        )
+    return docs
+
+
 def lint_templates(
     root: str | Path, schema_documents: Iterable[Mapping[str, Any]] | None = None
 ) -> tuple[list[Problem], int]:
@@ -319,16 +388,10 @@ def lint_templates(
 
     Without schema documents only function names, filters and option names are checked.
     """
-    from jinja2 import Environment
     from jinja2.exceptions import TemplateSyntaxError
 
-    from .extension import CrmExtension
-
     root = Path(root)
-    # The extensions templates commonly use, so that their tags parse.
-    env = Environment(
-        extensions=[CrmExtension, "jinja2.ext.i18n", "jinja2.ext.loopcontrols", "jinja2.ext.debug"]
-    )
+    env = _parser()
     problems: list[Problem] = []
     parsed: list[tuple[str, nodes.Template]] = []
     files = template_files(root)
@@ -343,22 +406,7 @@ def lint_templates(
             problems.append(Problem(shown, 1, f"cannot read: {exc}"))
     schema = None
     if schema_documents is not None:
-        docs = list(schema_documents)
-        # Fields declared in a template's EnsureCrmEntity count; bad literals are the
-        # runtime's business, not lint's.
-        for declared in _declared_entities(ast for _, ast in parsed):
-            fields = declared.get("fields")
-            preset = declared.get("preset")
-            docs.append(
-                {
-                    "slug": declared["slug"],
-                    "fields": [f for f in fields if isinstance(f, dict) and "key" in f]
-                    if isinstance(fields, list)
-                    else None,
-                    # An unknown preset is reported where it is called, not here.
-                    "preset": preset if isinstance(preset, str) and preset in PRESETS else None,
-                }
-            )
+        docs = [*schema_documents, *_declared_documents(ast for _, ast in parsed)]
         schema = schema_from_documents(docs)
     linter = _Linter(schema)
     for shown, ast in parsed:
@@ -391,4 +439,13 @@ def lint(template_dir: Path, schema_file: str | None) -> None:
     click.echo(f"{checked} template(s) OK", err=True)
 
 
-__all__ = ["Problem", "lint", "lint_templates", "schema_from_documents", "template_files"]
+__all__ = [
+    "Problem",
+    "Schema",
+    "lint",
+    "lint_source",
+    "lint_templates",
+    "schema_from_documents",
+    "schema_from_entities",
+    "template_files",
+]

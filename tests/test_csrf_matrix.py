@@ -197,6 +197,12 @@ ROWS: list[Row] = [
         Browser.operator, empty, (303, True), (303, True)),
     Row("/_crm/preview/leave", WT, at("/_crm/preview/leave"), Browser.preview,
         lambda b: {"next": "/"}, (303, True), (303, True)),
+    # the admin playground renders read-only: a valid post changes nothing (JSON bodies reach
+    # it without a source: nothing to render)
+    Row("/admin/playground", WT, at("/admin/playground"), Browser.operator,
+        lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
+    Row("/admin/playground/render", WT, at("/admin/playground/render"), Browser.operator,
+        lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
     # page backends
     Row("/checkin", WT, at("/checkin"), nothing, lambda b: {"weight": "80", "goal": "70"},
         (303, True), (303, True)),

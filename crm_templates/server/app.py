@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "CRM_CONTENT_SECURITY_POLICY": DEFAULT_CSP,
     "CRM_LOCALE": "en_US",
     "CRM_TIMEZONE": "UTC",
+    # The admin playground's bounds (admin/playground.py, playground_render.py).
+    "CRM_PLAYGROUND_MAX_SOURCE": 100 * 1024,  # bytes of template source (413 above)
+    "CRM_PLAYGROUND_TIMEOUT": 3.0,  # seconds for a page backend and its render together
+    "CRM_PLAYGROUND_MAX_OUTPUT": 1024 * 1024,  # characters of rendered HTML
 }
 _NOT_FROM_ENV = frozenset({"CRM_MAILER"})
 
@@ -54,6 +58,8 @@ def _from_env(key: str, default: Any, raw: str) -> Any:
         return raw.strip().lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     return raw
 
 

@@ -49,6 +49,11 @@ DEFAULT_PERMISSIONS_POLICY = ", ".join(
 # Sign-in, operator and admin answers carry tokens, passwords' outcomes and other customers'
 # data: no cache (shared or the browser's back/forward store) may keep them.
 NO_STORE_PREFIXES = ("/auth/", "/operator/", "/admin/")
+# Public assets (the site's static/ and the server's own stylesheet and icon) may be embedded
+# from any origin (Cross-Origin-Resource-Policy: cross-origin): the admin playground shows a
+# rendered page in a sandboxed frame with an opaque origin (issue 12, item 7), which
+# ``same-origin`` would leave without the site's stylesheet. Everything else stays same-origin.
+PUBLIC_ASSET_PREFIXES = ("/static/", "/_crm/static/")
 
 
 def same_origin(url: str | None) -> bool:
@@ -133,7 +138,8 @@ def security_headers(response: Response) -> Response:
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    public = response.status_code < 400 and request.path.startswith(PUBLIC_ASSET_PREFIXES)
+    headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin" if public else "same-origin")
     headers.setdefault(
         "Permissions-Policy", config.get("CRM_PERMISSIONS_POLICY", DEFAULT_PERMISSIONS_POLICY)
     )
