@@ -143,6 +143,10 @@ def move_entry(
     entry = store.get_entry(entry_id) if isinstance(entry_id, str) else None
     if entry is None:
         raise EntryNotFoundError(f"no entry {entry_id!r}")
+    if crm.get_entity(entry.entity).mode != "crm":
+        raise CrmValidationError(
+            f"entity {entry.entity!r} is in data mode: its entries have no pipeline or stage"
+        )
     placement = crm.placement_for(entry.entity, pipeline, stage)
     assert placement is not None  # a stage was given
     pipeline_id, stage_id = placement
