@@ -113,7 +113,7 @@ def test_the_table_shows_both_customers_entries_rendered_and_filters_by_referenc
 
 
 def test_search_stage_filter_and_sort(app: Any) -> None:
-    ann, bob = seed_two_customers(app)
+    ann, _ = seed_two_customers(app)
     crm = crm_of(app)
     client = operator_client(app)
     url = "/admin/entities/deals/entries"
@@ -201,7 +201,7 @@ def test_a_cursor_is_signed_and_bound_to_its_sort(app: Any) -> None:
     assert "made for the sort '-created'" in soup(other_sort).get_text()
     second = client.get(link)
     assert len(table_titles(second)) == 10
-    assert soup(second).select_one('.entries-pages a:not([rel])').get_text() == "First page"
+    assert soup(second).select_one(".entries-pages a:not([rel])").get_text() == "First page"
 
 
 def test_hostile_values_are_escaped_in_table_and_detail(app: Any) -> None:
@@ -451,3 +451,69 @@ def test_the_entry_page_leaves_a_block_for_the_audit_trail(app: Any) -> None:
         "crm_templates/server/admin/templates/admin/entry.html"
     )
     assert "{% block audit %}{% endblock %}" in template.read_text(encoding="utf-8")
+
+
+# --- in a real browser ----------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+# The locked field's refusal answers 403, which Chromium logs as a failed resource load.
+@pytest.mark.allow_console_errors(r"status of 403 ")
+def test_browser_inline_edit_and_a_locked_field_refusing(
+    page: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect
+
+    from tests.admin_world import PASSWORD
+    from tests.test_server_browser import LiveServer
+
+    application = make_admin_app(tmp_path, "sqlite", request)
+    ann, _ = seed_two_customers(application)
+    deal = deal_of(application, ann.id)
+    server = LiveServer(application)
+    try:
+        page.goto(f"{server.url}/operator/sign-in?next=/admin/entities/deals/entries")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Deals: entries")
+        cell = page.locator(f"#v-{deal.id}-amount")
+        cell.locator("summary").click()
+        cell.get_by_label("New value of Amount of Ann's deal").fill("321")
+        cell.get_by_role("button", name="Save").click()
+        # entries.js swapped the rendered value in place (no page load) and closed the form.
+        expect(cell.locator(".entry-value-shown")).to_have_text("321")
+        expect(cell.locator("details")).not_to_have_attribute("open", "")
+        assert deal_of(application, ann.id).values["amount"] == 321
+        # The locked field: a lock with its accessible name, no form; the server refuses too.
+        locked = page.locator(f"#v-{deal.id}-score")
+        expect(locked.get_by_role("img", name="Locked: not editable in the admin")).to_be_visible()
+        assert locked.locator("form").count() == 0
+        status = page.evaluate(
+            """async (url) => {
+                const token = document.querySelector('input[name=csrf_token]').value;
+                const body = new URLSearchParams({csrf_token: token, value: '9'});
+                return (await fetch(url, {method: 'POST', body})).status;
+            }""",
+            f"/admin/entries/{deal.id}/values/score",
+        )
+        assert status == 403
+        assert "score" not in deal_of(application, ann.id).values
+        page.screenshot(path=str(tmp_path / "admin-inline-edit.png"), full_page=True)
+        axe = Axe()
+        problems = []
+        for name, url in (("entry", f"/admin/entries/{deal.id}"),
+                          ("entries-table", "/admin/entities/deals/entries")):  # fmt: skip
+            page.goto(server.url + url)
+            page.screenshot(path=str(tmp_path / f"admin-{name}.png"), full_page=True)
+            results = axe.run(page)
+            problems += [
+                f"{url}: {v['id']} [{v['impact']}] {v['help']}"
+                for v in results.response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            print(url, [(v["id"], v["impact"]) for v in results.response["violations"]])
+        assert problems == []
+    finally:
+        server.stop()

@@ -93,7 +93,9 @@ def test_entries_added_between_pages_never_repeat_or_skip(store: Any) -> None:
         store.insert_entries([entry(60 + number, created=f"2025-01-01T00:00:{number:02d}.0Z")])
         store.insert_entries([entry(70 + number, created=f"2027-01-01T00:00:{number:02d}.0Z")])
 
-    at_start = [e.id for e in sorted(store.find_entries("deals", limit=None), key=oldest_first.key_of)]
+    at_start = [
+        e.id for e in sorted(store.find_entries("deals", limit=None), key=oldest_first.key_of)
+    ]
     seen = walk(store, oldest_first, 4, add_old_and_new)
     assert len(seen) == len(set(seen))
     # Every entry there at the start is seen once, in order; of the added ones, those sorting

@@ -69,9 +69,7 @@ class EntryQuery:
 
     def __post_init__(self) -> None:
         if self.sort not in SORTS:
-            raise CrmValidationError(
-                f"sort must be one of {sorted(SORTS)!r}; got {self.sort!r}"
-            )
+            raise CrmValidationError(f"sort must be one of {sorted(SORTS)!r}; got {self.sort!r}")
         if self.search is not None and len(self.search) > MAX_SEARCH:
             raise CrmValidationError(
                 f"a search is at most {MAX_SEARCH} characters; got {len(self.search)}"
@@ -99,7 +97,9 @@ class EntryQuery:
 
 def _check_page(after: Key | None, limit: int) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise CrmValidationError(f"limit must be a whole number from 1 to {MAX_PAGE}; got {limit!r}")
+        raise CrmValidationError(
+            f"limit must be a whole number from 1 to {MAX_PAGE}; got {limit!r}"
+        )
     if after is not None and not (
         isinstance(after, tuple) and len(after) == 2 and all(isinstance(p, str) for p in after)
     ):

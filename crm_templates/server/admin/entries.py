@@ -185,7 +185,7 @@ def _stage_badge(entity: Entity, entry: Entry) -> Markup:
 
 
 def _page_url(slug: str, args: Mapping[str, str], **changes: str | None) -> str:
-    params = {k: v for k, v in args.items() if v and k != "after"}
+    params: dict[str, Any] = {k: v for k, v in args.items() if v and k != "after"}
     params.update({k: v for k, v in changes.items() if v})
     return url_for("crm_admin.entity_entries", slug=slug, **params)
 
@@ -243,7 +243,7 @@ def table_page(
         sort_choice=sort_choice,
         next_url=next_url,
         first_url=_page_url(slug, args) if after else None,
-        here=request.full_path if request.method == "GET" else _page_url(slug, args),
+        here=_page_url(slug, args, after=args.get("after")),
         entries_css=url_for("crm_admin.static", filename="entries.css"),
         entries_js=url_for("crm_admin.static", filename="entries.js"),
     )

@@ -15,10 +15,11 @@ from dataclasses import field as dc_field
 from typing import Any
 from urllib.parse import quote
 
-import renderers
-from flask import url_for
+from flask import g, url_for
 from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
+
+import renderers
 
 from ...model import Entity, Entry, Field
 from ..state import state
@@ -33,14 +34,22 @@ INPUT_TYPES = {"number": "number", "date": "date", "email": "email", "url": "url
 _SPLIT_IDS = re.compile(r"[\s,]+")
 
 
+def admin_root() -> str:
+    """``/admin/`` as this request sees it (one `url_for` per request, not one per cell)."""
+    cached: str | None = getattr(g, "crm_admin_root", None)
+    if cached is None:
+        cached = g.crm_admin_root = url_for("crm_admin.dashboard")
+    return cached
+
+
 def entry_url(entry_id: str) -> str:
     """The admin URL of an entry's detail page."""
-    return url_for("crm_admin.entry_detail", entry_id=entry_id)
+    return f"{admin_root()}entries/{quote(entry_id, safe='')}"
 
 
 def customer_url(customer_id: str) -> str:
     """The admin's customer page (the customers view of issue 12, item 5)."""
-    return url_for("crm_admin.dashboard") + "customers/" + quote(customer_id, safe="")
+    return f"{admin_root()}customers/{quote(customer_id, safe='')}"
 
 
 def reference_link(reference_type: str, reference_id: str) -> str | None:
@@ -157,7 +166,7 @@ class Cell:
 
     @property
     def action(self) -> str:
-        return url_for("crm_admin.edit_value", entry_id=self.entry.id, field_key=self.field.key)
+        return f"{entry_url(self.entry.id)}/values/{quote(self.field.key, safe='')}"
 
 
 def form_text(f: Field, value: Any) -> str:
@@ -178,7 +187,9 @@ def form_text(f: Field, value: Any) -> str:
 def make_cell(labels: Labels, entry: Entry, f: Field) -> Cell:
     """The cell of ``f`` in ``entry``."""
     value = entry.values.get(f.key)
-    selected = [str(v) for v in value] if f.type == "multiselect" and isinstance(value, list) else []
+    selected = (
+        [str(v) for v in value] if f.type == "multiselect" and isinstance(value, list) else []
+    )
     return Cell(entry, f, labels.render(entry, f), form_text(f, value), selected)
 
 

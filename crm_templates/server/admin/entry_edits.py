@@ -90,9 +90,7 @@ def edit_value(entry_id: str, field_key: str) -> ResponseReturnValue:
         return _refused(entry_id, field_key, str(exc), 409)
     except CrmError as exc:
         return _refused(entry_id, field_key, str(exc), 422)
-    record_action(
-        "value.edit", entry_id=entry_id, entity=entity.slug, details={"field": field_key}
-    )
+    record_action("value.edit", entry_id=entry_id, entity=entity.slug, details={"field": field_key})
     if _wants_json():
         labels = Labels({entity.slug: entity})
         labels.prefetch(reference_ids([stored], [field]))
