@@ -517,3 +517,61 @@ def test_browser_inline_edit_and_a_locked_field_refusing(
         assert problems == []
     finally:
         server.stop()
+
+
+# --- the real process -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_real_server_lists_edits_and_moves_entries(tmp_path: Path) -> None:
+    """`crm-templates serve` on the weight tracker with CRM_OPERATOR_PASSWORD, as the docs say:
+    sign in at /operator/sign-in, open the entity's entries, edit a value, move a stage."""
+    import shutil
+    import urllib.error
+    from urllib.parse import urlencode
+
+    from tests.test_serve import SAMPLES, Served, browser_session
+
+    site = tmp_path / "site"
+    shutil.copytree(SAMPLES / "weight_tracker", site, ignore=shutil.ignore_patterns("instance"))
+    served = Served(site, tmp_path / "crm.db", env={"CRM_OPERATOR_PASSWORD": "real-process"})
+    client = browser_session()
+
+    def get(path: str) -> str:
+        with client.open(served.url(path), timeout=20) as response:
+            assert response.status == 200, path
+            return str(response.read().decode())
+
+    def post(path: str, data: dict[str, str]) -> int:
+        try:
+            with client.open(served.url(path), urlencode(data).encode(), timeout=20) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', get("/operator/sign-in"))
+        assert token is not None
+        csrf = token.group(1)
+        assert post("/operator/sign-in", {"csrf_token": csrf, "password": "real-process"}) == 303
+        table = BeautifulSoup(get("/admin/entities/weight-tracker/entries"), "html.parser")
+        rows = table.select("tbody tr")
+        assert len(rows) == 5  # the seeded check-ins
+        link = table.select_one('tbody th a[href^="/admin/entries/"]')["href"]
+        entry_id = link.rsplit("/", 1)[1]
+        assert table.select_one(f"#v-{entry_id}-weighin_history .entry-lock")
+        assert post(f"{link}/values/goal_weight", {"csrf_token": csrf, "value": "72"}) == 303
+        assert post(f"{link}/values/weighin_history", {"csrf_token": csrf, "value": "{}"}) == 403
+        assert post(f"{link}/values/goal_weight", {"csrf_token": csrf, "value": "x"}) == 422
+        assert post(f"{link}/stage", {"csrf_token": csrf, "stage": "goal-reached"}) == 303
+        page = BeautifulSoup(get(link), "html.parser")
+        assert (
+            page.select_one(f"#v-{entry_id}-goal_weight .entry-value-shown")
+            .get_text(strip=True)
+            .startswith("72")
+        )
+        history_row = [td.get_text(strip=True) for td in page.select(".entry-history td")]
+        # The newest check-in (the first row) was seeded in "In Progress".
+        assert history_row[1:] == ["operator", "In Progress", "Goal Reached"]
+    finally:
+        served.stop()

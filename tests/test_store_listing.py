@@ -220,3 +220,38 @@ def test_stage_history_is_read_newest_first_per_entry(store: Any) -> None:
     assert store.stage_history("nope") == []
     with pytest.raises(CrmValidationError):
         store.stage_history("e001", limit=0)
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (EntryQuery("deals"), "ix_entries_entity"),
+        (EntryQuery("deals", descending=False), "ix_entries_entity"),
+        (EntryQuery("deals", sort="updated"), "ix_entries_entity_updated"),
+        (EntryQuery("deals", stage_id="s_won"), "ix_entries_entity_stage"),
+    ],
+)
+def test_sqlite_pages_are_index_seeks_not_scans(
+    tmp_path: Any, query: EntryQuery, index: str
+) -> None:
+    # B8's guarantee, checked without timing: a page after a key is one seek into an index
+    # holding that order, with no OFFSET and no sort step.
+    import re
+
+    from crm_templates import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'crm.db'}")
+    try:
+        store.insert_entries([entry(n) for n in range(30)])
+        statements: list[str] = []
+        conn = store._conn()  # type: ignore[attr-defined]
+        conn.set_trace_callback(statements.append)
+        store.list_entries_page(query, after=query.key_of(entry(10)), limit=5)
+        conn.set_trace_callback(None)
+        (sql,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert "OFFSET" not in sql.upper()
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert re.search(rf"SEARCH entries USING INDEX {index} \(entity=\?.*\)", plan), plan
+        assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+    finally:
+        store.close()
