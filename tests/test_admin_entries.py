@@ -314,6 +314,10 @@ def test_missing_csrf_stale_version_and_unknown_targets_change_nothing(app: Any)
     assert deal_of(app, ann.id).values["note"] == "changed by a script"
     assert edit(client, deal, "note", "x", version="v1").status_code == 400
     assert edit(client, deal, "nope", "x").status_code == 404
+    no_value = client.post(
+        f"/admin/entries/{deal.id}/values/note", data={"csrf_token": csrf_token(client)}
+    )
+    assert no_value.status_code == 400
     token = csrf_token(client)
     assert client.post("/admin/entries/nope/values/note",
                        data={"csrf_token": token, "value": "x"}).status_code == 404  # fmt: skip

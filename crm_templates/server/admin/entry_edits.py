@@ -10,7 +10,8 @@ sends one ``value`` per checked option), ``csrf_token``, optional ``version`` an
 - ``version`` given and the entry changed since (another operator, a template) → **409**, the
   page shows the current value and the refused text, nothing changed. Without ``version`` the
   edit merges into the stored entry (last write wins for that one key);
-- unknown entry or field → 404; no or a wrong CSRF token → 400 (before anything else);
+- unknown entry or field → 404; no or a wrong CSRF token → 400 (before anything else); no
+  ``value`` field (except for a multiselect, where no checked box means "none") → 400;
 - success → 303 to ``next`` (an ``/admin/`` path: the table page the form was on) or the entry
   page. Refusals re-render that page with status 422/409 (the no-JavaScript flow).
 
@@ -78,6 +79,9 @@ def edit_value(entry_id: str, field_key: str) -> ResponseReturnValue:
         if _wants_json():
             return jsonify(ok=False, error=message), 403
         abort(403, message)
+    if "value" not in request.form and field.type != "multiselect":
+        # (A multiselect with nothing checked sends no `value`: that clears it.)
+        abort(400, "Send the new value in the form field 'value'.")
     version = _version()
     value = form_value(field, request.form)
     try:
