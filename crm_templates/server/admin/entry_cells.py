@@ -21,6 +21,7 @@ from werkzeug.datastructures import MultiDict
 
 import renderers
 
+from ...errors import CrmError
 from ...model import Entity, Entry, Field
 from ..state import state
 
@@ -77,7 +78,7 @@ class Labels:
         if slug not in self.entities:
             try:
                 self.entities[slug] = state().crm.get_entity(slug)
-            except Exception:  # an entry of a removed entity: shown without its definition
+            except CrmError:  # a removed entity: its entries show without the definition
                 return None
         return self.entities[slug]
 
