@@ -114,6 +114,12 @@ class ConflictError(StoreError):
     """A concurrent writer won every optimistic-concurrency retry."""
 
 
+class StaleEntryError(CrmError):
+    """The entry changed since the caller read it (its version moved on); nothing was written.
+    Raised for an ``expected_version`` that no longer holds (the admin's edits, issue 12) and
+    never retried: the caller decides (the admin answers 409)."""
+
+
 class DuplicateError(StoreError):
     """A unique key (entity slug, customer email, id) already exists."""
 

@@ -41,6 +41,7 @@ from .errors import (
     EntryNotFoundError,
     MissingOptionError,
     PreviewError,
+    StaleEntryError,
     UnknownEntityError,
     UnknownFieldError,
     UnknownFunctionError,
@@ -50,6 +51,8 @@ from .ids import new_id, utc_now
 from .model import REFERENCE_TYPES, Customer, Entity, Entry, Field, Pipeline, Stage
 from .presets import apply_preset
 from .schema import build_entity, check_slug, check_unicode, parse_fields, parse_pipelines
+from .stage_history import changes as stage_changes
+from .stage_history import customer_actor
 from .storage.base import Store
 from .values import check_plain_string, check_reference, coerce, shown
 from .writer import AsyncWriter, FailedWrite, PendingWrite
@@ -1015,6 +1018,8 @@ class Crm:
             return self._preview(spec.name)
         ref = self._reference(o, write=False)
         store = self.store
+        # Who moved it, taken now: an async move runs later on the writer's thread.
+        actor = customer_actor(self._current_customer(create=False))
 
         def attempt() -> WriteResult:
             with store.atomic():
@@ -1032,6 +1037,11 @@ class Crm:
                         replace(e, pipeline_id=pipeline.id, stage_id=stage.id, updated_at=now),
                         e.version,
                     )
+                    # Recorded per entry, right after its move: a document store applies the
+                    # moves before a conflict one by one, and a retry finds them in place.
+                    moved = stage_changes([e], pipeline.id, stage.id, now, actor)
+                    if moved:
+                        store.append_stage_changes(moved)
             result = WriteResult(
                 ok=bool(entries),
                 moved=len(entries),
@@ -1301,8 +1311,12 @@ class Crm:
         *,
         title: str | None = None,
         respect_ui_editable: bool = False,
+        expected_version: int | None = None,
     ) -> Entry:
         """Edit one entry's values/title (admin inline edit honours ``ui_editable``).
+
+        ``expected_version`` (the version the editor was shown) refuses the edit with
+        `StaleEntryError` when the entry changed since; None merges into whatever is stored.
 
         Raises `CrmValidationError` for an id that is not a string or values that are not a
         mapping, `EntryNotFoundError` for an unknown id."""
@@ -1330,6 +1344,11 @@ class Crm:
             current = self.store.get_entry(entry_id)
             if current is None:
                 raise EntryNotFoundError(f"no entry {entry_id!r}")
+            if expected_version is not None and current.version != expected_version:
+                raise StaleEntryError(
+                    f"entry {entry_id!r} was changed by someone else (version "
+                    f"{expected_version} → {current.version}); reload it and try again"
+                )
             return self.store.update_entry(
                 replace(
                     current,

@@ -145,6 +145,12 @@ class Browser:
                 "company": "Acme", "plan": "growth"}  # fmt: skip
         assert self.client.post("/", data=data).status_code == 303
 
+    def operator_entry(self) -> None:
+        """An operator, with a weight-tracker entry to edit in the admin (``extra['entry']``)."""
+        self.operator()
+        store = self.server.crm.store
+        self.extra["entry"] = next(e.id for e in store.iter_entries("weight-tracker"))
+
     def property_id(self) -> None:
         store = self.server.crm.store
         self.extra["property"] = next(e.id for e in store.iter_entries("properties"))
@@ -203,6 +209,13 @@ ROWS: list[Row] = [
         lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
     Row("/admin/playground/render", WT, at("/admin/playground/render"), Browser.operator,
         lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
+    # the admin (issue 12): a JSON body carries no form fields, so no value or stage
+    Row("/admin/entries/<entry_id>/values/<field_key>", WT,
+        lambda b: f"/admin/entries/{b.extra['entry']}/values/goal_weight", Browser.operator_entry,
+        lambda b: {"value": "71"}, (303, True), (400, False)),
+    Row("/admin/entries/<entry_id>/stage", WT,
+        lambda b: f"/admin/entries/{b.extra['entry']}/stage", Browser.operator_entry,
+        lambda b: {"stage": "goal-reached"}, (303, True), (422, False)),
     # page backends
     Row("/checkin", WT, at("/checkin"), nothing, lambda b: {"weight": "80", "goal": "70"},
         (303, True), (303, True)),

@@ -18,6 +18,8 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .history import StageHistoryStore
+from .listing import EntryListing
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -30,15 +32,18 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(ABC):
-    """Storage for entities, customers and entries."""
+class Store(EntryListing, StageHistoryStore, ABC):
+    """Storage for entities, customers and entries.
+
+    The admin's queries live in modules by concern, mixed in here: `listing.EntryListing`
+    (keyset pages, search, reverse references) and `history.StageHistoryStore` (issue 12)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
     def atomic(self) -> AbstractContextManager[Any]:

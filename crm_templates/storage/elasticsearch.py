@@ -1,8 +1,9 @@
 """The Elasticsearch / OpenSearch backend (scale-out), on the official ``elasticsearch`` client.
 
 Layout: ``<prefix>entries``, ``<prefix>entities``, ``<prefix>customers``,
-``<prefix>customer_emails`` (the uniqueness claims for customer emails) and ``<prefix>security``
-(used tokens, rate-limit hits and session generations; see `elasticsearch_security`), each
+``<prefix>customer_emails`` (the uniqueness claims for customer emails), ``<prefix>security``
+(used tokens, rate-limit hits and session generations; see `elasticsearch_security`) and
+``<prefix>stage_history`` (see `history`), each
 created with a strict mapping when the store opens and finds it missing (so a cluster from an
 earlier version gains new indices on open). An entry's values are kept twice: ``values`` exactly
 as written (an object with ``enabled: false``: stored, never mapped) and, for filtering and
@@ -64,6 +65,9 @@ from ..model import (
 from .base import Store, not_text
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
+from .history import ES_MAPPING as _HISTORY_MAPPING
+from .history import ElasticsearchStageHistory
+from .listing import ElasticsearchListing
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -139,6 +143,7 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
         "properties": {"customer_id": _KEYWORD, "claimed_at": _KEYWORD},
     },
     "security": _SECURITY_MAPPING,
+    "stage_history": _HISTORY_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -391,7 +396,7 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(Store):
+class ElasticsearchStore(ElasticsearchListing, ElasticsearchStageHistory, Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(
@@ -415,7 +420,8 @@ class ElasticsearchStore(Store):
         self.url = url or "elasticsearch://"
         self.prefix = prefix
         self.refresh = refresh
-        #: Index name by role: entries, entities, customers, customer_emails, security.
+        #: Index name by role: entries, entities, customers, customer_emails, security,
+        #: stage_history.
         self.indices = {role: f"{prefix}{role}" for role in _MAPPINGS}
         self._entries = self.indices["entries"]
         self._security = SecurityIndex(self)

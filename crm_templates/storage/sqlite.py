@@ -36,6 +36,10 @@ from ..model import (
     entity_to_dict,
 )
 from .base import Store, not_text
+from .history import SQLITE_SCHEMA as _HISTORY_SCHEMA
+from .history import SQLiteStageHistory
+from .listing import SQLITE_SCHEMA as _LISTING_SCHEMA
+from .listing import SQLiteListing
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -92,6 +96,7 @@ CREATE TABLE IF NOT EXISTS security_records (
 );
 CREATE INDEX IF NOT EXISTS ix_security_records_expiry ON security_records (expires_at);
 """
+_SCHEMA += _LISTING_SCHEMA + _HISTORY_SCHEMA
 
 _ENTRY_COLUMNS = (
     "id, entity, reference_type, reference_id, title, pipeline_id, stage_id, values_json, "
@@ -233,7 +238,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteListing, SQLiteStageHistory, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
