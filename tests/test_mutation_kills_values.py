@@ -133,6 +133,14 @@ def test_text_fields_take_finite_numbers_as_text(given: Any, stored: str) -> Non
     assert coerce(_field("phone"), 4155550100) == "4155550100"
 
 
+def test_an_int_too_long_to_print_is_refused_as_too_long() -> None:
+    """Kills `except ValueError` replaced in _string: str() of an int past
+    sys.get_int_max_str_digits() raises ValueError, which must become a validation error."""
+    for ftype in ("text", "phone"):
+        with pytest.raises(CrmValidationError, match="text of at most 10,000 characters"):
+            coerce(_field(ftype), 10**5_000)
+
+
 @pytest.mark.parametrize("given", [float("inf"), float("-inf"), float("nan"), True])
 def test_text_fields_refuse_non_finite_numbers_and_booleans(given: Any) -> None:
     with pytest.raises(CrmValidationError, match="field 'k'"):
@@ -157,6 +165,15 @@ def test_multiselect_refuses_what_is_not_a_list(given: Any) -> None:
         coerce(MULTI, given)
     assert coerce(MULTI, ("y", "x")) == ["y", "x"]
     assert coerce(MULTI, frozenset({"x"})) == ["x"]
+
+
+@pytest.mark.parametrize("items", [["x", "z"], ["X"], [1], [["x"]], [{"x": 1}], [None]])
+def test_multiselect_refuses_items_that_are_not_option_values(items: list[Any]) -> None:
+    """Kills `not isinstance(item, str) or item not in allowed_set` -> `and`: a string that
+    is no option's value ("z", or the label "X") was stored, and an unhashable item raised
+    TypeError from the set lookup."""
+    with pytest.raises(CrmValidationError, match=r"field 'k' \(multiselect\) expects values"):
+        coerce(MULTI, items)
 
 
 def test_multiselect_and_multi_reference_at_1000_items_and_one_past() -> None:
@@ -241,6 +258,19 @@ def test_hostile_values_are_refused(check: Any, value: Any) -> None:
     fails, so `tools/mutation.py` leaves that test out): each is refused as invalid."""
     with pytest.raises(fieldtypes.InvalidValue):
         check(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), [float("inf")], {"a": -float("inf")}, '{"a": NaN}', "[Infinity]", "-Infinity"],
+)
+def test_json_numbers_must_be_finite(value: Any) -> None:
+    """Kills `allow_nan=False` -> True: NaN and infinities, given as Python floats or as
+    JavaScript's JSON extensions, were stored (and "NaN" is not JSON to any other reader)."""
+    with pytest.raises(fieldtypes.InvalidValue, match="finite numbers"):
+        fieldtypes.json_value(value)
+    with pytest.raises(CrmValidationError, match=r"field 'k' \(json\)"):
+        coerce(_field("json"), value)
 
 
 def _nested_list(levels: int) -> list[Any]:
