@@ -315,6 +315,59 @@ def test_an_address_with_an_empty_local_part_is_refused(address: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("address", "rule"),
+    [
+        ('"a b"@example.com', "allow_quoted_local=False"),
+        ("a@[192.0.2.1]", "allow_domain_literal=False"),
+        ("Ann <ann@example.com>", "allow_display_name=False"),
+        ("a@intranet", "globally_deliverable=True: a domain needs a dot"),
+        ("a@1.2.3.4", "globally_deliverable=True"),
+        ("a@example.test", "test_environment=False"),
+        ("a@example.local", "special-use domain"),
+    ],
+)
+def test_addresses_outside_the_documented_options_are_refused(address: str, rule: str) -> None:
+    """Kills each email_validator option of `_email` flipped (quoted local parts, domain
+    literals, display names, undeliverable and test domains refused)."""
+    with pytest.raises(fieldtypes.InvalidValue, match="an email address"):
+        fieldtypes.email_address(address)
+
+
+def test_internationalised_addresses_are_accepted() -> None:
+    """Kills `allow_smtputf8=True` -> False: the docstring's own example (RFC 6531)."""
+    assert fieldtypes.email_address("उदाहरण@उदाहरण.भारत") == "उदाहरण@उदाहरण.भारत"
+    assert fieldtypes.email_address("josé@Example.COM") == "josé@example.com"
+
+
+@pytest.mark.parametrize(("number", "valid"), [("123", True), ("1-2-3", True), ("12", False)])
+def test_a_phone_number_needs_at_least_three_digits(number: str, valid: bool) -> None:
+    """Kills `< 3` -> `< 2`/`< 4` in phone_number's digit count."""
+    if valid:
+        assert fieldtypes.phone_number(number) == number
+    else:
+        with pytest.raises(fieldtypes.InvalidValue, match="a phone number"):
+            fieldtypes.phone_number(number)
+
+
+@pytest.mark.parametrize("url", ['"https://a.example/"', "!https://a.example/"])
+def test_only_controls_and_spaces_are_stripped_from_url_edges(url: str) -> None:
+    """Kills `range(0x21)` -> `range(0x22)`: browsers strip C0 controls and the space (up to
+    0x20) from an href, not a quote, so '"https://…"' is not an absolute URL."""
+    with pytest.raises(fieldtypes.InvalidValue, match="absolute"):
+        fieldtypes.http_url(url)
+    assert fieldtypes.http_url("\x00\x1f https://a.example/ ") == "https://a.example/"
+
+
+def test_json_text_at_100_kb_and_one_character_past() -> None:
+    """Kills `MAX_JSON_TEXT = 100 * 1024` -> 99/101 * 1024 (or 100 * 1023/1025): JSON text of
+    102,400 characters (pretty-printed room for a 10 KB value) is parsed, one more is not."""
+    at = "[" + " " * 102_398 + "]"
+    assert fieldtypes.parse_json_text(at) == []
+    with pytest.raises(fieldtypes.InvalidValue, match="at most 102,400 characters"):
+        fieldtypes.parse_json_text(at + " ")
+
+
+@pytest.mark.parametrize(
     ("number", "dial"),
     [
         ("+1 (415) 555-0100", "+14155550100"),
