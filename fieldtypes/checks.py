@@ -364,7 +364,7 @@ def _check_tree(value: Any) -> None:
                 for key, child in item.items():
                     if not isinstance(key, _SCALARS):
                         raise InvalidValue("JSON object keys that are strings")
-                    stack.append((key, depth + 1))
+                    stack.append((key, depth))  # a scalar: its depth is never read
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)

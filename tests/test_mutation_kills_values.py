@@ -304,6 +304,30 @@ def test_json_text_nested_64_deep_and_one_past() -> None:
     assert fieldtypes.parse_json_text('["[[[[' + "[" * 70 + '"]') == ["[" * 74]
 
 
+@pytest.mark.parametrize(
+    ("document", "parsed"),
+    [
+        (json.dumps(["a"] * 100), ["a"] * 100),
+        ("[" + "[]," * 100 + "{}]", [[]] * 100 + [{}]),
+        ('{"k": ' + "[" * 63 + "]" * 63 + ', "j": 1}', {"k": _nested_list(63), "j": 1}),
+    ],
+    ids=["100-strings", "100-siblings", "deep-then-sibling"],
+)
+def test_json_text_depth_counts_open_brackets_only(document: str, parsed: Any) -> None:
+    """Kills `mark in "[{"` negated (strings and closing brackets counted as depth) and
+    `depth -= 1` -> `-= 0` (siblings added up): a wide document is not a deep one."""
+    assert fieldtypes.parse_json_text(document) == parsed
+
+
+def test_json_text_depth_goes_back_one_level_per_closing_bracket() -> None:
+    """Kills `depth -= 1` -> `-= 2`: a closed sibling must not buy a deeper nesting after it."""
+    deep = "[" * 64 + "]" * 64
+    with pytest.raises(fieldtypes.InvalidValue, match="nested at most 64 levels"):
+        fieldtypes.parse_json_text("[[]," + deep + "]")
+    with pytest.raises(fieldtypes.InvalidValue, match="nested at most 64 levels"):
+        fieldtypes.parse_json_text('[{"a": []},' + deep + "]")
+
+
 # --- fieldtypes.checks: email, phone, URL, dates ----------------------------------------------
 
 
