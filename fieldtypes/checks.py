@@ -280,7 +280,11 @@ def utc(value: Any) -> datetime:
     """The moment as an aware UTC ``datetime`` (a date is its midnight in UTC).
 
     Refused when the moment falls outside the years 1–9999 in UTC, as
-    ``0001-01-01T00:00:00+01:00`` does (issue 9: it raised ``OverflowError``).
+    ``0001-01-01T00:00:00+01:00`` does (issue 9: it raised ``OverflowError``), and when a
+    ``datetime`` object's ``tzinfo`` gives no valid offset (not a ``timedelta`` within ±24 h:
+    ``TypeError``/``ValueError`` from Python). A ``tzinfo`` that gives ``None`` makes the
+    moment naive, so it is taken as UTC like any naive value (``astimezone`` would take it
+    as the server's local time).
     """
     try:
         moment = temporal(value)
@@ -289,8 +293,10 @@ def utc(value: Any) -> datetime:
     if not isinstance(moment, datetime):
         return datetime(moment.year, moment.month, moment.day, tzinfo=timezone.utc)
     try:
+        if moment.utcoffset() is None:
+            return moment.replace(tzinfo=timezone.utc)
         return moment.astimezone(timezone.utc)
-    except (OverflowError, ValueError):
+    except (OverflowError, TypeError, ValueError):
         raise InvalidValue(
             "a date-time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z once in UTC"
         ) from None
@@ -358,7 +364,7 @@ def _check_tree(value: Any) -> None:
                 for key, child in item.items():
                     if not isinstance(key, _SCALARS):
                         raise InvalidValue("JSON object keys that are strings")
-                    stack.append((key, depth + 1))
+                    stack.append((key, depth))  # a scalar: its depth is never read
                     stack.append((child, depth + 1))
             else:
                 stack.extend((child, depth + 1) for child in item)

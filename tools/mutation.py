@@ -36,6 +36,7 @@ import argparse
 import ast
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -50,11 +51,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "mutation-results"
 
-# module -> test files run against each of its mutants. Chosen by which tests exercise the
-# module directly; tests/test_mutation_kills.py holds the tests written for survivors.
+# module -> pytest arguments (test files, node ids, options; see `present`) run against each
+# of its mutants. Chosen by which tests exercise the module directly;
+# tests/test_mutation_kills*.py hold the tests written for survivors.
 KILLS = "tests/test_mutation_kills.py"
 KILLS_SERVICE = "tests/test_mutation_kills_service.py"
 KILLS_SESSIONS = "tests/test_mutation_kills_sessions.py"
+KILLS_VALUES = "tests/test_mutation_kills_values.py"
 MODULES: dict[str, tuple[str, ...]] = {
     "crm_templates/functions.py": (
         KILLS,
@@ -96,6 +99,34 @@ MODULES: dict[str, tuple[str, ...]] = {
     "crm_templates/server/preview.py": (
         KILLS_SESSIONS,
         "tests/test_preview.py",
+    ),
+    # Value validation and coercion, and the renderers' sanitising (issue 10, item 1); the
+    # tests written for their survivors are in tests/test_mutation_kills_values.py.
+    "crm_templates/values.py": (
+        KILLS_VALUES,
+        "tests/test_values.py",
+    ),
+    "fieldtypes/checks.py": (
+        KILLS_VALUES,
+        # Not test_hostile_text_is_refused_quickly: its 0.5 s bound fails on a loaded machine
+        # (two unchanged-behaviour mutants were "killed" that way); its refusals, without the
+        # clock, are in test_hostile_values_are_refused. Only the derandomized mode of the
+        # fixed-point test, so every run draws the same examples.
+        "tests/test_fieldtypes.py::test_canonical_forms_are_fixed_points[fixed]",
+        "tests/test_fieldtypes.py::test_url_edges_cover_every_space",
+        "tests/test_values.py",
+    ),
+    "fieldtypes/richtext.py": (
+        KILLS_VALUES,
+        "tests/test_values.py",
+    ),
+    "renderers/sanitize.py": (
+        KILLS_VALUES,
+        "tests/test_renderers.py",
+    ),
+    "renderers/markup.py": (
+        KILLS_VALUES,
+        "tests/test_renderers.py",
     ),
 }
 
@@ -148,9 +179,54 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     ): "limit 2 under force: force skips the holder scan and takes recent[0], the same newest "
     "entry (the other variant, limit 0, differs only if another writer inserts the reference's "
     "first entry between merge_into_newest and this read: re-check if a sample draws it)",
+    (
+        "fieldtypes/checks.py",
+        "core/NumberReplacer",
+        "nodes = 0",
+    ): "the node count only bounds the walk before json.dumps: every node costs at least one "
+    "byte and every container more, so a value near 10,240 nodes is far over 10,240 bytes and "
+    "the size check refuses it as 'a JSON value of at most 10 KB' too (only its '(got N "
+    "bytes)' suffix differs); cycles stop at the depth bound",
+    (
+        "fieldtypes/checks.py",
+        "core/NumberReplacer",
+        'raise InvalidValue(f"a JSON value of at most {MAX_JSON_BYTES // 1024} KB")',
+    ): "10,240 // 1023 is 10 as well, so the message is unchanged; the other variant, // 1025 "
+    "(9 KB), is killed by test_json_size_messages_name_10_kb",
+    (
+        "fieldtypes/checks.py",
+        "core/RemoveDecorator",
+        "@lru_cache(maxsize=1024)",
+    ): "the cache only saves time: _email is a pure function of its str argument and returns "
+    "an immutable tuple, so calling email_validator every time gives the same answers",
+    (
+        "fieldtypes/checks.py",
+        "core/NumberReplacer",
+        "@lru_cache(maxsize=1024)",
+    ): "maxsize 1023 or 1025 only changes which answers of the pure _email stay cached",
+    (
+        "fieldtypes/checks.py",
+        "core/NumberReplacer",
+        "nodes += 1",
+    ): "+= 2: a value of N nodes is at least 2N - 1 bytes of JSON (a list of N - 1 zeros), so "
+    "when 2N first passes 10,240 the value is already over 10,240 bytes and the size check "
+    "refuses it too ('… 10 KB (got N bytes)'); the other variant, += 0, is killed by "
+    "test_json_size_messages_name_10_kb (the size message then has the suffix)",
 }
 
 PYTEST = "{python} -m pytest -x -q -p no:cacheprovider --timeout=120 {tests}"
+
+
+def present(args: tuple[str, ...], workdir: Path) -> list[str]:
+    """A module's pytest arguments that apply to the copy in ``workdir``: a test file or node
+    id (``file::test[param]``) only when its file exists there (a branch may lack a kill-test
+    file), an option (``-k``, ``--deselect=…``) and the value after ``-k``/``-m`` always."""
+    kept = []
+    for number, arg in enumerate(args):
+        option_value = number > 0 and args[number - 1] in ("-k", "-m")
+        if arg.startswith("-") or option_value or (workdir / arg.split("::")[0]).exists():
+            kept.append(arg)
+    return kept
 
 
 @dataclass
@@ -273,8 +349,11 @@ def run_module(
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
-    tests = [t for t in MODULES[module] if (workdir / t).exists()]
-    command = PYTEST.format(python=sys.executable, tests=" ".join(tests))
+    tests = present(MODULES[module], workdir)
+    # Quoted, and split with shlex as Cosmic Ray splits it: a -k expression has spaces.
+    command = PYTEST.format(
+        python=shlex.quote(sys.executable), tests=" ".join(shlex.quote(t) for t in tests)
+    )
     OUT.mkdir(exist_ok=True)
     db_path = OUT / (module.replace("/", ".") + ".sqlite")
     if rerun and not db_path.exists():
@@ -287,7 +366,7 @@ def run_module(
     os.chdir(workdir)
     try:
         start = time.monotonic()
-        baseline = subprocess.run(command.split(), capture_output=True, text=True)
+        baseline = subprocess.run(shlex.split(command), capture_output=True, text=True)
         if baseline.returncode != 0:
             print(baseline.stdout[-3000:], file=sys.stderr)
             raise SystemExit(f"{module}: the targeted tests fail without any mutation: {command}")
