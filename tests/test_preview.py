@@ -122,6 +122,10 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "find_entries": ("notes", "customer", "cus_a"),
         "latest_values": ("notes", "customer", "cus_a", ["text"]),
         "count_entries": ("notes",),
+        # crm_templates.storage.entity_queries (issue 12, item 2)
+        "count_entries_with_field": ("notes", "text"),
+        "count_entries_by_stage": ("notes",),
+        "entity_versions": (),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .entity_queries import EntityQueries
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -30,7 +31,7 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(ABC):
+class Store(EntityQueries, ABC):
     """Storage for entities, customers and entries."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
@@ -38,7 +39,7 @@ class Store(ABC):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
     def atomic(self) -> AbstractContextManager[Any]:

@@ -64,6 +64,7 @@ from ..model import (
 from .base import Store, not_text
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
+from .entity_queries import ElasticsearchEntityQueries
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -391,7 +392,7 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(Store):
+class ElasticsearchStore(ElasticsearchEntityQueries, Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(
