@@ -207,6 +207,9 @@ SERVICE_READS = {
     "failed_writes",
     "find_customer",
     "flush",
+    # Cache upkeep only (issue 12, item 2): they drop cached definitions, never write.
+    "forget_entity",
+    "refresh_entities",
     "get_customer",
     "get_entity",
     "get_entries_by_ids",
