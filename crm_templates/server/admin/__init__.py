@@ -44,4 +44,7 @@ def operators_only() -> ResponseReturnValue | None:
 
 
 # The views register their routes on `bp` when imported (one module per concern).
-from . import dashboard  # noqa: E402,F401
+from . import (  # noqa: E402
+    dashboard,  # noqa: F401
+    entities,  # noqa: F401
+)
