@@ -59,6 +59,7 @@ STORE_READS = frozenset(
         "iter_entries",
         # crm_templates.storage.entity_queries (issue 12, item 2)
         "count_entries_with_field",
+        "count_entries_by_field",
         "count_entries_by_stage",
         "entity_versions",
     }

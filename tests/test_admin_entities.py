@@ -329,8 +329,9 @@ def test_remove_field_asks_with_the_count_and_keeps_values(app: Any) -> None:
     assert response.status_code == 303
     assert "amount" not in definition(app).field_keys
     assert entries(app) == before_entries  # the values stay in the entries
-    notice = soup_of(client.get("/admin/entities/deals")).select_one('[role="status"]')
-    assert "2 entries keep their values" in notice.get_text()
+    soup = soup_of(client.get("/admin/entities/deals"))
+    assert "2 entries keep their values" in soup.select_one('[role="status"]').get_text()
+    assert "amount (2 entries)" in soup.select_one("#kept-values").get_text(" ", strip=True)
 
 
 def test_stage_reorder_with_the_up_and_down_buttons(app: Any) -> None:

@@ -69,6 +69,17 @@ def test_store_counts_entries_holding_a_field(world: Crm) -> None:
     assert store.count_entries_with_field("people", "amount") == 0  # per entity
 
 
+def test_store_counts_entries_by_field_in_one_pass(world: Crm) -> None:
+    assert world.store.count_entries_by_field("deals") == {
+        "amount": 2,
+        "note": 2,
+        "kind": 1,
+        "owner": 1,
+    }
+    assert world.store.count_entries_by_field("people") == {"name": 1}
+    assert world.store.count_entries_by_field("none-such") == {}
+
+
 def test_store_counts_entries_by_stage(world: Crm) -> None:
     entity = world.get_entity("deals")
     stages = {s.slug: s.id for s in entity.pipelines[0].stages}
@@ -92,6 +103,12 @@ def test_store_counts_see_writes_buffered_in_a_batch(world: Crm) -> None:
         assert store.count_entries_with_field("deals", "amount") == 3
         assert store.count_entries_with_field("deals", "note") == 1
         assert store.count_entries_by_stage("deals").get(None) == 1
+        assert store.count_entries_by_field("deals") == {
+            "amount": 3,
+            "note": 1,
+            "kind": 1,
+            "owner": 1,
+        }
 
 
 # --- entities -------------------------------------------------------------------------------
@@ -299,6 +316,7 @@ def test_removing_a_held_field_needs_confirmation_with_the_count(world: Crm) -> 
     # The values stay in the entries: re-adding the key shows them again.
     assert entries_snapshot(world) == before
     assert world.store.count_entries_with_field("deals", "amount") == 2
+    assert world.store.count_entries_by_field("deals")["amount"] == 2
     again = ea.add_field(
         world, "deals", removal.entity.version, {"key": "amount", "type": "number"}
     )

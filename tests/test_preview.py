@@ -124,6 +124,7 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "count_entries": ("notes",),
         # crm_templates.storage.entity_queries (issue 12, item 2)
         "count_entries_with_field": ("notes", "text"),
+        "count_entries_by_field": ("notes",),
         "count_entries_by_stage": ("notes",),
         "entity_versions": (),
     }

@@ -7,13 +7,14 @@ backends get their implementations from the mixins here (`SQLiteEntityQueries`,
 
 - ``count_entries_with_field`` — the admin's "removing this field: N entries hold it" (the
   same "holds" as ``find_entries(has_key=...)``: the key is present, a stored null counts);
+- ``count_entries_by_field`` — the same for every key at once (the entity page's column);
 - ``count_entries_by_stage`` — stage removal (refused while entries sit in the stage) and the
   entity page's per-stage counts;
 - ``entity_versions`` — the service's cross-process check of its entity cache
   (`crm_templates.service.Crm.refresh_entities`): one small query instead of reading every
   definition.
 
-All three are reads: a read-only store view (`crm_templates.access`) passes them through.
+All four are reads: a read-only store view (`crm_templates.access`) passes them through.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ class EntityQueries(ABC):
         """How many entries of ``entity`` hold a value under ``key`` (a stored null counts, as
         for ``find_entries(has_key=key)``). Undeclared keys are counted too (values kept from
         a removed field)."""
+
+    @abstractmethod
+    def count_entries_by_field(self, entity: str) -> dict[str, int]:
+        """For every key held by entries of ``entity`` (declared or not), how many entries hold
+        it — `count_entries_with_field` for all keys in one pass; keys nobody holds are
+        absent."""
 
     @abstractmethod
     def count_entries_by_stage(self, entity: str) -> dict[str | None, int]:
@@ -60,6 +67,16 @@ class SQLiteEntityQueries(EntityQueries):
                 (entity, _key_path(key)),
             ).fetchone()
         return int(row[0])
+
+    def count_entries_by_field(self, entity: str) -> dict[str, int]:
+        store = cast("SQLiteStore", self)
+        with store._use() as conn:
+            rows = conn.execute(
+                "SELECT held.key, COUNT(*) FROM entries, json_each(entries.values_json) AS held "
+                "WHERE entries.entity = ? GROUP BY held.key",
+                (entity,),
+            ).fetchall()
+        return {key: int(count) for key, count in rows}
 
     def count_entries_by_stage(self, entity: str) -> dict[str | None, int]:
         store = cast("SQLiteStore", self)
@@ -105,6 +122,26 @@ class ElasticsearchEntityQueries(EntityQueries):
             if p.entry is not None and _matches(p.entry, entity, None, None, key)
         )
         return count - shadowed + added
+
+    def count_entries_by_field(self, entity: str) -> dict[str, int]:
+        store = cast("ElasticsearchStore", self)
+        from .elasticsearch import _entry_filters, _query
+
+        if store._overlay():  # inside a batch: count what this thread would read
+            return dict(
+                Counter(k for e in store.find_entries(entity, limit=None) for k in e.values)
+            )
+        with store._translate("counting entries by field"):
+            resp = store.client.search(
+                index=store._entries,
+                query=_query(_entry_filters(entity, None, None)),
+                size=0,
+                aggs={"keys": {"terms": {"field": "keys", "size": 10_000}}},
+            )
+        return {
+            bucket["key"]: int(bucket["doc_count"])
+            for bucket in resp.body["aggregations"]["keys"]["buckets"]
+        }
 
     def count_entries_by_stage(self, entity: str) -> dict[str | None, int]:
         store = cast("ElasticsearchStore", self)
