@@ -21,7 +21,8 @@ Rules where the issue left the choice to us (documented in the admin how-to):
 - **Removing a field** that entries hold asks for confirmation (`ConfirmationRequired` with the
   count) and then removes only the definition: the values stay in the entries (exports and
   migrations keep them; re-adding a field with the same key shows them again). Removing a
-  field is therefore reversible.
+  field is therefore reversible; adding it back is refused if a kept value does not fit the
+  new definition.
 - **Mode**: ``data`` → ``crm`` gives the entity the default pipeline; its existing entries stay
   on no stage until moved. ``crm`` → ``data`` drops the pipelines and is refused while the
   entity has entries (they would lose their stage).
@@ -70,6 +71,7 @@ from .schema import (
     parse_stage,
 )
 from .service import Crm
+from .values import coerce
 
 #: Type changes allowed while entries hold values: every stored value of the first type is,
 #: as stored, a valid value of the second (values are never rewritten).
@@ -434,7 +436,8 @@ def add_field(crm: Crm, slug: str, expected_version: Any, definition: Mapping[st
     """Append a field, given as EnsureCrmEntity takes one (``{key, label, type, options,
     ui_editable, reporting_config, target_entity, display_field, validation_rules}``, camelCase
     accepted). A reference field's target entity must exist. Values kept from an earlier field
-    with the same key (see `remove_field`) show again.
+    with the same key (see `remove_field`) show again — only if each is a valid value of the
+    new field as stored (else `InvalidEdit` on ``type`` with the count).
 
     Raises `StaleEntityError`, `UnknownEntityError`, `InvalidEdit` (taken key: input ``key``).
     """
@@ -443,7 +446,33 @@ def add_field(crm: Crm, slug: str, expected_version: Any, definition: Mapping[st
     if f.key in current.field_keys:
         raise InvalidEdit(f"entity {slug!r} already has a field {f.key!r}", "key")
     _check_target(crm, f)
+    _check_kept_values(crm, slug, f)
     return _commit(crm, current, replace(current, fields=(*current.fields, f)))
+
+
+def _check_kept_values(crm: Crm, slug: str, f: Field) -> None:
+    """Values kept under ``f.key`` (from a removed field) must be valid, as stored, for ``f``:
+    the type rule of `update_field` for a field coming back. Reads only the entries holding
+    the key."""
+    if not crm.store.count_entries_with_field(slug, f.key):
+        return
+    misfits = 0
+    for entry in crm.store.find_entries(slug, has_key=f.key, limit=None):
+        value = entry.values.get(f.key)
+        if value is None:
+            continue
+        try:
+            fits = coerce(f, value) == value
+        except CrmValidationError:
+            fits = False
+        misfits += not fits
+    if misfits:
+        raise InvalidEdit(
+            f"{misfits} {'entry holds' if misfits == 1 else 'entries hold'} a value kept under "
+            f"{f.key!r} (from a removed field) that is not a valid {f.type} value; add the field "
+            "back with the type it had, or use another key",
+            "type",
+        )
 
 
 def update_field(

@@ -317,6 +317,11 @@ def test_removing_a_held_field_needs_confirmation_with_the_count(world: Crm) -> 
     assert entries_snapshot(world) == before
     assert world.store.count_entries_with_field("deals", "amount") == 2
     assert world.store.count_entries_by_field("deals")["amount"] == 2
+    with pytest.raises(
+        ea.InvalidEdit, match="2 entries hold a value kept under 'amount'"
+    ) as misfit:
+        ea.add_field(world, "deals", removal.entity.version, {"key": "amount", "type": "boolean"})
+    assert misfit.value.input == "type"
     again = ea.add_field(
         world, "deals", removal.entity.version, {"key": "amount", "type": "number"}
     )
