@@ -308,6 +308,18 @@ def test_the_detail_shows_fields_lock_pipelines_and_links(app: Any) -> None:
     assert "/admin/entities/profile" in hrefs  # the reference target
 
 
+def test_breadcrumbs_link_every_parent(app: Any) -> None:
+    soup = soup_of(operator_client(app).get("/admin/entities/deals/pipelines/sales/stages/won"))
+    crumbs = soup.select("nav.admin-crumbs li")
+    assert [a["href"] for a in soup.select("nav.admin-crumbs a")] == [
+        "/admin/",
+        "/admin/entities",
+        "/admin/entities/deals",
+    ]
+    assert [li.get_text(strip=True) for li in crumbs] == ["Admin", "Entities", "Deals", "Stage Won"]
+    assert len(soup.select('nav.admin-crumbs [aria-current="page"]')) == 1
+
+
 def test_remove_field_asks_with_the_count_and_keeps_values(app: Any) -> None:
     client = operator_client(app)
     before_entries = entries(app)
