@@ -57,6 +57,11 @@ STORE_READS = frozenset(
         "latest_values",
         "count_entries",
         "iter_entries",
+        # crm_templates.storage.entity_queries (issue 12, item 2)
+        "count_entries_with_field",
+        "count_entries_by_field",
+        "count_entries_by_stage",
+        "entity_versions",
     }
 )
 #: Every public method of the `Store` interface.

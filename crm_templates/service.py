@@ -282,6 +282,25 @@ class Crm:
         with self._shared.lock:
             self._shared.schemas.pop(slug, None)
 
+    def forget_entity(self, slug: str) -> None:
+        """Drop the cached definition of ``slug`` (this service and all its views): the next
+        call reads it from the store. `crm_templates.entity_admin` calls it after each edit."""
+        self._forget_schema(slug)
+
+    def refresh_entities(self) -> None:
+        """Drop cached entity definitions that changed in the store since they were read —
+        by another process too (issue 12, item 2: an admin edit is seen by every process of a
+        site at its next request, not after ``entity_cache_seconds``). One store query
+        (`Store.entity_versions`); the page server calls it once per page request."""
+        shared = self._shared
+        if not shared.schemas:
+            return
+        versions = self._store.entity_versions()
+        with shared.lock:
+            for slug, schema in list(shared.schemas.items()):
+                if versions.get(slug) != schema.entity.version:
+                    del shared.schemas[slug]
+
     def get_entity(self, slug: str) -> Entity:
         """The entity with this slug (`UnknownEntityError` if there is none)."""
         return self._schema(slug).entity

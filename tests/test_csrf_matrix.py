@@ -184,6 +184,24 @@ def at(path: str) -> Callable[[Browser], str]:
 
 
 WT, SALES, PROPERTIES = "weight_tracker", "sales_pipeline", "property_listings"
+_E = "/admin/entities/weight-tracker"
+
+
+def _v(b: Browser) -> dict[str, str]:
+    """The weight tracker entity's current version (what the admin's forms carry)."""
+    entity = b.server.crm.store.get_entity("weight-tracker")
+    return {"version": str(entity.version)}
+
+
+def _second_pipeline(b: Browser) -> None:
+    """An operator, and a second (empty) pipeline ``extra`` the remove row can remove."""
+    from crm_templates import entity_admin
+
+    b.operator()
+    definition = {"slug": "extra", "stages": [{"slug": "a"}]}
+    entity_admin.add_pipeline(b.server.crm, "weight-tracker", _v(b)["version"], definition)
+
+
 ROWS: list[Row] = [
     # JSON bodies reach the server's own forms empty: sign-in and the confirmation find no
     # address or token (400), a wrong (empty) password counts as a failed attempt.
@@ -228,6 +246,39 @@ ROWS: list[Row] = [
         Browser.property_id, empty, (200, False), (200, False)),
     # a page without a backend takes no POST (405) — after the checks
     Row("/", WT, at("/"), nothing, lambda b: {"weight": "80"}, (405, False), (405, False)),
+    # the admin's entity pages (issue 12, item 2): a JSON body reaches them as an empty form,
+    # without the entity version, so a JSON post that passes the checks is refused (422).
+    Row("/admin/entities", WT, at("/admin/entities"), Browser.operator,
+        lambda b: {"slug": "tickets"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/settings", WT, at(f"{_E}/settings"), Browser.operator,
+        lambda b: {**_v(b), "name": "WT"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/fields", WT, at(f"{_E}/fields"), Browser.operator,
+        lambda b: {**_v(b), "key": "city"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/fields/<key>", WT, at(f"{_E}/fields/goal_weight"),
+        Browser.operator, lambda b: {**_v(b), "label": "Goal", "type": "number"}, (303, True),
+        (422, False)),
+    Row("/admin/entities/<slug>/fields/<key>/remove", WT, at(f"{_E}/fields/goal_weight/remove"),
+        Browser.operator, lambda b: {**_v(b), "confirm": "yes"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines", WT, at(f"{_E}/pipelines"), Browser.operator,
+        lambda b: {**_v(b), "slug": "second", "stage_slug": "a"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/settings", WT,
+        at(f"{_E}/pipelines/progress/settings"), Browser.operator,
+        lambda b: {**_v(b), "name": "P"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/remove", WT,
+        at(f"{_E}/pipelines/extra/remove"), lambda b: _second_pipeline(b), _v, (303, True),
+        (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/stages", WT,
+        at(f"{_E}/pipelines/progress/stages"), Browser.operator,
+        lambda b: {**_v(b), "slug": "extra"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/stages/<stage_slug>", WT,
+        at(f"{_E}/pipelines/progress/stages/starting"), Browser.operator,
+        lambda b: {**_v(b), "name": "Start"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/stages/<stage_slug>/move", WT,
+        at(f"{_E}/pipelines/progress/stages/starting/move"), Browser.operator,
+        lambda b: {**_v(b), "direction": "down"}, (303, True), (422, False)),
+    Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/stages/<stage_slug>/remove", WT,
+        at(f"{_E}/pipelines/progress/stages/goal-reached/remove"), Browser.operator, _v,
+        (303, True), (422, False)),
 ]  # fmt: skip
 ROW_IDS = [f"{r.site}{r.rule}" for r in ROWS]
 

@@ -122,6 +122,11 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "find_entries": ("notes", "customer", "cus_a"),
         "latest_values": ("notes", "customer", "cus_a", ["text"]),
         "count_entries": ("notes",),
+        # crm_templates.storage.entity_queries (issue 12, item 2)
+        "count_entries_with_field": ("notes", "text"),
+        "count_entries_by_field": ("notes",),
+        "count_entries_by_stage": ("notes",),
+        "entity_versions": (),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():
@@ -203,6 +208,9 @@ SERVICE_READS = {
     "failed_writes",
     "find_customer",
     "flush",
+    # Cache upkeep only (issue 12, item 2): they drop cached definitions, never write.
+    "forget_entity",
+    "refresh_entities",
     "get_customer",
     "get_entity",
     "get_entries_by_ids",

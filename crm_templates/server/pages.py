@@ -301,6 +301,8 @@ def serve(path: str) -> BaseResponse:
 def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if request.method == "POST" and route.backend is None:
         abort(405)
+    # An entity edited by another process (the admin) is seen now, not after the cache time.
+    state().crm.refresh_entities()
     page = Page(crm=request_crm(), path=route.url, previewed=preview)
     if route.backend is not None:
         answer = _run_backend(route, page)

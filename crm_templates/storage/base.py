@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
 
@@ -32,11 +33,12 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(EntryListing, StageHistoryStore, ABC):
+class Store(EntryListing, StageHistoryStore, EntityQueries, ABC):
     """Storage for entities, customers and entries.
 
     The admin's queries live in modules by concern, mixed in here: `listing.EntryListing`
-    (keyset pages, search, reverse references) and `history.StageHistoryStore` (issue 12)."""
+    (keyset pages, search, reverse references), `history.StageHistoryStore` and
+    `entity_queries.EntityQueries` (counts per field and stage, entity versions) (issue 12)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""

@@ -65,6 +65,7 @@ from ..model import (
 from .base import Store, not_text
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
+from .entity_queries import ElasticsearchEntityQueries
 from .history import ES_MAPPING as _HISTORY_MAPPING
 from .history import ElasticsearchStageHistory
 from .listing import ElasticsearchListing
@@ -396,7 +397,9 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(ElasticsearchListing, ElasticsearchStageHistory, Store):
+class ElasticsearchStore(
+    ElasticsearchListing, ElasticsearchStageHistory, ElasticsearchEntityQueries, Store
+):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(

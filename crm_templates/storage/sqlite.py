@@ -36,6 +36,7 @@ from ..model import (
     entity_to_dict,
 )
 from .base import Store, not_text
+from .entity_queries import SQLiteEntityQueries
 from .history import SQLITE_SCHEMA as _HISTORY_SCHEMA
 from .history import SQLiteStageHistory
 from .listing import SQLITE_SCHEMA as _LISTING_SCHEMA
@@ -238,7 +239,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(SQLiteListing, SQLiteStageHistory, Store):
+class SQLiteStore(SQLiteListing, SQLiteStageHistory, SQLiteEntityQueries, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:

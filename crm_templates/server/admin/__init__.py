@@ -44,4 +44,10 @@ def operators_only() -> ResponseReturnValue | None:
 
 
 # The views register their routes on `bp` when imported (one module per concern).
-from . import dashboard, entries, entry_edits, playground  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    dashboard,
+    entities,
+    entries,
+    entry_edits,
+    playground,
+)
