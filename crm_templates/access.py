@@ -57,6 +57,8 @@ STORE_READS = frozenset(
         "latest_values",
         "count_entries",
         "iter_entries",
+        "stage_totals",
+        "stage_cards",
     }
 )
 #: Every public method of the `Store` interface.

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .boards import BoardQueries
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -30,7 +31,7 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(ABC):
+class Store(BoardQueries, ABC):
     """Storage for entities, customers and entries."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.

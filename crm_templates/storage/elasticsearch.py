@@ -62,6 +62,7 @@ from ..model import (
     entry_to_dict,
 )
 from .base import Store, not_text
+from .boards import ElasticsearchBoards
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
 
@@ -391,7 +392,7 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(Store):
+class ElasticsearchStore(ElasticsearchBoards, Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(

@@ -36,6 +36,7 @@ from ..model import (
     entity_to_dict,
 )
 from .base import Store, not_text
+from .boards import SQLiteBoards
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -233,7 +234,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteBoards, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:

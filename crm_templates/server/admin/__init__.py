@@ -45,3 +45,5 @@ def operators_only() -> ResponseReturnValue | None:
 
 # The views register their routes on `bp` when imported (one module per concern).
 from . import dashboard  # noqa: E402,F401
+from . import boards  # noqa: E402,F401
+from . import stage_move  # noqa: E402,F401
