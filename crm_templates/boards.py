@@ -198,6 +198,10 @@ def move_entry_to_stage(
     if entry is None:
         raise EntryNotFoundError(f"no entry {entry_id!r}")
     entity = crm.get_entity(entry.entity)
+    if entity.mode != "crm":
+        raise CrmValidationError(
+            f"entity {entity.slug!r} is in data mode: its entries have no pipelines or stages"
+        )
     placement = crm.placement_for(entity.slug, pipeline=pipeline, stage=stage)
     if placement is None or placement[1] is None:
         raise CrmValidationError("a stage is required, e.g. stage='won'")

@@ -39,7 +39,7 @@ class Store(BoardQueries, ABC):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
     def atomic(self) -> AbstractContextManager[Any]:

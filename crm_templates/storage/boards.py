@@ -156,7 +156,9 @@ class ElasticsearchBoards(BoardQueries):
 
     def _pipeline_query(self, entity: str, pipeline_id: str) -> dict[str, Any]:
         return {
-            "bool": {"filter": [{"term": {"entity": entity}}, {"term": {"pipeline_id": pipeline_id}}]}
+            "bool": {
+                "filter": [{"term": {"entity": entity}}, {"term": {"pipeline_id": pipeline_id}}]
+            }
         }
 
     def stage_totals(

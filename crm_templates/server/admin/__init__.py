@@ -44,6 +44,8 @@ def operators_only() -> ResponseReturnValue | None:
 
 
 # The views register their routes on `bp` when imported (one module per concern).
-from . import dashboard  # noqa: E402,F401
-from . import boards  # noqa: E402,F401
-from . import stage_move  # noqa: E402,F401
+from . import (  # noqa: E402
+    boards,  # noqa: F401
+    dashboard,  # noqa: F401
+    stage_move,  # noqa: F401
+)

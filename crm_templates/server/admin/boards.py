@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import renderers
 from babel.numbers import format_decimal
 from flask import abort, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from ...boards import Board, load_board
+import renderers
+
+from ...boards import DEFAULT_CARDS, Board, load_board
 from ...colours import css_colour
 from ...errors import CrmValidationError, UnknownEntityError
 from ...model import Entity, Entry, Field
@@ -33,6 +34,8 @@ from .context import NAVIGATION, render_admin
 # The navigation entry (appended here, by the module that owns the view).
 NAVIGATION.append(("Boards", "crm_admin.boards"))
 
+#: Cards per column (then an "N more" link).
+CARDS = DEFAULT_CARDS
 #: Values shown on a card besides the title: the summed field's, then up to this many others.
 CARD_VALUES = 2
 #: Field types too large or too structured for a card.
@@ -73,9 +76,7 @@ def _number(value: float, locale: str) -> str:
 
 def _card_fields(entity: Entity, summed: Field | None) -> list[Field]:
     shown = [summed] if summed is not None else []
-    return shown + [
-        f for f in entity.fields if f is not summed and f.type not in _NOT_ON_CARDS
-    ]
+    return shown + [f for f in entity.fields if f is not summed and f.type not in _NOT_ON_CARDS]
 
 
 def _card(
@@ -169,7 +170,9 @@ def board(slug: str, pipeline_slug: str) -> ResponseReturnValue:
     if not any(p.slug == pipeline_slug for p in entity.pipelines):
         abort(404, f"Entity {slug!r} has no pipeline {pipeline_slug!r}.")
     try:
-        loaded = load_board(crm, slug, pipeline_slug, sum_field=request.args.get("sum"))
+        loaded = load_board(
+            crm, slug, pipeline_slug, sum_field=request.args.get("sum"), cards=CARDS
+        )
     except CrmValidationError as exc:
         abort(400, f"Cannot show this board: {exc}.")
     options = state().crm_state.render_options
@@ -190,8 +193,7 @@ def board(slug: str, pipeline_slug: str) -> ResponseReturnValue:
                 if column.probability is None
                 else _number(column.probability, locale),
                 "cards": [
-                    _card(e, entity, fields, names, options, loaded.sum_field)
-                    for e in column.cards
+                    _card(e, entity, fields, names, options, loaded.sum_field) for e in column.cards
                 ],
                 "more_url": entries_url(entity.slug, stage.slug),
             }
