@@ -145,6 +145,14 @@ class Browser:
                 "company": "Acme", "plan": "growth"}  # fmt: skip
         assert self.client.post("/", data=data).status_code == 303
 
+    def operator_and_entry(self) -> None:
+        """An operator with a check-in on the board to move (``extra['entry']``)."""
+        self.operator()
+        crm = self.server.crm
+        customer = crm.create_customer("mover@example.com")
+        created = crm.create_entry(slug="weight-tracker", values={}, referenceId=customer.id)
+        self.extra["entry"] = created["id"]
+
     def property_id(self) -> None:
         store = self.server.crm.store
         self.extra["property"] = next(e.id for e in store.iter_entries("properties"))
@@ -197,6 +205,10 @@ ROWS: list[Row] = [
         Browser.operator, empty, (303, True), (303, True)),
     Row("/_crm/preview/leave", WT, at("/_crm/preview/leave"), Browser.preview,
         lambda b: {"next": "/"}, (303, True), (303, True)),
+    # The board's stage move (admin): a JSON body carries no form field `stage` (422).
+    Row("/admin/entries/<entry_id>/stage", WT,
+        lambda b: f"/admin/entries/{b.extra['entry']}/stage", Browser.operator_and_entry,
+        lambda b: {"stage": "goal-reached", "pipeline": "progress"}, (303, True), (422, False)),
     # page backends
     Row("/checkin", WT, at("/checkin"), nothing, lambda b: {"weight": "80", "goal": "70"},
         (303, True), (303, True)),
