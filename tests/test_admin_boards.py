@@ -218,11 +218,16 @@ def test_a_read_only_view_may_run_the_board_queries(store: Any) -> None:
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(app: Any) -> None:
+    ids = seed(app)
     client = app.test_client()
     for path in ("/admin/boards", BOARD):
         response = client.get(path)
         assert response.status_code == 302
         assert response.headers["Location"].startswith("/operator/sign-in?next=")
+    data = {"csrf_token": csrf_token(client), "stage": "lost", "pipeline": "sales"}
+    response = client.post(f"/admin/entries/{ids['ann-new']}/stage", data=data)
+    assert response.status_code == 302
+    assert stage_of(app, ids["ann-new"]) == "sales/new"
 
 
 def test_a_customer_gets_403_and_cannot_move_a_card(app: Any) -> None:
@@ -581,13 +586,18 @@ def test_in_chromium_drag_a_card_and_use_the_keyboard(
         if v["impact"] in ("serious", "critical")
     ]
     assert bad == []
-    page.goto(server.url + "/admin/boards")
-    bad = [
-        v["id"]
-        for v in Axe().run(page).response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert bad == []
+    # The same in the dark scheme, and the Boards list.
+    page.emulate_media(color_scheme="dark")
+    for url in (BOARD, "/admin/boards"):
+        page.goto(server.url + url)
+        bad = [
+            f"{url}: {v['id']} at {[n['target'] for n in v['nodes']]}"
+            for v in Axe().run(page).response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert bad == []
+    page.goto(server.url + BOARD)
+    page.screenshot(path=str(tmp_path / "board-dark.png"), full_page=True)
 
 
 @pytest.mark.browser
