@@ -62,6 +62,9 @@ STORE_READS = frozenset(
         "count_entries_by_field",
         "count_entries_by_stage",
         "entity_versions",
+        # crm_templates.storage.boards (issue 12, item 4)
+        "stage_totals",
+        "stage_cards",
     }
 )
 #: Every public method of the `Store` interface.

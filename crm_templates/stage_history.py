@@ -131,7 +131,8 @@ def move_entry(
 
     Resolution follows MoveCrmLead's rules (`Crm.placement_for`). ``expected_version`` (the
     version the caller showed) makes the move refuse with `StaleEntryError` when the entry has
-    changed since; None moves whatever the version. Returns the stored entry.
+    changed since; None moves whatever the version. Returns the stored entry; an entry already
+    at that stage is returned as it is (nothing written, no history).
 
     Raises `EntryNotFoundError` (unknown id), `CrmValidationError` (unknown or ambiguous
     stage/pipeline, a data-mode entity, a missing stage), `StaleEntryError`, `PreviewError`
@@ -161,6 +162,8 @@ def move_entry(
                     f"entry {entry_id!r} was changed by someone else (version "
                     f"{expected_version} → {current.version}); reload it and try again"
                 )
+            if current.pipeline_id == pipeline_id and current.stage_id == stage_id:
+                return current  # already there: nothing written, no history
             at = utc_now()
             stored = store.update_entry(
                 replace(current, pipeline_id=pipeline_id, stage_id=stage_id, updated_at=at),

@@ -110,6 +110,7 @@ def test_reads_pass_through(seeded: Crm) -> None:
     real = seeded.store
     view = seeded.bind("cus_a", read_only=True).store
     newest = real.find_entries("notes", "customer", "cus_a", limit=1)[0]
+    assert newest.pipeline_id is not None  # so the board reads below find something
     calls: dict[str, tuple[Any, ...]] = {
         "get_entity": ("notes",),
         "list_entities": (),
@@ -127,6 +128,8 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "count_entries_by_field": ("notes",),
         "count_entries_by_stage": ("notes",),
         "entity_versions": (),
+        "stage_totals": ("notes", newest.pipeline_id, "text"),
+        "stage_cards": ("notes", newest.pipeline_id, [newest.stage_id], 5),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():

@@ -63,6 +63,7 @@ from ..model import (
     entry_to_dict,
 )
 from .base import Store, not_text
+from .boards import ElasticsearchBoards
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
 from .entity_queries import ElasticsearchEntityQueries
@@ -398,7 +399,11 @@ class ClusterURL:
 
 
 class ElasticsearchStore(
-    ElasticsearchListing, ElasticsearchStageHistory, ElasticsearchEntityQueries, Store
+    ElasticsearchListing,
+    ElasticsearchStageHistory,
+    ElasticsearchEntityQueries,
+    ElasticsearchBoards,
+    Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 

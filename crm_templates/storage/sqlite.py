@@ -36,6 +36,7 @@ from ..model import (
     entity_to_dict,
 )
 from .base import Store, not_text
+from .boards import SQLiteBoards
 from .entity_queries import SQLiteEntityQueries
 from .history import SQLITE_SCHEMA as _HISTORY_SCHEMA
 from .history import SQLiteStageHistory
@@ -239,7 +240,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(SQLiteListing, SQLiteStageHistory, SQLiteEntityQueries, Store):
+class SQLiteStore(SQLiteListing, SQLiteStageHistory, SQLiteEntityQueries, SQLiteBoards, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:

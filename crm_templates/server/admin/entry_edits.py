@@ -151,16 +151,18 @@ def move_stage(entry_id: str) -> ResponseReturnValue:
         if _wants_json():
             return jsonify(ok=False, error=message), status
         return detail_page(entry_or_404(entry_id), stage_error=message, status=status)
-    record_action(
-        "entry.stage",
-        entry_id=entry_id,
-        entity=entity.slug,
-        details={
-            "from": entry.stage_id,
-            "to": moved.stage_id,
-            "pipeline": moved.pipeline_id,
-        },
-    )
+    if (moved.pipeline_id, moved.stage_id) != (entry.pipeline_id, entry.stage_id):
+        # An entry already at that stage was not written: nothing to record.
+        record_action(
+            "entry.stage",
+            entry_id=entry_id,
+            entity=entity.slug,
+            details={
+                "from": entry.stage_id,
+                "to": moved.stage_id,
+                "pipeline": moved.pipeline_id,
+            },
+        )
     if _wants_json():
         return jsonify(
             ok=True, pipeline_id=moved.pipeline_id, stage_id=moved.stage_id, version=moved.version
