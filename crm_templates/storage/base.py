@@ -18,6 +18,8 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .audit import AuditStore
+from .operators import OperatorStore
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -30,8 +32,9 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(ABC):
-    """Storage for entities, customers and entries."""
+class Store(OperatorStore, AuditStore, ABC):
+    """Storage for entities, customers and entries (and operator accounts and the audit trail:
+    `OperatorStore`, `AuditStore`)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""

@@ -61,9 +61,13 @@ from ..model import (
     entry_from_dict,
     entry_to_dict,
 )
+from .audit import MAPPING as _AUDIT_MAPPING
+from .audit import ElasticsearchAudit
 from .base import Store, not_text
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
+from .operators import MAPPING as _OPERATORS_MAPPING
+from .operators import ElasticsearchOperators
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -139,6 +143,8 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
         "properties": {"customer_id": _KEYWORD, "claimed_at": _KEYWORD},
     },
     "security": _SECURITY_MAPPING,
+    "operators": _OPERATORS_MAPPING,
+    "audit": _AUDIT_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -391,7 +397,7 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(Store):
+class ElasticsearchStore(ElasticsearchOperators, ElasticsearchAudit, Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(

@@ -35,7 +35,11 @@ from ..model import (
     entity_from_dict,
     entity_to_dict,
 )
+from .audit import SQLITE_SCHEMA as _AUDIT_SCHEMA
+from .audit import SQLiteAudit
 from .base import Store, not_text
+from .operators import SQLITE_SCHEMA as _OPERATORS_SCHEMA
+from .operators import SQLiteOperators
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -233,7 +237,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteOperators, SQLiteAudit, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
@@ -248,7 +252,7 @@ class SQLiteStore(Store):
         self._closed = False
         with self._translate():
             first = self._connect()
-            first.executescript(_SCHEMA)
+            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA)
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first
