@@ -42,11 +42,11 @@ class OperatorNotFoundError(EntryNotFoundError):
 
 
 def normalise_email(email: Any) -> str:
-    """The canonical (validated, lower-case) form of an operator's email; `CrmValidationError`
+    """The canonical (trimmed, validated, lower-case) form of an operator's email; `CrmValidationError`
     for something that is not an email address. Same rule as customers' emails."""
     from .service import Crm
 
-    return Crm.normalise_email(email)
+    return Crm.normalise_email(email.strip() if isinstance(email, str) else email)
 
 
 def check_password(password: Any) -> str:
