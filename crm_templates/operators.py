@@ -42,8 +42,8 @@ class OperatorNotFoundError(EntryNotFoundError):
 
 
 def normalise_email(email: Any) -> str:
-    """The canonical (trimmed, validated, lower-case) form of an operator's email; `CrmValidationError`
-    for something that is not an email address. Same rule as customers' emails."""
+    """The canonical (trimmed, validated, lower-case) form of an operator's email;
+    `CrmValidationError` for something that is not an email address (customers' rule)."""
     from .service import Crm
 
     return Crm.normalise_email(email.strip() if isinstance(email, str) else email)

@@ -37,7 +37,6 @@ from crm_templates.storage.audit import AuditRecord
 from crm_templates.storage.operators import OperatorAccount
 from tests.admin_world import (
     BACKENDS,
-    PASSWORD,
     csrf_token,
     customer_client,
     make_admin_app,
@@ -129,7 +128,9 @@ def test_the_audit_trail_in_the_store_pages_by_keyset(store_url: str) -> None:
         ]
         newest_first = list(reversed(made))
         assert store.list_audit_records(limit=100) == newest_first
-        assert store.list_audit_records(entry_id="e1") == [r for r in newest_first if r.entry_id == "e1"]
+        assert store.list_audit_records(entry_id="e1") == [
+            r for r in newest_first if r.entry_id == "e1"
+        ]
         assert store.list_audit_records(operator_id="op_a", entry_id="e2") == [
             r for r in newest_first if r.operator_id == "op_a" and r.entry_id == "e2"
         ]
@@ -369,7 +370,10 @@ def test_removing_an_account_or_changing_its_password_ends_its_sessions(
         assert elsewhere.get("/admin/").status_code == 302
         assert bob.get("/admin/").status_code == 200  # another account's session stays
         if change == "password":
-            assert account_client(app, ANN_OP, "a brand new password").get("/admin/").status_code == 200
+            assert (
+                account_client(app, ANN_OP, "a brand new password").get("/admin/").status_code
+                == 200
+            )
     finally:
         elsewhere_app.extensions["crm"].close()
 
@@ -389,7 +393,9 @@ def test_sign_out_everywhere_ends_only_that_operators_sessions(app: Any) -> None
     first, second = account_client(app), account_client(app)
     bootstrap = operator_client(app)
     token = csrf_token(first, "/admin/")
-    assert first.post("/operator/sign-out-everywhere", data={"csrf_token": token}).status_code == 303
+    assert (
+        first.post("/operator/sign-out-everywhere", data={"csrf_token": token}).status_code == 303
+    )
     assert first.get("/admin/").status_code == 302
     assert second.get("/admin/").status_code == 302
     assert bootstrap.get("/admin/").status_code == 200
@@ -427,7 +433,9 @@ def test_the_audit_view_lists_newest_first_pages_and_filters(app: Any) -> None:
     assert rest.select_one('a[rel="next"]') is None
     numbers = [
         int(td.get_text().split('"n":')[1].split(",")[0])
-        for td in (page.select("tbody tr td:nth-of-type(5)") + rest.select("tbody tr td:nth-of-type(5)"))
+        for td in (
+            page.select("tbody tr td:nth-of-type(5)") + rest.select("tbody tr td:nth-of-type(5)")
+        )
         if '"n":' in td.get_text()
     ]
     assert numbers == list(range(54, -1, -1))

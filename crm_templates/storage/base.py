@@ -41,7 +41,7 @@ class Store(OperatorStore, AuditStore, ABC):
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
     def atomic(self) -> AbstractContextManager[Any]:

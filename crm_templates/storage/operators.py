@@ -136,9 +136,8 @@ class SQLiteOperators(OperatorStore):
 
     def get_operator_by_email(self, email: str) -> OperatorAccount | None:
         with self._use() as conn:
-            return _row(
-                conn.execute(f"SELECT {_COLUMNS} FROM operators WHERE email = ?", (email,)).fetchone()
-            )
+            row = conn.execute(f"SELECT {_COLUMNS} FROM operators WHERE email = ?", (email,))
+            return _row(row.fetchone())
 
     def list_operators(self) -> list[OperatorAccount]:
         with self._use() as conn:
@@ -217,9 +216,7 @@ class ElasticsearchOperators(OperatorStore):
                 refresh=self.refresh,
             )
 
-    def _find_operators(
-        self, query: dict[str, Any], size: int
-    ) -> list[OperatorAccount]:
+    def _find_operators(self, query: dict[str, Any], size: int) -> list[OperatorAccount]:
         hits = self._hits(
             self.indices["operators"],
             query,

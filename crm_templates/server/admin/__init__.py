@@ -44,6 +44,4 @@ def operators_only() -> ResponseReturnValue | None:
 
 
 # The views register their routes on `bp` when imported (one module per concern).
-from . import dashboard  # noqa: E402,F401
-from . import customers  # noqa: E402,F401
-from . import audit  # noqa: E402,F401
+from . import audit, customers, dashboard  # noqa: E402,F401

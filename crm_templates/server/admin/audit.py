@@ -81,7 +81,8 @@ def audit_trail() -> ResponseReturnValue:
     records, cursor = audit.records(
         state().crm.store, entry_id=entry_id, operator_id=operator_id, before=before, limit=PAGE
     )
-    filters = {k: v for k, v in (("entry", entry_id), ("operator", operator_id)) if v}
+    given = (("entry", entry_id), ("operator", operator_id))
+    filters: dict[str, Any] = {name: value for name, value in given if value}
     older = (
         url_for("crm_admin.audit", before=audit.encode_cursor(cursor), **filters)
         if cursor

@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import renderers
 from flask import abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
+
+import renderers
 
 from ...customer_list import matches
 from ...errors import CrmValidationError
