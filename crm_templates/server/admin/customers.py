@@ -30,7 +30,7 @@ from markupsafe import Markup
 
 import renderers
 
-from ...customer_list import matches
+from ...customer_list import iter_customers, matches
 from ...errors import CrmValidationError
 from ...model import Customer, Entity, Entry
 from .. import sessions
@@ -86,8 +86,6 @@ def _search(text: str, page: int) -> tuple[list[Customer], bool]:
         by_email = store.get_customer_by_email(email) if email else None
         if by_email is not None and by_email not in exact:
             exact.append(by_email)
-    from ...customer_list import iter_customers
-
     wanted = page * PAGE + 1  # enough for this page and to know there is a next one
     found = list(exact)
     for customer in iter_customers(store):
