@@ -74,9 +74,21 @@ STORE_METHODS = frozenset(
 #: The methods a read-only view refuses: writes, transaction control (``atomic`` and ``batch``
 #: exist only for writes; SQLite's takes the write lock) and ``close`` (the store is shared).
 STORE_WRITES = STORE_METHODS - STORE_READS
-#: Reads of the server's security records: refused too (page code has no business with them),
-#: with a message that does not call them writes.
-STORE_SERVER_READS = frozenset({"is_token_claimed", "count_rate_hits", "session_generation"})
+#: Reads of the server's own records — security records, operator accounts and the audit trail
+#: (issue 12): refused too (page code has no business with them), with a message that does not
+#: call them writes.
+STORE_SERVER_READS = frozenset(
+    {
+        "is_token_claimed",
+        "count_rate_hits",
+        "session_generation",
+        "get_operator",
+        "get_operator_by_email",
+        "list_operators",
+        "has_operators",
+        "list_audit_records",
+    }
+)
 
 
 def may_reach(entry: Entry, customer_id: str | None) -> bool:
@@ -129,7 +141,7 @@ def _refuser(name: str) -> Callable[..., NoReturn]:
     def refuse(self: ReadOnlyStore, *args: Any, **kwargs: Any) -> NoReturn:
         if name in STORE_SERVER_READS:
             raise PreviewError(
-                f"previews are read-only: Store.{name}() (the server's security records) is "
+                f"previews are read-only: Store.{name}() (the server's own records) is "
                 "not available in a preview (nothing was changed)"
             )
         _refuse(f"Store.{name}()")

@@ -256,7 +256,9 @@ def test_error_operator_and_preview_pages(server: LiveServer, page: Any) -> None
         server.app.extensions["crm"].crm.create_customer("preview@example.com")
     page.fill("#password", OPERATOR_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(server.url + "/operator/")
+    page.wait_for_url(server.url + "/admin/")
+    page.goto(server.url + "/operator/")  # the old customers page: now the admin's
+    page.wait_for_url(server.url + "/admin/customers")
     problems += audit(page, "operator: customers")
     customer_id = page.locator("main table code").first.inner_text()
     page.goto(f"{server.url}/?preview_customer={customer_id}")

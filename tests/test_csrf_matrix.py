@@ -139,6 +139,11 @@ class Browser:
         assert self.client.get(f"/auth/sign-in?preview_customer={cat.id}").status_code == 200
         assert self.session().get("crm_preview") == cat.id
 
+    def customer_for_operator(self) -> None:
+        """An operator is signed in and a customer exists (``extra['customer']``)."""
+        self.operator()
+        self.extra["customer"] = self.server.crm.create_customer("cust@example.com").id
+
     def lead(self) -> None:
         """The visitor filed a lead on the sales site (so /pipeline has something to move)."""
         data = {"csrf_token": self.token(), "name": "Ann", "email": "ann@example.com",
@@ -219,6 +224,9 @@ ROWS: list[Row] = [
         (303, True), (303, True)),
     Row("/operator/sign-out-everywhere", WT, at("/operator/sign-out-everywhere"),
         Browser.operator, empty, (303, True), (303, True)),
+    Row("/admin/customers/<customer_id>/sign-out-everywhere", WT,
+        lambda b: f"/admin/customers/{b.extra['customer']}/sign-out-everywhere",
+        Browser.customer_for_operator, empty, (303, True), (303, True)),
     Row("/_crm/preview/leave", WT, at("/_crm/preview/leave"), Browser.preview,
         lambda b: {"next": "/"}, (303, True), (303, True)),
     # the admin playground renders read-only: a valid post changes nothing (JSON bodies reach

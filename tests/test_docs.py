@@ -315,7 +315,9 @@ def test_the_getting_started_tutorial_works_step_by_step(tmp_path: Path) -> None
         _, html = get(op, served.url("/operator/sign-in"))
         status, _, _ = form_post(op, served.url("/operator/sign-in"), html, password=password)
         assert status in (302, 303)
-        status, html = get(op, served.url("/operator/"))
+        # The old customers page /operator/ leads to the admin's (issue 12).
+        assert get(op, served.url("/operator/"))[0] == 302
+        status, html = get(op, served.url("/admin/customers"))
         assert status == 200
         ids = re.findall(r"preview_customer=([\w%-]+)", html)
         previews = {cid: get(op, served.url(f"/?preview_customer={cid}"))[1] for cid in ids}

@@ -642,6 +642,11 @@ def test_security_record_reads_are_refused_in_a_preview_without_calling_them_wri
         ("session_generation", ("k",)),
         ("is_token_claimed", ("k",)),
         ("count_rate_hits", ("k", 60.0)),
+        ("get_operator", ("op_x",)),
+        ("get_operator_by_email", ("a@example.com",)),
+        ("list_operators", ()),
+        ("has_operators", ()),
+        ("list_audit_records", ()),
     ]:
         with pytest.raises(PreviewError) as info:
             getattr(store, name)(*args)

@@ -157,6 +157,8 @@ def test_operator_preview_banner_in_the_browser(serve: Any, page: Any) -> None:
     page.goto(server.url + "/operator/sign-in")
     page.fill("#password", "pw")
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(server.url + "/admin/")
+    page.goto(server.url + "/admin/customers")
     page.get_by_role("link", name="Preview").first.click()
     banner = page.locator(".crm-preview-banner")
     expect(banner).to_contain_text("Preview as Dana Rivera")

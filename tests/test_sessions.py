@@ -118,15 +118,15 @@ def test_an_operator_cookie_copied_before_sign_out_is_refused_after(make: Any) -
     operator = app.test_client()
     assert operator_sign_in(operator).status_code == 303
     thief = copy_of(operator, app)
-    assert thief.get("/operator/").status_code == 200
+    assert thief.get("/admin/customers").status_code == 200
     assert post(operator, "/operator/sign-out").status_code == 303
     for client in (operator, thief):
-        response = client.get("/operator/")
+        response = client.get("/admin/customers")
         assert response.status_code == 302
         assert "/operator/sign-in" in response.headers["Location"]
     assert operator_sign_in(operator).status_code == 303  # signing in again works
-    assert operator.get("/operator/").status_code == 200
-    assert thief.get("/operator/").status_code == 302
+    assert operator.get("/admin/customers").status_code == 200
+    assert thief.get("/admin/customers").status_code == 302
 
 
 def test_sign_out_everywhere_ends_every_browser_of_the_customer(make: Any) -> None:
@@ -159,8 +159,8 @@ def test_operator_sign_out_everywhere(make: Any) -> None:
     for client in (first, second):
         assert operator_sign_in(client).status_code == 303
     assert post(first, "/operator/sign-out-everywhere").status_code == 303
-    assert first.get("/operator/").status_code == 302
-    assert second.get("/operator/").status_code == 302
+    assert first.get("/admin/customers").status_code == 302
+    assert second.get("/admin/customers").status_code == 302
 
 
 def test_operator_and_customer_sessions_end_separately(make: Any) -> None:
@@ -168,10 +168,10 @@ def test_operator_and_customer_sessions_end_separately(make: Any) -> None:
     client = signed_in(app)
     assert operator_sign_in(client).status_code == 303
     assert post(client, "/auth/sign-out").status_code == 303
-    assert client.get("/operator/").status_code == 200  # still an operator
+    assert client.get("/admin/customers").status_code == 200  # still an operator
     assert signed_in(app) is not None
     assert post(client, "/operator/sign-out").status_code == 303
-    assert client.get("/operator/").status_code == 302
+    assert client.get("/admin/customers").status_code == 302
 
 
 def test_sessions_without_a_session_id_are_signed_out(make: Any) -> None:
@@ -182,7 +182,7 @@ def test_sessions_without_a_session_id_are_signed_out(make: Any) -> None:
     with client.session_transaction() as session:
         session.update(customer_id=ann.id, signed_in=True, operator=True)
     assert home(client) == "home:none:False:"
-    assert client.get("/operator/").status_code == 302
+    assert client.get("/admin/customers").status_code == 302
 
 
 def test_an_account_is_never_reached_as_an_anonymous_visitor(make: Any) -> None:
@@ -298,9 +298,9 @@ def test_an_operator_sign_out_on_one_process_is_honoured_by_the_other(pair: Any)
     operator = one.test_client()
     assert operator_sign_in(operator).status_code == 303
     elsewhere = copy_of(operator, two)
-    assert elsewhere.get("/operator/").status_code == 200
+    assert elsewhere.get("/admin/customers").status_code == 200
     assert post(operator, "/operator/sign-out").status_code == 303
-    assert elsewhere.get("/operator/").status_code == 302
+    assert elsewhere.get("/admin/customers").status_code == 302
 
 
 def test_rate_limits_add_up_across_processes(pair: Any) -> None:
@@ -474,22 +474,22 @@ def test_changing_the_operator_password_ends_operator_sessions(make: Any) -> Non
     before = make(CRM_OPERATOR_PASSWORD="leaked-password-1")
     operator = before.test_client()
     assert operator_sign_in(operator, "leaked-password-1").status_code == 303
-    assert operator.get("/operator/").status_code == 200
+    assert operator.get("/admin/customers").status_code == 200
     # The operator rotates the password and restarts (same site, secret key and store).
     after = make(CRM_OPERATOR_PASSWORD="rotated-password-2")
     thief = copy_of(operator, after)
-    response = thief.get("/operator/")
+    response = thief.get("/admin/customers")
     assert response.status_code == 302
     assert "/operator/sign-in" in response.headers["Location"]
     assert thief.get("/?preview_customer=anyone").status_code == 403
     fresh = after.test_client()
     assert operator_sign_in(fresh, "rotated-password-2").status_code == 303
-    assert fresh.get("/operator/").status_code == 200
+    assert fresh.get("/admin/customers").status_code == 200
     # The same holds for a werkzeug hash: its digest, not the plain text, is what is kept.
     from werkzeug.security import generate_password_hash
 
     hashed = make(CRM_OPERATOR_PASSWORD_HASH=generate_password_hash("hash-pw"))
-    assert copy_of(fresh, hashed).get("/operator/").status_code == 302
+    assert copy_of(fresh, hashed).get("/admin/customers").status_code == 302
 
 
 def test_a_used_link_stays_used_through_the_last_second_of_its_life(make: Any) -> None:

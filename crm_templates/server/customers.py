@@ -16,13 +16,15 @@ import hmac
 from flask import g, has_request_context, session
 
 from ..model import Customer
+from ..operators import BOOTSTRAP_ID, generation_key
 from ..service import Crm
 from . import sessions
 from .state import state
 
 SESSION_CUSTOMER = "customer_id"
 SESSION_SIGNED_IN = "signed_in"
-SESSION_OPERATOR = "operator"
+SESSION_OPERATOR = "operator"  # the password fingerprint of the signed-in operator
+SESSION_OPERATOR_ID = "operator_id"  # which operator (issue 12); absent: the bootstrap one
 SESSION_VISITOR = "crm_visitor"  # the anonymous customer this session created
 SESSION_PREVIEW = "crm_preview"  # the customer an operator previews (server.preview)
 
@@ -55,40 +57,77 @@ def is_signed_in() -> bool:
     return current_customer() is not None and bool(session.get(SESSION_SIGNED_IN))
 
 
-def is_operator() -> bool:
-    """True for an operator session (``/operator/sign-in``) signed in with the password that
-    is configured now, and not revoked in the store."""
+def current_operator_id() -> str | None:
+    """The id of the operator this session is signed in as, or None (looked up once per
+    request): an account's id (``op_…``), or ``"operator"`` for the bootstrap account of
+    ``CRM_OPERATOR_PASSWORD`` (issue 12).
+
+    The session is honoured only while its password fingerprint matches the account's current
+    secret (a changed password or a removed account ends it), its session id is not revoked and
+    its generation is the account's current one (sign out everywhere, removal).
+    """
+    if "crm_operator_id" in g:
+        cached = g.crm_operator_id
+        return cached if isinstance(cached, str) else None
+    operator = _check_operator()
+    g.crm_operator_id = operator
+    return operator
+
+
+def _check_operator() -> str | None:
     marker = session.get(SESSION_OPERATOR)
-    fingerprint = sessions.operator_fingerprint()
     if marker is None:
-        return False
+        return None
+    oid = session.get(SESSION_OPERATOR_ID, BOOTSTRAP_ID)  # cookies from before accounts
+    fingerprint: str | None = None
+    if oid == BOOTSTRAP_ID:
+        fingerprint = sessions.operator_fingerprint()
+    elif isinstance(oid, str):
+        account = state().crm.store.get_operator(oid)
+        fingerprint = None if account is None else sessions.fingerprint(account.password_hash)
     if not (
         isinstance(marker, str)
+        and isinstance(oid, str)
         and fingerprint is not None
         and hmac.compare_digest(marker, fingerprint)
     ):
-        forget_operator()  # signed in with another password (since rotated), or operators off
-        return False
-    if sessions.is_current(sessions.OPERATOR, sessions.OPERATOR_GENERATION):
-        return True
+        forget_operator()  # another password (since rotated), a removed account, operators off
+        return None
+    if sessions.is_current(sessions.OPERATOR, generation_key(oid)):
+        return oid
     forget_operator()
-    return False
+    return None
 
 
-def attach_operator() -> None:
+def is_operator() -> bool:
+    """True for an operator session (``/operator/sign-in``) that is still valid (see
+    `current_operator_id`)."""
+    return current_operator_id() is not None
+
+
+def attach_operator(operator_id: str = BOOTSTRAP_ID, secret: str | None = None) -> None:
     """Make this session an operator session (after the password was checked), in a new
-    session id."""
+    session id: the bootstrap account, or the account ``operator_id`` whose password hash is
+    ``secret``."""
     sessions.revoke(sessions.OPERATOR)
     session.pop(SESSION_PREVIEW, None)  # a new operator session starts outside any preview
-    session[SESSION_OPERATOR] = sessions.operator_fingerprint()
-    sessions.start(sessions.OPERATOR, sessions.OPERATOR_GENERATION)
+    if operator_id == BOOTSTRAP_ID:
+        session[SESSION_OPERATOR] = sessions.operator_fingerprint()
+    else:
+        assert secret is not None, "an account's session needs its password hash"
+        session[SESSION_OPERATOR] = sessions.fingerprint(secret)
+    session[SESSION_OPERATOR_ID] = operator_id
+    sessions.start(sessions.OPERATOR, generation_key(operator_id))
+    g.crm_operator_id = operator_id
 
 
 def forget_operator() -> None:
     """Drop the operator part of the session (cookie only), and any preview it had."""
     session.pop(SESSION_OPERATOR, None)
+    session.pop(SESSION_OPERATOR_ID, None)
     session.pop(SESSION_PREVIEW, None)
     sessions.forget(sessions.OPERATOR)
+    g.crm_operator_id = None
 
 
 def detach_operator() -> None:

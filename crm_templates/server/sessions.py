@@ -46,9 +46,16 @@ def operator_fingerprint() -> str | None:
     secret = config.get("CRM_OPERATOR_PASSWORD_HASH") or config.get("CRM_OPERATOR_PASSWORD")
     if not secret:
         return None
+    return fingerprint(str(secret))
+
+
+def fingerprint(secret: str) -> str:
+    """A keyed digest (the app's secret key) of an operator's password secret — the bootstrap
+    password or hash, or an account's password hash (issue 12): a session keeps it, and is
+    honoured only while the account's secret is still the same."""
     raw = current_app.secret_key or ""
     key = raw.encode() if isinstance(raw, str) else bytes(raw)
-    return hmac.new(key, b"crm-operator:" + str(secret).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, b"crm-operator:" + secret.encode(), hashlib.sha256).hexdigest()
 
 
 def customer_generation_key(customer_id: str) -> str:

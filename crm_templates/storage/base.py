@@ -18,10 +18,12 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .audit import AuditStore
 from .boards import BoardQueries
 from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
+from .operators import OperatorStore
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -34,13 +36,16 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(EntryListing, StageHistoryStore, EntityQueries, BoardQueries, ABC):
+class Store(
+    EntryListing, StageHistoryStore, EntityQueries, BoardQueries, OperatorStore, AuditStore, ABC
+):
     """Storage for entities, customers and entries.
 
     The admin's queries live in modules by concern, mixed in here: `listing.EntryListing`
-    (keyset pages, search, reverse references), `history.StageHistoryStore` and
-    `entity_queries.EntityQueries` (counts per field and stage, entity versions) and
-    `boards.BoardQueries` (stage totals and cards of a pipeline board) (issue 12)."""
+    (keyset pages, search, reverse references), `history.StageHistoryStore`,
+    `entity_queries.EntityQueries` (counts per field and stage, entity versions),
+    `boards.BoardQueries` (stage totals and cards of a pipeline board), and the operator
+    accounts and audit trail (`operators.OperatorStore`, `audit.AuditStore`) (issue 12)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""

@@ -62,6 +62,8 @@ from ..model import (
     entry_from_dict,
     entry_to_dict,
 )
+from .audit import MAPPING as _AUDIT_MAPPING
+from .audit import ElasticsearchAudit
 from .base import Store, not_text
 from .boards import ElasticsearchBoards
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
@@ -70,6 +72,8 @@ from .entity_queries import ElasticsearchEntityQueries
 from .history import ES_MAPPING as _HISTORY_MAPPING
 from .history import ElasticsearchStageHistory
 from .listing import ElasticsearchListing
+from .operators import MAPPING as _OPERATORS_MAPPING
+from .operators import ElasticsearchOperators
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -146,6 +150,8 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
     },
     "security": _SECURITY_MAPPING,
     "stage_history": _HISTORY_MAPPING,
+    "operators": _OPERATORS_MAPPING,
+    "audit": _AUDIT_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -403,6 +409,8 @@ class ElasticsearchStore(
     ElasticsearchStageHistory,
     ElasticsearchEntityQueries,
     ElasticsearchBoards,
+    ElasticsearchOperators,
+    ElasticsearchAudit,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

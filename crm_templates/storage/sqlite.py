@@ -35,6 +35,8 @@ from ..model import (
     entity_from_dict,
     entity_to_dict,
 )
+from .audit import SQLITE_SCHEMA as _AUDIT_SCHEMA
+from .audit import SQLiteAudit
 from .base import Store, not_text
 from .boards import SQLiteBoards
 from .entity_queries import SQLiteEntityQueries
@@ -42,6 +44,8 @@ from .history import SQLITE_SCHEMA as _HISTORY_SCHEMA
 from .history import SQLiteStageHistory
 from .listing import SQLITE_SCHEMA as _LISTING_SCHEMA
 from .listing import SQLiteListing
+from .operators import SQLITE_SCHEMA as _OPERATORS_SCHEMA
+from .operators import SQLiteOperators
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -240,7 +244,15 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(SQLiteListing, SQLiteStageHistory, SQLiteEntityQueries, SQLiteBoards, Store):
+class SQLiteStore(
+    SQLiteListing,
+    SQLiteStageHistory,
+    SQLiteEntityQueries,
+    SQLiteBoards,
+    SQLiteOperators,
+    SQLiteAudit,
+    Store,
+):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
@@ -255,7 +267,7 @@ class SQLiteStore(SQLiteListing, SQLiteStageHistory, SQLiteEntityQueries, SQLite
         self._closed = False
         with self._translate():
             first = self._connect()
-            first.executescript(_SCHEMA)
+            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA)
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first

@@ -2,8 +2,8 @@
 
 Every URL under ``/admin`` is for operators only. The guard runs before each view:
 
-- operator features off (no ``CRM_OPERATOR_PASSWORD``/``..._HASH``): 403 saying how to turn
-  them on;
+- operator features off (no ``CRM_OPERATOR_PASSWORD``/``..._HASH`` and no operator account
+  in the store): 403 saying how to turn them on;
 - no operator session: a redirect (302) to ``/operator/sign-in?next=<the admin URL>``;
 - a signed-in customer without an operator session: 403 (a customer never sees the admin).
 
@@ -45,7 +45,9 @@ def operators_only() -> ResponseReturnValue | None:
 
 # The views register their routes on `bp` when imported (one module per concern).
 from . import (  # noqa: E402,F401
+    audit,
     boards,
+    customers,
     dashboard,
     entities,
     entries,

@@ -9,8 +9,11 @@ from typing import Any
 
 from flask import render_template, url_for
 
+from ... import audit
+from ...storage.audit import AuditRecord
 from ..builtin_pages import asset_urls
-from ..customers import is_operator
+from ..customers import current_operator_id
+from ..state import state
 
 audit_log = logging.getLogger("crm_templates.audit")
 
@@ -19,11 +22,13 @@ NAVIGATION: list[tuple[str, str]] = [("Dashboard", "crm_admin.dashboard")]
 
 
 def operator_id() -> str:
-    """The id of the operator acting in this request (``"operator"``: the bootstrap account of
-    ``CRM_OPERATOR_PASSWORD``). Only meaningful inside the admin, behind its guard."""
-    if not is_operator():
+    """The id of the operator acting in this request: an account's id (``op_…``), or
+    ``"operator"`` for the bootstrap account of ``CRM_OPERATOR_PASSWORD``. Only meaningful
+    inside the admin, behind its guard (RuntimeError outside an operator session)."""
+    operator = current_operator_id()
+    if operator is None:
         raise RuntimeError("operator_id() outside an operator session")
-    return "operator"
+    return operator
 
 
 def record_action(
@@ -32,17 +37,30 @@ def record_action(
     entry_id: str | None = None,
     entity: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> None:
+) -> AuditRecord:
     """Record an admin action (``"value.edit"``, ``"entry.stage"``, ``"entity.update"``…) with
-    the operator's id, in the ``crm_templates.audit`` log (issue 12, item 1)."""
+    the operator's id in the store's audit trail (`crm_templates.audit`; issue 12, item 1),
+    readable per entry (`audit_for_entry`, the ``admin/_audit.html`` partial) and at
+    ``/admin/audit``; also a line in the ``crm_templates.audit`` log. Call it after the write
+    succeeded. `CrmValidationError` for an action that is not a lower-case dotted name or
+    details that are not a small JSON-able mapping."""
+    record = audit.record(
+        state().crm.store,
+        operator_id(),
+        action,
+        entry_id=entry_id,
+        entity=entity,
+        details=details,
+    )
     audit_log.info(
         "%s by %s%s%s %s",
         action,
-        operator_id(),
+        record.operator_id,
         f" entry={entry_id}" if entry_id else "",
         f" entity={entity}" if entity else "",
-        dict(details or {}),
+        record.details,
     )
+    return record
 
 
 def render_admin(

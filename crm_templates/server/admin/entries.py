@@ -42,6 +42,7 @@ from ...storage.listing import MAX_SEARCH, EntryQuery, Key
 from ...values import check_reference
 from ..state import state
 from . import bp
+from .audit import audit_context
 from .context import render_admin
 from .entry_cells import (
     Cell,
@@ -359,6 +360,8 @@ def detail_page(
     title = entry.title or f"{entity.singular_name} {entry.id}"
     return render_admin(
         "admin/entry.html",
+        **audit_context(entry.id),
+        customers_css=url_for("crm_admin.static", filename="customers.css"),
         title=title,
         breadcrumbs=[
             ("Entities", "/admin/entities"),
