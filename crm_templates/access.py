@@ -57,6 +57,7 @@ STORE_READS = frozenset(
         "latest_values",
         "count_entries",
         "iter_entries",
+        "aggregate",  # the Reports tab's aggregations (issue 12)
     }
 )
 #: Every public method of the `Store` interface.

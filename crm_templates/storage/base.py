@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .aggregations import Aggregations
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -30,15 +31,15 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
     )
 
 
-class Store(ABC):
-    """Storage for entities, customers and entries."""
+class Store(Aggregations, ABC):
+    """Storage for entities, customers and entries (and their aggregations: `Aggregations`)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
     def atomic(self) -> AbstractContextManager[Any]:

@@ -62,6 +62,7 @@ from ..model import (
     entry_to_dict,
 )
 from .base import Store, not_text
+from .elasticsearch_aggregations import STRING_PART, SearchAggregations
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
 
@@ -109,7 +110,7 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
                 "type": "nested",
                 "properties": {
                     "k": _KEYWORD,
-                    "s": {"type": "keyword", "ignore_above": _MAX_TERM_CHARS},
+                    "s": STRING_PART,  # + a `date` sub-field for date aggregations
                     "n": {"type": "double"},
                     "b": {"type": "boolean"},
                 },
@@ -391,7 +392,7 @@ class ClusterURL:
             raise CrmValidationError(f"store URL {self.url!r}: {exc}") from None
 
 
-class ElasticsearchStore(Store):
+class ElasticsearchStore(SearchAggregations, Store):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
 
     def __init__(

@@ -49,6 +49,7 @@ from .security import (
     now_or,
     recent,
 )
+from .sqlite_aggregations import SQLiteAggregations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -233,7 +234,7 @@ class _Atomic:
                 store._lock.release()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteAggregations, Store):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
