@@ -17,6 +17,7 @@ from crm_templates import FUNCTIONS, Crm, PreviewError, Store
 from crm_templates.access import STORE_METHODS, STORE_READS, STORE_WRITES, ReadOnlyStore
 from crm_templates.server import create_app
 from crm_templates.server.pages import render_as
+from crm_templates.storage.aggregations import Aggregation
 
 NOTES = {
     "slug": "notes",
@@ -122,6 +123,7 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "find_entries": ("notes", "customer", "cus_a"),
         "latest_values": ("notes", "customer", "cus_a", ["text"]),
         "count_entries": ("notes",),
+        "aggregate": ("notes", [Aggregation("terms", "text")]),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():
