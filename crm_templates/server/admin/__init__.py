@@ -44,4 +44,4 @@ def operators_only() -> ResponseReturnValue | None:
 
 
 # The views register their routes on `bp` when imported (one module per concern).
-from . import dashboard  # noqa: E402,F401
+from . import dashboard, reports  # noqa: E402,F401
