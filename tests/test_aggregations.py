@@ -170,3 +170,20 @@ def test_bad_requests_are_refused_before_querying(
 ) -> None:
     with pytest.raises(CrmValidationError, match=message):
         store.aggregate("deals", [Aggregation("metric", "amount"), request_])
+
+
+def test_list_values_count_every_number_but_each_entry_once_per_bucket(store: Any) -> None:
+    store.insert_entries(
+        [entry(nums=[1, 2, 2, 7], tags=["a", "a", "b"]), entry(nums=3.5, tags="a"),
+         entry(nums=[[4]], tags=[["a"]]), entry(nums={"x": 1}, tags={"a": "a"})]
+    )  # fmt: skip
+    metric, histogram, terms = store.aggregate(
+        "deals",
+        [Aggregation("metric", "nums"), Aggregation("histogram", "nums", interval=5),
+         Aggregation("terms", "tags")],
+    )  # fmt: skip
+    assert metric.metric == Metric(count=5, sum=15.5, avg=3.1, min=1.0, max=7.0)
+    assert metric.missing == 2  # a nested list and an object hold no number
+    assert histogram.buckets == (Bucket(0.0, 2), Bucket(5.0, 1))
+    assert terms.buckets == (Bucket("a", 2), Bucket("b", 1))
+    assert terms.missing == 2

@@ -17,14 +17,16 @@ entries never do). Four kinds:
     (ascending; UTF-8 byte order, ``False`` before ``True``), at most ``size`` of them;
     ``other`` counts the rest.
 ``histogram``
-    how many numbers fall in each bucket ``[k * interval, (k + 1) * interval)``; a bucket's
-    key is its lower end ``k * interval``.
+    how many entries hold a number in each bucket ``[k * interval, (k + 1) * interval)``; a
+    bucket's key is its lower end ``k * interval``.
 ``date_histogram``
-    how many ISO 8601 dates / date-times (UTC: the first ten characters are the calendar date)
-    fall in each ``day``, ``week`` (weeks start on Monday, ISO 8601) or ``month``; a bucket's
+    how many entries hold an ISO 8601 date / date-time (UTC: the first ten characters are the
+    calendar date) in each ``day``, ``week`` (weeks start on Monday, ISO 8601) or ``month``; a bucket's
     key is the ``YYYY-MM-DD`` of its first day.
 
-Histograms return only non-empty buckets, in key order; filling gaps is the caller's choice.
+An entry counts once per term or bucket however many of its list items fall there (``metric``
+counts values: ``[1, 2, 2]`` is three numbers). Histograms return only non-empty buckets, in
+key order; filling gaps is the caller's choice.
 Every result carries ``entries`` (the entity's entries) and ``missing`` (entries without a
 value of the aggregated kind: key absent, stored null, another type, an empty list).
 """

@@ -3,9 +3,10 @@
 ``json_each(values_json, '$."key"')`` yields one row for a scalar value and one per item for a
 list (``typeof(key) = 'text'`` rows are an object's members and are skipped, as the search
 backend does not index objects), so scalars and list items are read in one pass without Python
-seeing a row. An entry counts once per distinct term, and once in ``missing`` /
-``with value``, however often a list repeats an item: ``COUNT(DISTINCT rowid)`` is paid only for
-list items (``key IS NOT NULL``), scalars are counted directly.
+seeing a row. The join is a LEFT JOIN, so entries without a matching value form the NULL group:
+``missing`` comes from the same scan. An entry counts once per distinct term or bucket however
+often a list repeats an item: ``COUNT(DISTINCT rowid)`` is paid only for list items
+(``key IS NOT NULL``), scalars are counted directly.
 
 Dates: the first ten characters of a text value must be a real calendar date (``date(d,
 '+0 days') = d`` rejects ``2026-02-30``) followed by nothing or ``T``; weeks start on Monday
@@ -50,9 +51,11 @@ _ENTRIES = "SUM(j.key IS NULL) + COUNT(DISTINCT CASE WHEN j.key IS NOT NULL THEN
 
 
 def _from(condition: str) -> str:
+    # LEFT JOIN: an entry without a matching value yields one row whose j columns are NULL,
+    # so one scan gives both the groups and the entries without a value (the NULL group).
     return (
-        "FROM entries e, json_each(e.values_json, ?) j "
-        f"WHERE e.entity = ? AND {_SCALAR_OR_ITEM} AND {condition}"
+        "FROM entries e LEFT JOIN json_each(e.values_json, ?) j "
+        f"ON {_SCALAR_OR_ITEM} AND {condition} WHERE e.entity = ?"
     )
 
 
@@ -62,48 +65,48 @@ def _path(key: str) -> str:
 
 
 def metric_sql() -> str:
-    """count, sum, avg, min, max of the numbers, and how many entries hold one."""
+    """count, sum, avg, min, max of the numbers, and how many entries hold none."""
     return (
-        f"SELECT COUNT(j.value), SUM(j.value), AVG(j.value), MIN(j.value), MAX(j.value), "
-        f"{_ENTRIES} {_from(_NUMBER)}"
+        "SELECT COUNT(j.value), SUM(j.value), AVG(j.value), MIN(j.value), MAX(j.value), "
+        f"SUM(j.type IS NULL) {_from(_NUMBER)}"
     )
 
 
-def with_value_sql(condition: str) -> str:
-    """How many entries hold at least one value matching ``condition``."""
-    return f"SELECT {_ENTRIES} {_from(condition)}"
-
-
 def terms_sql(value_type: str) -> str:
-    """Entries per term, most first; the third column totals every group (for ``other``)."""
-    if value_type == "boolean":
-        return (
-            f"SELECT j.type AS term, {_ENTRIES} AS n, SUM({_ENTRIES}) OVER () "
-            f"{_from(_BOOLEAN)} GROUP BY term ORDER BY n DESC, term LIMIT ?"
-        )
+    """Entries per term (the NULL term: entries without one), most first (NULL first)."""
+    term = "j.type" if value_type == "boolean" else "j.value"
+    condition = _BOOLEAN if value_type == "boolean" else _TEXT
     return (
-        f"SELECT j.value AS term, {_ENTRIES} AS n, SUM({_ENTRIES}) OVER () "
-        f"{_from(_TEXT)} GROUP BY term ORDER BY n DESC, term LIMIT ?"
+        f"SELECT {term} AS term, {_ENTRIES} AS n {_from(condition)} "
+        "GROUP BY term ORDER BY term IS NOT NULL, n DESC, term"
     )
 
 
 def histogram_sql() -> str:
-    """Values per bucket index ``floor(value / interval)`` (no math extension needed)."""
+    """Entries per bucket index ``floor(value / interval)`` (NULL: entries without a number;
+    no math extension needed)."""
     ratio = "(j.value / ?)"
     index = f"(CAST({ratio} AS INTEGER) - ({ratio} < CAST({ratio} AS INTEGER)))"
-    return f"SELECT {index} AS bucket, COUNT(*) {_from(_NUMBER)} GROUP BY bucket ORDER BY bucket"
+    return f"SELECT {index} AS bucket, {_ENTRIES} {_from(_NUMBER)} GROUP BY bucket ORDER BY bucket"
 
 
 def date_histogram_sql(interval: str) -> str:
-    """Values per bucket start (``YYYY-MM-DD``) for ``day``, ``week`` or ``month``."""
+    """Entries per bucket start (``YYYY-MM-DD``) for ``day``, ``week`` or ``month`` (NULL:
+    entries without a date)."""
     return (
-        f"SELECT {_BUCKET_START[interval]} AS bucket, COUNT(*) {_from(_DATE)} "
-        "GROUP BY bucket ORDER BY bucket"
+        f"SELECT CASE WHEN j.type IS NOT NULL THEN {_BUCKET_START[interval]} END AS bucket, "
+        f"{_ENTRIES} {_from(_DATE)} GROUP BY bucket ORDER BY bucket"
     )
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _split(rows: list[Any]) -> tuple[int, list[Any]]:
+    """(entries without a value: the NULL group's count, the other groups)."""
+    missing = sum(int(n) for key, n in rows if key is None)
+    return missing, [(key, n) for key, n in rows if key is not None]
 
 
 def run_aggregation(
@@ -112,7 +115,7 @@ def run_aggregation(
     """One request on an open connection (``entries``: the entity's entry count)."""
     path = _path(request.field)
     if request.kind == "metric":
-        count, total, avg, low, high, holding = conn.execute(
+        count, total, avg, low, high, missing = conn.execute(
             metric_sql(), (path, entity)
         ).fetchone()
         metric = Metric(
@@ -122,29 +125,31 @@ def run_aggregation(
             min=_float(low),
             max=_float(high),
         )
-        return AggregationResult(request, entries, entries - int(holding or 0), metric=metric)
+        return AggregationResult(request, entries, int(missing or 0), metric=metric)
     if request.kind == "terms":
-        rows = conn.execute(terms_sql(request.value_type), (path, entity, request.size)).fetchall()
-        condition = _BOOLEAN if request.value_type == "boolean" else _TEXT
-        (holding,) = conn.execute(with_value_sql(condition), (path, entity)).fetchone()
+        missing, groups = _split(
+            conn.execute(terms_sql(request.value_type), (path, entity)).fetchall()
+        )
+        # Every group is read (a few per option); `size` only cuts what is returned.
+        kept = groups[: request.size]
         buckets = tuple(
             Bucket(term == "true" if request.value_type == "boolean" else term, int(n))
-            for term, n, _ in rows
+            for term, n in kept
         )
-        other = int(rows[0][2]) - sum(b.count for b in buckets) if rows else 0
-        return AggregationResult(
-            request, entries, entries - int(holding or 0), buckets=buckets, other=other
-        )
+        other = sum(int(n) for _, n in groups[request.size :])
+        return AggregationResult(request, entries, missing, buckets=buckets, other=other)
     if request.kind == "histogram":
         interval = float(request.interval)  # type: ignore[arg-type]  # checked
-        found = conn.execute(histogram_sql(), (interval, interval, interval, path, entity))
-        buckets = tuple(Bucket(histogram_key(int(i), interval), int(n)) for i, n in found)
-        (holding,) = conn.execute(with_value_sql(_NUMBER), (path, entity)).fetchone()
-        return AggregationResult(request, entries, entries - int(holding or 0), buckets=buckets)
-    days = conn.execute(date_histogram_sql(str(request.interval)), (path, entity))
-    buckets = tuple(Bucket(str(day), int(n)) for day, n in days)
-    (holding,) = conn.execute(with_value_sql(_DATE), (path, entity)).fetchone()
-    return AggregationResult(request, entries, entries - int(holding or 0), buckets=buckets)
+        missing, groups = _split(
+            conn.execute(histogram_sql(), (interval, interval, interval, path, entity)).fetchall()
+        )
+        buckets = tuple(Bucket(histogram_key(int(i), interval), int(n)) for i, n in groups)
+        return AggregationResult(request, entries, missing, buckets=buckets)
+    missing, groups = _split(
+        conn.execute(date_histogram_sql(str(request.interval)), (path, entity)).fetchall()
+    )
+    buckets = tuple(Bucket(str(day), int(n)) for day, n in groups)
+    return AggregationResult(request, entries, missing, buckets=buckets)
 
 
 class SQLiteAggregations(Aggregations):

@@ -117,7 +117,9 @@ def _plain_graph(chart: Chart, chart_id: str, keep_style: bool) -> Any:
             return graph
         kind = "bar"
     if kind == "line":
-        graph = pygal.Line(x_label_rotation=30 if len(rows) > 8 else 0, fill=True, **config)
+        graph = pygal.Line(
+            x_label_rotation=30 if len(rows) > 2 else 0, include_x_axis=True, fill=True, **config
+        )
     elif kind == "kpi":
         graph = pygal.HorizontalBar(**{**config, "print_values": True})
     else:
