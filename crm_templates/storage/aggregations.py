@@ -21,8 +21,8 @@ entries never do). Four kinds:
     bucket's key is its lower end ``k * interval``.
 ``date_histogram``
     how many entries hold an ISO 8601 date / date-time (UTC: the first ten characters are the
-    calendar date) in each ``day``, ``week`` (weeks start on Monday, ISO 8601) or ``month``; a bucket's
-    key is the ``YYYY-MM-DD`` of its first day.
+    calendar date) in each ``day``, ``week`` (weeks start on Monday, ISO 8601) or ``month``;
+    a bucket's key is the ``YYYY-MM-DD`` of its first day.
 
 An entry counts once per term or bucket however many of its list items fall there (``metric``
 counts values: ``[1, 2, 2]`` is three numbers). Histograms return only non-empty buckets, in
