@@ -245,16 +245,19 @@ def _requests(f: Field, kind: str, chart: str, interval: str) -> list[Aggregatio
         if chart == "kpi":
             return [Aggregation("metric", f.key)]
         if rc is not None and rc.bucket_size:
-            return [
-                Aggregation("metric", f.key),
-                Aggregation("histogram", f.key, interval=rc.bucket_size),
-            ]
+            return [Aggregation("histogram", f.key, interval=rc.bucket_size)]
         return [Aggregation("metric", f.key)]  # the width needs min..max first
     if kind in ("categorical", "boolean"):
         if kind == "boolean":
             return [Aggregation("terms", f.key, value_type="boolean", size=TERMS_SIZE)]
         return [Aggregation("terms", f.key, size=TERMS_SIZE)]
     return [Aggregation("date_histogram", f.key, interval=interval)]
+
+
+def _needs_width(f: Field, kind: str, chart: str) -> bool:
+    """A numeric chart drawn from buckets without a configured ``bucket_size``."""
+    rc = f.reporting_config
+    return kind == "numeric" and chart != "kpi" and not (rc and rc.bucket_size)
 
 
 def build_report(store: Store, entity: Entity, interval: str = DEFAULT_INTERVAL) -> Report:
@@ -289,8 +292,8 @@ def build_charts(
     results = store.aggregate(entity.slug, requests)
     # Histograms without a bucket size: a width from min..max, then one more query.
     extra: list[Aggregation] = []
-    for f, kind, chart, _note, start, count in plans:
-        if kind == "numeric" and chart != "kpi" and count == 1:
+    for f, kind, chart, _note, start, _count in plans:
+        if _needs_width(f, kind, chart):
             metric = results[start].metric
             low = metric.min if metric and metric.min is not None else 0.0
             high = metric.max if metric and metric.max is not None else 0.0
@@ -300,7 +303,7 @@ def build_charts(
     charts = []
     for f, kind, chart, note, start, count in plans:
         mine = results[start : start + count]
-        if kind == "numeric" and chart != "kpi" and count == 1:
+        if _needs_width(f, kind, chart):
             mine = [*mine, next(later)]
         charts.append(_chart(f, kind, chart, note, mine, interval))
     return Report(entity=entity, entries=entries, interval=interval, charts=tuple(charts))
@@ -331,9 +334,10 @@ def _chart(
         "notes": (note,) if note else (),
     }
     if kind == "numeric":
-        metric = first.metric or Metric()
+        metric = first.metric
         rows: tuple[Row, ...]
         if chart == "kpi":
+            metric = metric or Metric()
             rows = (
                 Row("Count", metric.count),
                 Row("Sum", metric.sum),
@@ -349,7 +353,7 @@ def _chart(
                 metric=metric,
                 **common,
             )
-        histogram = results[1]
+        histogram = results[-1]
         width = float(histogram.request.interval)  # type: ignore[arg-type]
         rows = tuple(
             Row(

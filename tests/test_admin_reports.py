@@ -454,3 +454,41 @@ def test_a_report_in_chromium_has_no_serious_axe_violation(
         assert not bad, "\n".join(bad)
     finally:
         live.stop()
+
+
+def test_numbers_without_a_bucket_size_get_a_round_width(tmp_path: Path) -> None:
+    """bar/pie/line of a number without ``bucket_size``: 1, 2 or 5 × 10ⁿ, at most 10 buckets,
+    chosen from the store's min and max (a second aggregation, never the rows)."""
+    from crm_templates import Crm, open_store
+    from crm_templates.reports import build_report
+
+    crm = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    try:
+        crm.ensure_entity(
+            slug="t",
+            fields=[{"key": "n", "label": "N", "type": "number",
+                     "reporting_config": {"preferred_chart": "bar"}}],
+        )  # fmt: skip
+        for value in (3, 18, 47, 47.5):
+            crm.create_entry(slug="t", values={"n": value}, referenceId="cus_a")
+        (chart,) = build_report(crm.store, crm.get_entity("t")).charts
+        assert chart.chart == "bar"
+        assert [(r.label, r.value) for r in chart.rows] == [
+            ("0 to under 5", 1), ("5 to under 10", 0), ("10 to under 15", 0),
+            ("15 to under 20", 1), ("20 to under 25", 0), ("25 to under 30", 0),
+            ("30 to under 35", 0), ("35 to under 40", 0), ("40 to under 45", 0),
+            ("45 to under 50", 2),
+        ]  # fmt: skip
+    finally:
+        crm.close()
+
+
+@pytest.mark.slow
+def test_benchmark_b7_runs_and_its_page_shows_the_numbers(monkeypatch: Any) -> None:
+    """B7 at a small size (the real size is measured by `python -m benchmarks.run --only B7`)."""
+    from benchmarks import b7_reports
+
+    monkeypatch.setenv("CRM_BENCH_B7_ENTRIES", "2000")
+    outcome = b7_reports.run(quick=True)
+    assert outcome["id"] == "B7"
+    assert outcome["ratio"] > 0 and outcome["page_s"] > 0 and outcome["raw_sql_s"] > 0
