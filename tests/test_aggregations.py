@@ -187,3 +187,31 @@ def test_list_values_count_every_number_but_each_entry_once_per_bucket(store: An
     assert histogram.buckets == (Bucket(0.0, 2), Bucket(5.0, 1))
     assert terms.buckets == (Bucket("a", 2), Bucket("b", 1))
     assert terms.missing == 2
+
+
+def test_an_entries_index_from_before_the_date_sub_field_gains_it(
+    search_store_factory: Any,
+) -> None:
+    """A cluster whose entries index was created without ``kv.s.date`` (an earlier version):
+    the first date aggregation adds the sub-field and re-indexes, then counts the old entries."""
+    import copy
+    import uuid
+
+    from crm_templates.storage import elasticsearch as es
+
+    prefix = f"t{uuid.uuid4().hex[:12]}_"
+    old = copy.deepcopy(es._MAPPINGS["entries"])
+    old["properties"]["kv"]["properties"]["s"] = {"type": "keyword", "ignore_above": 1024}
+    first = search_store_factory(prefix=prefix)
+    first.client.indices.delete(index=first._entries)
+    first.client.indices.create(index=first._entries, mappings=old)
+    first.insert_entries([entry(when="2026-01-31"), entry(when="2026-02-01T10:00:00Z")])
+    store = search_store_factory(prefix=prefix)  # opens the existing index as it is
+    (result,) = store.aggregate("deals", [Aggregation("date_histogram", "when", interval="month")])
+    fields = store.client.indices.get_mapping(index=store._entries).body[store._entries][
+        "mappings"
+    ]["properties"]["kv"]["properties"]["s"]["fields"]
+    assert fields["date"]["type"] == "date"
+    store.client.indices.refresh(index=store._entries)
+    (result,) = store.aggregate("deals", [Aggregation("date_histogram", "when", interval="month")])
+    assert result.buckets == (Bucket("2026-01-01", 1), Bucket("2026-02-01", 1))

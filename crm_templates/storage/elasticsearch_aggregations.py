@@ -7,8 +7,9 @@ a ``nested`` aggregation on ``kv`` filtered to ``kv.k == field`` and to the part
 nested document per entry and key makes a bucket's ``doc_count`` a number of entries, and
 ``reverse_nested`` gives the entries holding a value. Dates are read from ``kv.s.date``, a
 ``date`` sub-field of ``kv.s`` (``strict_date_optional_time``, ``ignore_malformed``, UTC), added
-to the mapping of an existing entries index when the store first aggregates by date; entries
-indexed before that sub-field existed are not counted by date until they are written again.
+to the mapping of an existing entries index when the store first aggregates by date (its
+documents are then re-indexed in place by a background ``_update_by_query``; until it ends,
+older entries are missing from date charts).
 """
 
 from __future__ import annotations
@@ -150,14 +151,27 @@ class SearchAggregations(Aggregations):
     _date_mapping_done: bool = False
 
     def _ensure_date_part(self) -> None:
-        """Add the ``kv.s.date`` sub-field to an entries index created before it existed."""
+        """Give an entries index created before ``kv.s.date`` existed that sub-field, then
+        re-index its documents in place (``_update_by_query``, as a background task on the
+        cluster) so they gain it; until that task ends, older entries are missing from date
+        charts. Done once per store object; indices created by this version have it."""
         if self._date_mapping_done:
             return
         with self._date_mapping_lock, self._translate("adding the date sub-field"):
-            self.client.indices.put_mapping(
-                index=self._entries,
-                properties={"kv": {"type": "nested", "properties": {"s": STRING_PART}}},
-            )
+            if self._date_mapping_done:
+                return
+            found: dict[str, Any] = dict(self.client.indices.get_mapping(index=self._entries).body)
+            index: dict[str, Any] = next(iter(found.values()), {})
+            mapping: dict[str, Any] = index.get("mappings") or {}
+            kv = mapping.get("properties", {}).get("kv", {}).get("properties", {})
+            if "date" not in kv.get("s", {}).get("fields", {}):
+                self.client.indices.put_mapping(
+                    index=self._entries,
+                    properties={"kv": {"type": "nested", "properties": {"s": STRING_PART}}},
+                )
+                self.client.update_by_query(
+                    index=self._entries, conflicts="proceed", wait_for_completion=False
+                )
             self._date_mapping_done = True
 
     def aggregate(self, entity: str, requests: Sequence[Aggregation]) -> list[AggregationResult]:
