@@ -21,6 +21,7 @@ MODULES = {
     "B4": "benchmarks.b4_scale",
     "B5": "benchmarks.b5_server",
     "B6": "benchmarks.b6_roundtrips",
+    "B7": "benchmarks.b7_reports",
     "B8": "benchmarks.b8_entries_page",
 }
 

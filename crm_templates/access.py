@@ -65,6 +65,7 @@ STORE_READS = frozenset(
         # crm_templates.storage.boards (issue 12, item 4)
         "stage_totals",
         "stage_cards",
+        "aggregate",  # the Reports tab's aggregations (issue 12)
     }
 )
 #: Every public method of the `Store` interface.

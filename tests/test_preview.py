@@ -17,6 +17,7 @@ from crm_templates import FUNCTIONS, Crm, PreviewError, Store
 from crm_templates.access import STORE_METHODS, STORE_READS, STORE_WRITES, ReadOnlyStore
 from crm_templates.server import create_app
 from crm_templates.server.pages import render_as
+from crm_templates.storage.aggregations import Aggregation
 
 NOTES = {
     "slug": "notes",
@@ -130,6 +131,7 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "entity_versions": (),
         "stage_totals": ("notes", newest.pipeline_id, "text"),
         "stage_cards": ("notes", newest.pipeline_id, [newest.stage_id], 5),
+        "aggregate": ("notes", [Aggregation("terms", "text")]),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():

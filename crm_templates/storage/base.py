@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
+from .aggregations import Aggregations
 from .audit import AuditStore
 from .boards import BoardQueries
 from .entity_queries import EntityQueries
@@ -37,7 +38,14 @@ def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
 
 
 class Store(
-    EntryListing, StageHistoryStore, EntityQueries, BoardQueries, OperatorStore, AuditStore, ABC
+    EntryListing,
+    StageHistoryStore,
+    EntityQueries,
+    BoardQueries,
+    OperatorStore,
+    AuditStore,
+    Aggregations,
+    ABC,
 ):
     """Storage for entities, customers and entries.
 
@@ -45,7 +53,8 @@ class Store(
     (keyset pages, search, reverse references), `history.StageHistoryStore`,
     `entity_queries.EntityQueries` (counts per field and stage, entity versions),
     `boards.BoardQueries` (stage totals and cards of a pipeline board), and the operator
-    accounts and audit trail (`operators.OperatorStore`, `audit.AuditStore`) (issue 12)."""
+    accounts and audit trail (`operators.OperatorStore`, `audit.AuditStore`), and the Reports
+    tab's `aggregations.Aggregations` (issue 12)."""
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""

@@ -66,6 +66,7 @@ from .audit import MAPPING as _AUDIT_MAPPING
 from .audit import ElasticsearchAudit
 from .base import Store, not_text
 from .boards import ElasticsearchBoards
+from .elasticsearch_aggregations import STRING_PART, SearchAggregations
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
 from .entity_queries import ElasticsearchEntityQueries
@@ -119,7 +120,7 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
                 "type": "nested",
                 "properties": {
                     "k": _KEYWORD,
-                    "s": {"type": "keyword", "ignore_above": _MAX_TERM_CHARS},
+                    "s": STRING_PART,  # + a `date` sub-field for date aggregations
                     "n": {"type": "double"},
                     "b": {"type": "boolean"},
                 },
@@ -411,6 +412,7 @@ class ElasticsearchStore(
     ElasticsearchBoards,
     ElasticsearchOperators,
     ElasticsearchAudit,
+    SearchAggregations,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

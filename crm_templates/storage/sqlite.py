@@ -59,6 +59,7 @@ from .security import (
     now_or,
     recent,
 )
+from .sqlite_aggregations import SQLiteAggregations
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -251,6 +252,7 @@ class SQLiteStore(
     SQLiteBoards,
     SQLiteOperators,
     SQLiteAudit,
+    SQLiteAggregations,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""

@@ -53,4 +53,5 @@ from . import (  # noqa: E402,F401
     entries,
     entry_edits,
     playground,
+    reports,
 )
