@@ -45,7 +45,7 @@ def _read_password(password_stdin: bool) -> str:
     return str(value)
 
 
-@click.group("operator")
+@click.group("operator", short_help="Add, remove and list the admin's operator accounts.")
 def operator_group() -> None:
     """Operator accounts: who may sign in to the admin (/admin) and preview pages."""
 
