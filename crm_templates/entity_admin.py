@@ -62,6 +62,8 @@ from .model import (
     field_to_dict,
 )
 from .schema import (
+    FIELD_ATTRIBUTES,
+    STAGE_ATTRIBUTES,
     build_entity,
     check_slug,
     check_unicode,
@@ -94,19 +96,6 @@ SAFE_TYPE_CHANGES: frozenset[tuple[str, str]] = frozenset(
     {(old, new) for old in _STRING_TYPES for new in ("text", "textarea") if old != new}
     | {("rich_text", "wysiwyg"), ("wysiwyg", "rich_text"), ("image", "file"), ("file", "image")}
 )
-#: Attributes `update_field` changes (the key is the field's identity and stays).
-FIELD_ATTRIBUTES = (
-    "label",
-    "type",
-    "options",
-    "ui_editable",
-    "reporting_config",
-    "target_entity",
-    "display_field",
-    "validation_rules",
-    "visible_to_team_ids",
-)
-STAGE_ATTRIBUTES = ("name", "color", "semantic_status", "probability")
 
 
 class InvalidEdit(CrmValidationError):

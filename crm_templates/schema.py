@@ -35,6 +35,23 @@ from .model import (
 )
 from .values import shown
 
+#: What a field definition may say besides its ``key`` (its identity), in the order the
+#: docs list them (SPEC §3); the admin's field editor changes these (`entity_admin`).
+FIELD_ATTRIBUTES = (
+    "label",
+    "type",
+    "options",
+    "ui_editable",
+    "reporting_config",
+    "target_entity",
+    "display_field",
+    "validation_rules",
+    "visible_to_team_ids",
+)
+#: What a stage definition may say besides its ``slug`` (SPEC §3).
+STAGE_ATTRIBUTES = ("name", "color", "semantic_status", "probability")
+
+
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\Z")  # \Z: "$" would let "x\n" through
 FIELD_KEY_RE = re.compile(r"^[a-zA-Z0-9_.-]+\Z")
 
@@ -217,18 +234,7 @@ def parse_field(d: Any, where: str = "field") -> Field:
     """Parse one field definition."""
     spec = _normalise(
         d,
-        (
-            "key",
-            "label",
-            "type",
-            "options",
-            "ui_editable",
-            "reporting_config",
-            "target_entity",
-            "display_field",
-            "validation_rules",
-            "visible_to_team_ids",
-        ),
+        ("key", *FIELD_ATTRIBUTES),
         where,
     )
     key = spec.get("key")
@@ -307,9 +313,7 @@ def parse_fields(items: Any) -> list[Field]:
 
 def parse_stage(d: Any, position: int, where: str) -> Stage:
     """Parse one stage definition (a fresh id is assigned)."""
-    spec = _normalise(
-        d, ("slug", "name", "color", "semantic_status", "probability", "id", "position"), where
-    )
+    spec = _normalise(d, ("slug", *STAGE_ATTRIBUTES, "id", "position"), where)
     slug = check_slug(spec.get("slug"), f"{where}.slug")
     status = spec.get("semantic_status", "open")
     if status not in SEMANTIC_STATUSES:
