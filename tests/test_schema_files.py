@@ -280,6 +280,49 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
         read_schema_file(path)
 
 
+# attack11: a scalar that parses but Python cannot build (an impossible date, a number with
+# thousands of digits) raised a bare ValueError without file, line or path.
+UNBUILDABLE = [
+    # (name, file, text, line, column, path, expectation)
+    ("impossible date", "crm.yaml", ENTITY + "    name: 2020-13-45\n", 3, 11, "entities[0].name",
+     "not a usable value '2020-13-45': month must be in 1..12 (quote it"),
+    ("impossible timestamp in a list", "crm.yaml",
+     ENTITY + "    fields:\n      - {key: x, type: text, label: 2021-02-30 10:00:00}\n", 4, 37,
+     "entities[0].fields[0].label", "day is out of range for month"),
+    ("5,000-digit integer", "crm.yaml", ENTITY + "    name: " + "1" * 5000 + "\n", 3, 11,
+     "entities[0].name", "a number with too many digits"),
+    ("5,000-digit JSON integer", "crm.json",
+     '{"entities": [{"slug": "a",\n "name": ' + "1" * 5000 + "}]}", 2, 10, "entities[0].name",
+     "a number with too many digits"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "column", "where", "expected"),
+    [(c[1], c[2], c[3], c[4], c[5], c[6]) for c in UNBUILDABLE],
+    ids=[c[0] for c in UNBUILDABLE],
+)
+def test_unbuildable_scalar_is_located(
+    tmp_path: Path, name: str, text: str, line: int, column: int, where: str, expected: str
+) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(SchemaFileError) as info:
+        read_schema_file(path)
+    check(info, path, line, column, where, expected)
+    assert len(str(info.value)) < 400  # the huge value is not echoed
+
+
+def test_utf8_bom_is_read_and_other_encodings_are_named(tmp_path: Path) -> None:
+    """attack11: a JSON file with a UTF-8 BOM failed (YAML read it); UTF-16 was 'not UTF-8'."""
+    for name in ("crm.json", "crm.yaml"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + b'{"entities": [{"slug": "a", "name": "A"}]}')
+        assert [e["slug"] for e in load_schema_file(path)] == ["a"]
+        path.write_text('{"entities": []}', encoding="utf-16")
+        with pytest.raises(SchemaFileError, match="the file is UTF-16 text: save it as UTF-8"):
+            read_schema_file(path)
+
+
 def test_format_path() -> None:
     assert format_path(("entities", 0, "fields", 2, "type")) == "entities[0].fields[2].type"
     assert format_path(("entities", "weight-tracker")) == "entities.weight-tracker"
