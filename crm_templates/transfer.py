@@ -23,8 +23,11 @@ CSV cells (text; one documented encoding per type, so an export reads back exact
 * every other type (text, dates, emails, URLs, references, …): the stored text as it is.
 
 Formula protection (CSV injection): a cell that is empty text, starts with one of
-``= + - @ TAB CR '`` or is exactly ``\\N`` gets a leading apostrophe on export (number cells
-excepted: ``-5`` is a number to a spreadsheet too). On import one leading apostrophe is always
+``= + - @ TAB CR LF '``, or is exactly ``\\N`` gets a leading apostrophe on export (number
+cells excepted: ``-5`` is a number to a spreadsheet too). "Starts with" looks past leading
+whitespace (``" =1+1"``) and reads compatibility forms as their plain character (the
+full-width ``＝＋－＠`` and the small ``﹦﹢﹣﹫``, which spreadsheets in East Asian locales
+take as formula starts), by Unicode NFKC. On import one leading apostrophe is always
 removed, so ``'=cmd`` reads back as ``=cmd`` and ``''x`` as ``'x``; spreadsheets show such cells
 as text rather than running them.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -67,7 +71,9 @@ FIELD_PREFIX = "field:"
 NULL = "\\N"
 ESCAPE = "'"
 #: First characters that make a spreadsheet read a cell as a formula (OWASP), plus the escape.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", ESCAPE)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", ESCAPE)
+#: Formula starts after leading whitespace and NFKC (``＝`` is ``=``): see `escape_cell`.
+_FORMULA_CHARACTERS = frozenset("=+-@")
 LIST_TYPES = frozenset({"multiselect", "multi_reference"})
 BATCH = 500  # rows per bulk write
 
@@ -119,11 +125,19 @@ def columns_for(entity: Entity) -> list[str]:
 
 
 def escape_cell(text: str) -> str:
-    """Protect a text cell: a leading apostrophe for empty text, formula-like text, text
+    """Protect a text cell: a leading apostrophe for empty text, formula-like text (also
+    after leading whitespace, and in full-width or small forms: ``" =1"``, ``"＝1"``), text
     starting with an apostrophe, and the null marker."""
-    if text == "" or text.startswith(FORMULA_STARTS) or text == NULL:
+    if text == "" or text.startswith(FORMULA_STARTS) or text == NULL or _formula_like(text):
         return ESCAPE + text
     return text
+
+
+def _formula_like(text: str) -> bool:
+    """Whether ``text``'s first non-whitespace character is a formula start once normalised
+    (NFKC maps ``＝`` U+FF1D and ``﹦`` U+FE66 to ``=``, and so on)."""
+    first = text.lstrip()[:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in _FORMULA_CHARACTERS
 
 
 def unescape_cell(cell: str) -> str:

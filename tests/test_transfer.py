@@ -266,13 +266,32 @@ def test_import_into_a_separately_ensured_entity_keeps_stages_by_slug(tmp_path: 
     target.close()
 
 
-@pytest.mark.parametrize("text", HOSTILE)
+def formula_like(cell: str) -> bool:
+    """Whether a spreadsheet might read ``cell`` as a formula: its first character past
+    whitespace is = + - @ in any compatibility form (full-width ＝, small ﹦), or it starts with
+    a tab or a line break."""
+    import unicodedata
+
+    first = cell.lstrip()[:1]
+    return cell.startswith(("\t", "\r", "\n")) or (
+        bool(first) and unicodedata.normalize("NFKC", first)[:1] in "=+-@"
+    )
+
+
+# attack11: full-width and small forms, and formula starts after leading whitespace.
+SPREADSHEET_FORMULAS = [
+    "＝1+1", "＋1", "－1", "＠SUM(A1)", "﹦1", "﹢1", "﹣1", "﹫x", " =1+1", "  +1", "\u3000＝1",
+    "\u00a0=1", "\n=1+1", " \t@x", "=HYPERLINK(\"http://x\")",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", HOSTILE + SPREADSHEET_FORMULAS)
 def test_every_hostile_text_survives_a_csv_cell(text: str) -> None:
     from crm_templates.model import Field
 
     f = Field(key="t", label="t", type="text")
     cell = encode_csv_value(f, text)
-    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))  # no formula in a spreadsheet
+    assert not formula_like(cell), cell  # no formula in a spreadsheet
     assert decode_csv_value(f, cell) == text
     assert unescape_cell(escape_cell(text)) == text
 
@@ -291,7 +310,7 @@ def test_any_text_round_trips_through_a_csv_file(texts: list[str]) -> None:
     csv.writer(out).writerow([encode_csv_value(f, t) for f, t in zip(fields, texts, strict=True)])
     (cells,) = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
     assert [decode_csv_value(f, c) for f, c in zip(fields, cells, strict=True)] == texts
-    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+    assert not any(formula_like(c) for c in cells)
 
 
 def test_csv_cells_for_absent_null_and_empty_differ() -> None:
@@ -307,9 +326,11 @@ def test_export_writes_formula_text_escaped(tmp_path: Path) -> None:
     crm = Crm(open_store("sqlite:///:memory:"))
     crm.ensure_entity(slug="note", entityMode="data", fields=[{"key": "body"}])
     crm.create_entry(slug="note", title="@x", referenceId="r", values={"body": "=1+1"})
+    crm.create_entry(slug="note", title="＠x", referenceId=" =r", values={"body": "＝1+1"})
     lines = export_text(crm, "note", "csv").splitlines()
     assert lines[0] == "id,title,reference_type,reference_id,created_at,updated_at,body"
     assert lines[1].endswith(",'=1+1") and ",'@x," in lines[1]
+    assert lines[2].endswith(",'＝1+1") and ",'＠x," in lines[2] and ",' =r," in lines[2]
     crm.close()
 
 
