@@ -33,6 +33,12 @@ as text rather than running them.
 
 JSONL: values are JSON values as stored (no escaping); a key missing from an object is an
 absent value, ``null`` is null. A json field's value is the JSON value itself.
+An object naming a key twice, or nested too deeply to read, is a bad line.
+
+Keyed imports (``key=``): a row matched by a *field* (``--key external_id``) must name the
+matched entry's own reference when it names one; otherwise it is a problem, since a field value
+may be shared by several customers' records and the match would move another customer's entry.
+``--key id`` names the entry exactly and may move it.
 """
 
 from __future__ import annotations
@@ -366,6 +372,23 @@ def _read_csv(fp: TextIO, problems: list[Problem]) -> tuple[list[str], list[_Row
     return header, rows
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a JSON object naming a key twice is refused (json.loads would
+    keep the last silently; a CSV file repeating a column is refused too)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def _read_jsonl(
     fp: TextIO, problems: list[Problem]
 ) -> tuple[list[str], list[_Row], dict[str, int]]:
@@ -375,9 +398,14 @@ def _read_jsonl(
         if not text.strip():
             continue
         try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            problems.append(Problem(line, None, f"not a JSON object: {exc}"))
+            doc = json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            problems.append(Problem(line, exc.key, f"the key {exc.key!r} appears twice"))
+            rows.append(_Row(line, {}, bad=True))
+            continue
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problems.append(Problem(line, None, f"not a JSON object: {reason[:200]}"))
             rows.append(_Row(line, {}, bad=True))
             continue
         if not isinstance(doc, dict):
@@ -678,6 +706,12 @@ def _find_existing(
             )
             continue
         row.existing = matches[0] if matches else None
+        moved = _moved_reference(row)
+        if moved is not None:
+            # A field value may be shared by records of several customers: a match by it must
+            # not move another customer's entry onto this row's reference (attack11).
+            problem(row, moved[0], moved[1])
+            continue
         if row_id is not None:
             if row.existing is not None and row.existing.id != row_id:
                 problem(
@@ -685,6 +719,27 @@ def _find_existing(
                 )
             elif row.existing is None and row_id in by_id:
                 problem(row, "id", f"entry {row_id!r} already exists (its {key_column} differs)")
+
+
+def _moved_reference(row: _Row) -> tuple[str, str] | None:
+    """(column, message) when ``row`` matched an entry by a field key but names another
+    reference (``reference_type``/``reference_id``) than that entry's; else None. Moving an
+    entry to another reference takes ``--key id`` (the entry named exactly)."""
+    old = row.existing
+    if old is None:
+        return None
+    for column, stored in (
+        ("reference_type", old.reference_type),
+        ("reference_id", old.reference_id),
+    ):
+        given = row.entry.get(column)
+        if given is not None and given != stored:
+            return column, (
+                f"matches entry {old.id!r} of {old.reference_type}:{old.reference_id} by key, "
+                f"but this row names {column} {given!r}; a match by a field never moves an "
+                "entry to another reference (use --key id to move it)"
+            )
+    return None
 
 
 def _build(

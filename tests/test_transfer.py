@@ -491,6 +491,49 @@ def test_key_problems_are_reported(deal_crm: Crm) -> None:
     assert deal_crm.store.count_entries() == 0
 
 
+def test_a_match_by_field_never_moves_another_customers_entry(deal_crm: Crm) -> None:
+    """attack11: --key FIELD matched cus_a's entry and moved it onto the row's cus_b ("1
+    updated"), so a shared value (a name, an email) handed one customer's record to another."""
+    import_text(deal_crm, "deal", keyed_csv([("x1", "cus_a", "1")]), "csv", key="external_id")
+    (entry,) = deal_crm.store.iter_entries("deal")
+    for text in (
+        keyed_csv([("x1", "cus_b", "2")]),
+        "external_id,reference_type,amount\nx1,site,2\n",
+    ):
+        report = import_text(deal_crm, "deal", text, "csv", key="external_id")
+        assert not report.ok and not report.written
+        (problem,) = report.problems
+        assert problem.line == 2 and problem.column in ("reference_id", "reference_type")
+        assert f"matches entry {entry.id!r} of customer:cus_a by key" in problem.message
+        assert "use --key id to move it" in problem.message
+        assert deal_crm.store.get_entry(entry.id) == entry
+    # The same reference (given or left out) updates; --key id names the entry and may move it.
+    same = import_text(
+        deal_crm, "deal", keyed_csv([("x1", "cus_a", "3")]), "csv", key="external_id"
+    )
+    assert (same.updated, same.created) == (1, 0)
+    omitted = import_text(deal_crm, "deal", "external_id,amount\nx1,4\n", "csv", key="external_id")
+    assert omitted.updated == 1
+    moved = import_text(deal_crm, "deal", f"id,reference_id\n{entry.id},cus_b\n", "csv", key="id")
+    assert moved.updated == 1
+    assert deal_crm.store.get_entry(entry.id).reference_id == "cus_b"  # type: ignore[union-attr]
+
+
+def test_jsonl_duplicate_keys_and_deep_nesting_are_bad_lines(deal_crm: Crm) -> None:
+    """attack11: a JSONL object naming a key twice kept the last value silently (a CSV file
+    repeating a column is refused); a deeply nested line raised RecursionError."""
+    text = (
+        '{"reference_id": "c", "amount": 1, "amount": 2}\n'
+        + '{"reference_id": "c", "amount": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+        + '{"reference_id": "c", "amount": 3}\n'
+    )  # fmt: skip
+    report = import_text(deal_crm, "deal", text, "jsonl")
+    assert [(p.line, p.column) for p in report.problems] == [(1, "amount"), (2, None)]
+    assert "the key 'amount' appears twice" in report.problems[0].message
+    assert "nested too deeply" in report.problems[1].message
+    assert not report.written and deal_crm.store.count_entries() == 0
+
+
 def test_key_id_restores_an_exported_state(deal_crm: Crm) -> None:
     deal_crm.create_entry(slug="deal", referenceId="c", values={"amount": 1, "text": "keep"})
     saved = export_text(deal_crm, "deal", "csv")
