@@ -17,7 +17,10 @@ adds a private CA, OpenSSL's own variable).
 
 The message (`sign_in_message`) has a plain-text and an HTML part rendered from
 ``crm/mail/sign_in.txt`` and ``crm/mail/sign_in.html`` (autoescaped), both naming the site
-(``CRM_SITE_NAME``, default: the host name of the link). `deliver` sends it: a failure is
+(``CRM_SITE_NAME``, default: the host name of the link). Header values never carry a
+line break, a control character or an RFC 2047 encoded word (``=?utf-8?q?…?=``, which the
+email package would decode into a line break): the sender is refused at start-up, the site
+name is neutralised, and the mailer refuses such a To or Subject. `deliver` sends it: a failure is
 logged without the link or its token, and the visitor sees the same "check your email" page as
 for a sent mail (the answer never tells whether an address is known or reachable).
 """
@@ -49,6 +52,16 @@ _FALSE = ("0", "false", "no", "off")
 # Anything that could end a header line or hide in one: a header value with one of these is
 # refused, never folded or stripped (header injection through an address or a site name).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# The start of an RFC 2047 encoded word. The email package decodes such words in a header value
+# it is given (``=?utf-8?q?a=0D=0ABcc:_x?=`` becomes a line break and a Bcc header once the
+# message is written), so a value holding one is refused too (attack11).
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?")
+
+
+def _unsafe_header(value: str) -> bool:
+    """Whether ``value`` could add or hide header lines: a control character or line separator,
+    or an RFC 2047 encoded word the email package would decode."""
+    return bool(_CONTROL.search(value) or _ENCODED_WORD.search(value))
 
 
 class MailError(CrmError):
@@ -97,6 +110,11 @@ def check_sender(value: str, where: str) -> tuple[str, str]:
     ``no-reply@shop.example``; ValueError naming ``where`` when it is not one address."""
     if _CONTROL.search(value):
         raise ValueError(f"{where} must be one line; got {value!r}")
+    if _ENCODED_WORD.search(value):
+        raise ValueError(
+            f"{where} must not contain an encoded word (=?charset?q?…?=); write the name in "
+            f"plain Unicode; got {value!r}"
+        )
     found = getaddresses([value])
     address = found[0][1] if len(found) == 1 else ""
     local, at, domain = address.rpartition("@")
@@ -104,6 +122,10 @@ def check_sender(value: str, where: str) -> tuple[str, str]:
         raise ValueError(
             f"{where} must be one email address, like 'Shop <no-reply@shop.example>'; got {value!r}"
         )
+    try:
+        EmailMessage()["From"] = value.strip()  # what every mail will do: fail now, not then
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{where} is not a usable From header ({exc}); got {value!r}") from None
     return value.strip(), address
 
 
@@ -207,7 +229,7 @@ class SmtpMailer:
         message has one. Raises `MailError` for a header value with a line break or another
         control character."""
         for name, value in (("To", message.to), ("Subject", message.subject)):
-            if _CONTROL.search(value):
+            if _unsafe_header(value):
                 raise MailError(f"refused to send: the {name} header would contain {value!r}")
         settings = self.settings
         email = EmailMessage()
@@ -257,9 +279,13 @@ def init_mail(app: Flask) -> None:
 
 
 def site_name(link: str) -> str:
-    """``CRM_SITE_NAME``, or the host name of ``link``; control characters become spaces."""
+    """``CRM_SITE_NAME``, or the host name of ``link``; control characters become spaces and
+    an encoded word's ``=?`` becomes ``= ?`` (the name goes into the Subject header)."""
     name = current_app.config.get("CRM_SITE_NAME") or urlsplit(link).hostname or "this site"
-    return " ".join(_CONTROL.sub(" ", str(name)).split())
+    text = " ".join(_CONTROL.sub(" ", str(name)).split())
+    while _ENCODED_WORD.search(text):
+        text = text.replace("=?", "= ?")
+    return text
 
 
 def sign_in_message(to: str, link: str, minutes: int) -> MailMessage:
