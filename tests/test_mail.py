@@ -539,6 +539,33 @@ def test_bad_mail_urls_are_refused_at_start(
     assert "secret-pw" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp://user:Zq7/Xw9@mail.example",
+        "smtp://user:Zq7?Xw9@mail.example",
+        "smtp://user:Zq7#Xw9@mail.example",
+        "smtp://user:Zq7@Xw9@mail.example",
+        "smtp://user:Zq7:Xw9@mail.example",
+        "smtp://user:123/Xw9@mail.example",
+        "smtp://user:123?Xw9@mail.example",
+        "smtp://user:123?timeout=Xw9@mail.example",
+        "smtp://user:123?starttls=Xw9@mail.example",
+        "smtp://user:123?from=Xw9@mail.example&from=x",
+        "smtp://user:123?from=Xw9@@mail.example",
+    ],
+)
+def test_a_password_with_unencoded_url_characters_is_never_echoed(site: Path, url: str) -> None:
+    """attack11: with an unencoded / ? # @ in the password, the URL parser ends the host early
+    and the refusal quoted the password (whole, or the part urllib called a port, or the part
+    read as a query parameter)."""
+    with pytest.raises(ValueError) as raised:
+        build(site, CRM_MAIL_URL=url, CRM_MAIL_FROM=None)
+    message = str(raised.value).lower()
+    assert "zq7" not in message and "xw9" not in message, message
+    assert "CRM_MAIL_URL" in str(raised.value)
+
+
 def test_without_mail_url_the_link_is_logged_with_the_site_name(make: Any, caplog: Any) -> None:
     app = make(CRM_SITE_NAME="Test Shop")
     caplog.set_level("INFO", logger="crm_templates.mail")

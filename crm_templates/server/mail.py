@@ -100,9 +100,45 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _secret(url: str) -> str:
+    """What may be the password in ``url``, for keeping it out of messages: the parsed
+    password when the URL's authority has an ``@``; else, when a ``:`` in it is followed by an
+    ``@`` later on (a password holding an unencoded ``/ ? #`` ends the authority early), all
+    from that ``:`` to the last ``@`` — generous on purpose; else empty."""
+    rest = url.partition("://")[2] or url
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        netloc = ""
+    if "@" in netloc:
+        return netloc.rpartition("@")[0].partition(":")[2]
+    userinfo = rest[: max(rest.rfind("@"), 0)]
+    colon = userinfo.find(":")
+    return userinfo[colon + 1 :] if colon >= 0 else ""
+
+
 def _redacted(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """``url`` with `_secret` replaced by ``***``, for error messages."""
+    secret = _secret(url)
+    if not secret:
+        return url
+    at = url.find(f":{secret}@")
+    return url[:at] + ":***@" + url[at + len(secret) + 2 :]
+
+
+def _overlaps(text: str, url: str) -> bool:
+    """Whether ``text`` shows any part of `_secret` (case-insensitively: a value may have been
+    lower-cased)."""
+    secret = _secret(url).lower()
+    low = text.lower()
+    pieces = [p for p in re.split(r"[/?#@&=;:]", secret) if len(p) >= 2]
+    return bool(secret) and (low in secret or any(p in low for p in pieces))
+
+
+def _echo(text: str, url: str) -> str:
+    """``repr(text)`` for a message, or ``'***'`` when ``text`` (a query parameter's name or
+    value, which a password with an unencoded ``?`` turns into) overlaps `_secret`."""
+    return "'***'" if _overlaps(text, url) else repr(text)
 
 
 def check_sender(value: str, where: str) -> tuple[str, str]:
@@ -129,22 +165,35 @@ def check_sender(value: str, where: str) -> tuple[str, str]:
     return value.strip(), address
 
 
+_HINT = "like smtps://user:password@mail.example or smtp://mail.example:587?starttls=true"
+
+
 def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
     """``CRM_MAIL_URL`` (see the module docstring) and ``CRM_MAIL_FROM`` as `SmtpSettings`.
 
     Raises ValueError naming the problem (the password is never echoed): another scheme, no
     host, a bad port, an unknown or repeated parameter, ``starttls`` on ``smtps://``, a password
-    without TLS to a host that is not loopback, no usable sender.
+    without TLS to a host that is not loopback, no usable sender. A password with an
+    unencoded ``/ ? # @`` confuses the URL parser; a message that would show any part of it is
+    replaced by one asking to percent-encode them (attack11: such messages echoed it).
     """
     if not isinstance(url, str) or _CONTROL.search(url) or " " in url:
         raise ValueError("CRM_MAIL_URL must be one URL without spaces, like smtps://HOST")
+    return _parse_mail_url(url, sender)
+
+
+def _parse_mail_url(url: str, sender: str | None) -> SmtpSettings:
     shown = _redacted(url)
-    hint = "like smtps://user:password@mail.example or smtp://mail.example:587?starttls=true"
+    hint = _HINT
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"CRM_MAIL_URL {shown!r} is not a valid URL ({exc}): {hint}") from None
+        # urllib's reason may quote part of the password ("... as 'pa'"): not shown then.
+        reason = str(exc)
+        if _overlaps(reason, url):
+            reason = "percent-encode / ? # @ : in the user name and password (%2F %3F %23 %40 %3A)"
+        raise ValueError(f"CRM_MAIL_URL {shown!r} is not a valid URL ({reason}): {hint}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise ValueError(f"CRM_MAIL_URL must start with smtp:// or smtps://; got {shown!r}")
@@ -156,16 +205,20 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in _PARAMETERS:
             raise ValueError(
-                f"CRM_MAIL_URL has an unknown parameter {key!r}; known: {', '.join(_PARAMETERS)}"
+                f"CRM_MAIL_URL has an unknown parameter {_echo(key, url)}; known: "
+                f"{', '.join(_PARAMETERS)}"
             )
         if key in params:
-            raise ValueError(f"CRM_MAIL_URL gives the parameter {key!r} twice")
+            raise ValueError(f"CRM_MAIL_URL gives the parameter {_echo(key, url)} twice")
         params[key] = value
     security = "smtps" if scheme == "smtps" else "none"
     starttls = params.get("starttls", "").lower()
     if starttls:
         if starttls not in _TRUE + _FALSE:
-            raise ValueError(f"CRM_MAIL_URL: starttls must be true or false; got {starttls!r}")
+            raise ValueError(
+                f"CRM_MAIL_URL: starttls must be true or false; got "
+                f"{_echo(params['starttls'], url)}"
+            )
         if scheme == "smtps" and starttls in _TRUE:
             raise ValueError(
                 "CRM_MAIL_URL: smtps:// is TLS from the start; starttls=true is for smtp://"
@@ -181,7 +234,7 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
         if not 0 < timeout <= 600:
             raise ValueError(
                 f"CRM_MAIL_URL: timeout must be seconds between 0 and 600; "
-                f"got {params['timeout']!r}"
+                f"got {_echo(params['timeout'], url)}"
             )
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
@@ -194,7 +247,15 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
     if sender:
         header, address = check_sender(sender, "CRM_MAIL_FROM")
     elif params.get("from"):
-        header, address = check_sender(params["from"], "CRM_MAIL_URL's from parameter")
+        try:
+            header, address = check_sender(params["from"], "CRM_MAIL_URL's from parameter")
+        except ValueError:
+            if _echo(params["from"], url) == repr(params["from"]):
+                raise
+            raise ValueError(
+                "CRM_MAIL_URL's from parameter must be one email address; got '***' (percent-"
+                "encode / ? # @ : in the user name and password: %2F %3F %23 %40 %3A)"
+            ) from None
     elif username and "@" in username:
         header, address = check_sender(username, "CRM_MAIL_URL's user name")
     else:
