@@ -561,3 +561,51 @@ def test_only_the_entry_point_imports_the_cli_module() -> None:
     # The entry point, and the Flask extension's `flask crm` group, which offers the same
     # commands on an app's store (issue 11, item 1); neither is imported by the core or lint.
     assert sorted(set(importers)) == ["crm_templates.__main__", "crm_templates.flask"]
+
+
+# attack11: the core's messages echoed hostile input whole (`{value!r}`): a 1 MB slug, mode,
+# field key, type or option gave a 1 MB error message (into logs, error pages, CLI output).
+BIG = 1_000_000
+HUGE_DEFINITIONS = {
+    "slug": {"slug": "A" * BIG},
+    "mode": {"slug": "a", "entityMode": "x" * BIG},
+    "field key": {"slug": "a", "fields": [{"key": "!" * BIG}]},
+    "field type": {"slug": "a", "fields": [{"key": "k", "type": "t" * BIG}]},
+    "unknown key": {"slug": "a", "fields": [{"key": "k", "z" * BIG: 1}]},
+    "declared twice": {"slug": "a", "fields": [{"key": "k" * BIG}, {"key": "k" * BIG}]},
+    "options": {"slug": "a", "fields": [{"key": "k", "type": "select", "options": [[1] * BIG]}]},
+    "pipelines": {"slug": "a", "pipelines": "p" * BIG},
+}
+
+
+@pytest.mark.parametrize("definition", HUGE_DEFINITIONS.values(), ids=HUGE_DEFINITIONS.keys())
+def test_a_huge_value_is_not_echoed_whole(definition: dict[str, Any]) -> None:
+    from crm_templates.errors import CrmError
+
+    crm = Crm(open_store("sqlite:///:memory:"))
+    with pytest.raises(CrmError) as raised:
+        crm.ensure_entity(**definition)
+    assert len(str(raised.value)) < 500, str(raised.value)[:300]
+    crm.close()
+
+
+def test_a_huge_template_argument_is_not_echoed_whole() -> None:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from crm_templates import CrmExtension
+    from crm_templates.extension import CrmTemplateError
+
+    crm = Crm(open_store("sqlite:///:memory:"))
+    crm.ensure_entity(slug="a", fields=[{"key": "k"}])
+    env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True)
+    env.install_crm(crm, on_error="raise")  # type: ignore[attr-defined]
+    for call in (
+        "GetCrmField(slug='a', fieldKey=big)",
+        "GetCrmField(slug=big, fieldKey='k')",
+        "GetCrmEntries(slug='a', pipeline=big)",
+        "GetCrmEntries(slug='a', limit=big)",
+    ):
+        with pytest.raises(CrmTemplateError) as raised:
+            env.from_string("{{ " + call + " }}").render(customer_id="c", big="q" * BIG)
+        assert len(str(raised.value)) < 600, (call, str(raised.value)[:300])
+    crm.close()
