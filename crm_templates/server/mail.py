@@ -123,6 +123,8 @@ def _redacted(url: str) -> str:
     if not secret:
         return url
     at = url.find(f":{secret}@")
+    if at < 0:  # not expected; hide all before the last "@" rather than risk showing it
+        return url.partition("://")[0] + "://***" + url[url.rfind("@") :]
     return url[:at] + ":***@" + url[at + len(secret) + 2 :]
 
 
