@@ -15,6 +15,7 @@ from .errors import CrmError
 from .loading import ensure_schema, load_schema_file  # noqa: F401
 from .service import Crm
 from .storage import open_store
+from .terminal import for_terminal, json_for_terminal
 
 
 class CrmGroup(click.Group):
@@ -60,15 +61,18 @@ def entries(
         found = crm.get_entries(
             slug=slug, referenceType=reference_type, referenceId=reference_id, limit=limit
         )
+        # Titles and values are written by visitors: nothing in them reaches the terminal as
+        # a control (crm_templates.terminal).
         if as_json:
-            click.echo(json.dumps([e.to_dict() for e in found], indent=2, ensure_ascii=False))
+            text = json.dumps([e.to_dict() for e in found], indent=2, ensure_ascii=False)
+            click.echo(json_for_terminal(text))
             return
         if not found:
             click.echo(f"no {slug} entries for {reference_type} {reference_id}", err=True)
             return
         for e in found:
-            values = json.dumps(e.values, ensure_ascii=False)
-            click.echo(f"{e.id}  {e.created_at}  {e.title or '-'}  {values}")
+            values = json_for_terminal(json.dumps(e.values, ensure_ascii=False))
+            click.echo(f"{e.id}  {e.created_at}  {for_terminal(e.title or '-')}  {values}")
 
 
 @main.command("schema", short_help="Print the JSON Schema of crm.yaml or seed.yaml.")

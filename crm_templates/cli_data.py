@@ -21,6 +21,7 @@ from .cli_store import store_options
 from .customer_list import find_customers
 from .service import Crm
 from .storage import open_store
+from .terminal import for_terminal, json_for_terminal
 from .transfer import FORMATS, export_entries, import_entries
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -171,12 +172,16 @@ def customers_command(search: str | None, limit: int, as_json: bool, store_url: 
         found, total = find_customers(store, search, limit=limit)
     finally:
         store.close()
+    # Names are written by visitors: nothing in them reaches the terminal as a control.
     if as_json:
-        click.echo(json.dumps([c.to_dict() for c in found], indent=2, ensure_ascii=False))
+        text = json.dumps([c.to_dict() for c in found], indent=2, ensure_ascii=False)
+        click.echo(json_for_terminal(text))
     else:
         for c in found:
             name = " ".join(p for p in (c.first_name, c.last_name) if p)
-            click.echo(f"{c.id}\t{c.email or '-'}\t{name or '-'}")
+            click.echo(
+                "\t".join(for_terminal(part) for part in (c.id, c.email or "-", name or "-"))
+            )
     if total == 0:
         click.echo("no customers" + (f" match {search!r}" if search else ""), err=True)
     elif total > len(found):

@@ -31,6 +31,13 @@ from .errors import SchemaFileError
 
 #: The shipped schemas, by the name `crm-templates schema NAME` takes.
 SCHEMA_NAMES = ("crm", "seed")
+#: Byte order marks of encodings other than UTF-8: such a file is refused with a clear message.
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
 #: A YAML document expanding (through aliases) into more values than this is refused.
 MAX_NODES = 1_000_000
 
@@ -121,18 +128,25 @@ def read_document(path: str | Path) -> Document:
     p = Path(path)
     file = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
-        raise SchemaFileError(file, line, 1, "", f"not valid UTF-8 text ({exc.reason})") from None
+        raw = p.read_bytes()
     except OSError as exc:
         raise SchemaFileError(file, 1, 1, "", f"cannot read the file: {exc.strerror}") from None
+    for bom, encoding in _OTHER_BOMS:
+        if raw.startswith(bom):
+            raise SchemaFileError(file, 1, 1, "", f"the file is {encoding} text: save it as UTF-8")
+    try:
+        # A UTF-8 byte order mark (some Windows editors write one) is skipped, as YAML does.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SchemaFileError(file, line, 1, "", f"not valid UTF-8 text ({exc.reason})") from None
     if p.suffix.lower() == ".json":
         return _read_json(file, text)
     return _read_yaml(file, text)
 
 
 def _read_json(file: str, text: str) -> Document:
+    scalar_error: ValueError | None = None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -140,6 +154,8 @@ def _read_json(file: str, text: str) -> Document:
         raise SchemaFileError(file, exc.lineno, exc.colno, "", message) from None
     except RecursionError:
         raise SchemaFileError(file, 1, 1, "", "not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # valid syntax, a value Python cannot hold (a 5,000-digit number)
+        scalar_error = exc
     starts = _line_starts(text)
 
     def at(offset: int) -> tuple[int, int]:
@@ -150,6 +166,11 @@ def _read_json(file: str, text: str) -> Document:
         positions, duplicates = _json_positions(text)
     except RecursionError:  # valid, but too deep for the position scan: report at the top
         positions, duplicates = {(): (0, 0)}, []
+    if scalar_error is not None:
+        where, offset = _failing_json_scalar(text, positions)
+        raise SchemaFileError(
+            file, *at(offset), format_path(where), f"not a usable value: {_reason(scalar_error)}"
+        )
     if duplicates:
         problems = [
             (file, *at(offset), format_path(where), f"duplicate key {where[-1]!r}")
@@ -165,6 +186,22 @@ def _read_json(file: str, text: str) -> Document:
         return 1, 1
 
     return Document(file, data, "JSON", locate)
+
+
+def _failing_json_scalar(
+    text: str, positions: dict[DocPath, tuple[int, int]]
+) -> tuple[DocPath, int]:
+    """The path and offset of the first number `json.loads` cannot convert (the top when none
+    is found)."""
+    for where, (_, offset) in sorted(positions.items(), key=lambda item: item[1][1]):
+        match = _JSON_SCALAR.match(text, offset)
+        if match is None or not match.group().lstrip("-")[:1].isdigit():
+            continue
+        try:
+            json.loads(match.group())
+        except ValueError:
+            return where, offset
+    return (), 0
 
 
 def _line_starts(text: str) -> list[int]:
@@ -242,7 +279,7 @@ def _read_yaml(file: str, text: str) -> Document:
         node = loader.get_single_node()
         if node is not None:
             _check_yaml_nodes(file, node)
-        data = None if node is None else loader.construct_document(node)
+        data = None if node is None else _construct(file, loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -282,6 +319,58 @@ def _read_yaml(file: str, text: str) -> Document:
         return mark.line + 1, mark.column + 1
 
     return Document(file, data, "YAML", locate)
+
+
+def _construct(file: str, loader: Any, root: Any) -> Any:
+    """``loader.construct_document(root)``; a scalar Python cannot build (``2020-13-45``, a
+    5,000-digit integer: PyYAML raises a bare ValueError) becomes a `SchemaFileError` at
+    that scalar."""
+    from yaml.nodes import MappingNode, ScalarNode
+
+    try:
+        return loader.construct_document(root)
+    except (ValueError, OverflowError) as exc:
+        failure = exc
+    # Find the scalar: try each one on its own (scalars do not depend on each other).
+    stack: list[tuple[Any, DocPath]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            # A failed construction leaves the loader's bookkeeping half done: reset it.
+            loader.constructed_objects, loader.recursive_objects = {}, {}
+            loader.state_generators = []
+            try:
+                loader.construct_object(node, deep=True)
+            except (ValueError, OverflowError) as exc:
+                mark = node.start_mark
+                raise SchemaFileError(
+                    file, mark.line + 1, mark.column + 1, format_path(path),
+                    f"not a usable value {_clipped(node.value)}: {_reason(exc)} "
+                    "(quote it to keep it as text)",
+                ) from None  # fmt: skip
+        elif isinstance(node, MappingNode):
+            for k, v in reversed(node.value):
+                name = k.value if isinstance(k, ScalarNode) else "?"
+                stack.extend([(v, (*path, name)), (k, path)])
+        else:
+            stack.extend((child, (*path, n)) for n, child in reversed(list(enumerate(node.value))))
+    raise SchemaFileError(file, 1, 1, "", f"not a usable value: {_reason(failure)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a scalar could not be built, in the user's terms (not Python's advice)."""
+    if "digits" in str(exc):
+        return "a number with too many digits (at most 4,300)"
+    return str(exc)
+
+
+def _clipped(text: str, limit: int = 40) -> str:
+    """``text`` quoted, cut to ``limit`` characters (a message never echoes a huge value)."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _yaml_message(exc: Any, text: str, mark: Any) -> str:

@@ -64,14 +64,14 @@ def _camel(name: str) -> str:
 def _normalise(d: Any, allowed: Sequence[str], where: str) -> dict[str, Any]:
     """Map camelCase spellings onto snake_case ones and reject unknown keys."""
     if not isinstance(d, Mapping):
-        raise CrmValidationError(f"{where} must be a mapping; got {d!r}")
+        raise CrmValidationError(f"{where} must be a mapping; got {shown(d)}")
     spellings = {name: name for name in allowed} | {_camel(name): name for name in allowed}
     out: dict[str, Any] = {}
     for key, value in d.items():
         canonical = spellings.get(key)
         if canonical is None:
             raise CrmValidationError(
-                f"{where} has an unknown key {key!r}; accepted: {', '.join(allowed)}"
+                f"{where} has an unknown key {shown(key)}; accepted: {', '.join(allowed)}"
             )
         out[canonical] = value
     return out
@@ -81,7 +81,7 @@ def check_slug(slug: Any, what: str = "slug") -> str:
     """A valid entity/pipeline/stage slug, or a validation error."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise CrmValidationError(
-            f"{what} must match ^[a-z0-9][a-z0-9_-]*$ (e.g. 'weight-tracker'); got {slug!r}"
+            f"{what} must match ^[a-z0-9][a-z0-9_-]*$ (e.g. 'weight-tracker'); got {shown(slug)}"
         )
     return slug
 
@@ -166,7 +166,7 @@ def parse_validation_rules(value: Any, where: str) -> Any:
         return None
     if not isinstance(value, Mapping | list | tuple):
         raise CrmValidationError(
-            f"{where} must be a JSON object or list (e.g. {{'required': true}}); got {value!r}"
+            f"{where} must be a JSON object or list (e.g. {{'required': true}}); got {shown(value)}"
         )
     # Depth first, without recursion: json.dumps of a very deep value raises RecursionError,
     # and a stored one would make the entity unreadable. Depth counts objects and lists, as
@@ -213,7 +213,7 @@ def parse_team_ids(value: Any, where: str) -> tuple[str | int, ...] | None:
     if value is None:
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise CrmValidationError(f"{where} must be a list of team ids; got {value!r}")
+        raise CrmValidationError(f"{where} must be a list of team ids; got {shown(value)}")
     if len(value) > MAX_TEAM_IDS:
         raise CrmValidationError(f"{where} holds more than {MAX_TEAM_IDS} team ids")
     ids: list[str | int] = []
@@ -223,7 +223,7 @@ def parse_team_ids(value: Any, where: str) -> tuple[str | int, ...] | None:
         if not (valid_str or valid_int):
             raise CrmValidationError(
                 f"{where} items must be team ids (strings of 1-200 characters or whole "
-                f"numbers); got {item!r}"
+                f"numbers); got {shown(item)}"
             )
         if item not in ids:
             ids.append(item)
@@ -239,12 +239,12 @@ def parse_field(d: Any, where: str = "field") -> Field:
     )
     key = spec.get("key")
     if not isinstance(key, str) or not FIELD_KEY_RE.match(key):
-        raise CrmValidationError(f"{where}.key must match ^[a-zA-Z0-9_.-]+$; got {key!r}")
-    where = f"field {key!r}"
+        raise CrmValidationError(f"{where}.key must match ^[a-zA-Z0-9_.-]+$; got {shown(key)}")
+    where = f"field {shown(key)}"
     ftype = spec.get("type", "text")
     if ftype not in FIELD_TYPES:
         raise CrmValidationError(
-            f"{where} has unknown type {ftype!r}; known types: {', '.join(FIELD_TYPES)}"
+            f"{where} has unknown type {shown(ftype)}; known types: {', '.join(FIELD_TYPES)}"
         )
     options: list[Option] = []
     raw_options = spec.get("options")
@@ -259,7 +259,8 @@ def parse_field(d: Any, where: str = "field") -> Field:
                 options.append(Option(item["value"], str(label)))
             else:
                 raise CrmValidationError(
-                    f"{where} options must be strings or {{value, label}} mappings; got {item!r}"
+                    f"{where} options must be strings or {{value, label}} mappings; "
+                    f"got {shown(item)}"
                 )
         if len({o.value for o in options}) != len(options):
             raise CrmValidationError(f"{where} has duplicate option values")
@@ -272,7 +273,7 @@ def parse_field(d: Any, where: str = "field") -> Field:
         raise CrmValidationError(f"{where} ({ftype}) takes no target_entity")
     display = spec.get("display_field")
     if display is not None and (not isinstance(display, str) or not FIELD_KEY_RE.match(display)):
-        raise CrmValidationError(f"{where}.display_field must be a field key; got {display!r}")
+        raise CrmValidationError(f"{where}.display_field must be a field key; got {shown(display)}")
     ui_editable = spec.get("ui_editable", True)
     if not isinstance(ui_editable, bool):
         raise CrmValidationError(f"{where}.ui_editable must be true or false")
@@ -301,12 +302,12 @@ def parse_fields(items: Any) -> list[Field]:
     if items is None:
         return []
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise CrmValidationError(f"fields must be a list of field definitions; got {items!r}")
+        raise CrmValidationError(f"fields must be a list of field definitions; got {shown(items)}")
     fields = [parse_field(item, f"fields[{i}]") for i, item in enumerate(items)]
     seen: set[str] = set()
     for f in fields:
         if f.key in seen:
-            raise CrmValidationError(f"field key {f.key!r} is declared twice")
+            raise CrmValidationError(f"field key {shown(f.key)} is declared twice")
         seen.add(f.key)
     return fields
 
@@ -338,10 +339,10 @@ def parse_pipeline(d: Any, where: str) -> Pipeline:
     slug = check_slug(spec.get("slug"), f"{where}.slug")
     raw_stages = spec.get("stages")
     if not isinstance(raw_stages, Sequence) or isinstance(raw_stages, str) or not raw_stages:
-        raise CrmValidationError(f"{where} (pipeline {slug!r}) needs a non-empty stages list")
+        raise CrmValidationError(f"{where} (pipeline {shown(slug)}) needs a non-empty stages list")
     stages = [parse_stage(s, i, f"{where}.stages[{i}]") for i, s in enumerate(raw_stages)]
     if len({s.slug for s in stages}) != len(stages):
-        raise CrmValidationError(f"pipeline {slug!r} has duplicate stage slugs")
+        raise CrmValidationError(f"pipeline {shown(slug)} has duplicate stage slugs")
     return Pipeline(
         id=new_id("pip_"),
         slug=slug,
@@ -355,7 +356,7 @@ def parse_pipelines(items: Any) -> list[Pipeline]:
     if items is None:
         return []
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise CrmValidationError(f"pipelines must be a list; got {items!r}")
+        raise CrmValidationError(f"pipelines must be a list; got {shown(items)}")
     pipelines = [parse_pipeline(p, f"pipelines[{i}]") for i, p in enumerate(items)]
     if len({p.slug for p in pipelines}) != len(pipelines):
         raise CrmValidationError("pipelines have duplicate slugs")
@@ -414,9 +415,9 @@ def build_entity(
     """A new entity from validated parts (CRM mode without pipelines gets the default one)."""
     mode = mode or "crm"
     if mode not in ENTITY_MODES:
-        raise CrmValidationError(f"entityMode must be 'crm' or 'data'; got {mode!r}")
+        raise CrmValidationError(f"entityMode must be 'crm' or 'data'; got {shown(mode)}")
     if mode == "data" and pipelines:
-        raise CrmValidationError(f"entity {slug!r} is in data mode, which has no pipelines")
+        raise CrmValidationError(f"entity {shown(slug)} is in data mode, which has no pipelines")
     if mode == "crm" and not pipelines:
         pipelines = [default_pipeline()]
     display = _text(name, "name", slug) or slug

@@ -246,7 +246,7 @@ class Crm:
         spec = BY_NAME.get(name)
         if spec is None:
             raise UnknownFunctionError(
-                f"there is no CRM function {name!r}.{suggest(name, list(BY_NAME))}"
+                f"there is no CRM function {shown(name)}.{suggest(name, list(BY_NAME))}"
             )
         method: Callable[..., Any] = getattr(self, spec.method)
         return method(options, **kwargs)
@@ -265,7 +265,7 @@ class Crm:
         if entity is None:
             known = [e.slug for e in self.store.list_entities()]
             raise UnknownEntityError(
-                f"no CRM entity {slug!r}.{suggest(slug, known)} Known entities: "
+                f"no CRM entity {shown(slug)}.{suggest(slug, known)} Known entities: "
                 f"{', '.join(known) or 'none'} (create it with EnsureCrmEntity)"
             )
         schema = _Schema(
@@ -317,7 +317,7 @@ class Crm:
         if field is None:
             declared = list(schema.fields)
             raise UnknownFieldError(
-                f"entity {schema.entity.slug!r} declares no field {key!r}."
+                f"entity {shown(schema.entity.slug)} declares no field {shown(key)}."
                 f"{suggest(key, declared)} Declared keys: {', '.join(declared) or 'none'}"
             )
         return field
@@ -337,8 +337,8 @@ class Crm:
         if rid is None:
             if rtype != "customer":
                 raise MissingOptionError(
-                    f"referenceId is required when referenceType is {rtype!r} (only 'customer' "
-                    "defaults to the current customer)"
+                    f"referenceId is required when referenceType is {shown(rtype)} (only "
+                    "'customer' defaults to the current customer)"
                 )
             rid = self._current_customer(create=write)
             if rid is None:
@@ -358,14 +358,16 @@ class Crm:
     def _limit(o: Mapping[str, Any]) -> int:
         limit = o.get("limit", DEFAULT_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise CrmValidationError(f"limit must be a whole number of at least 1; got {limit!r}")
+            raise CrmValidationError(
+                f"limit must be a whole number of at least 1; got {shown(limit)}"
+            )
         return min(limit, MAX_LIMIT)
 
     @staticmethod
     def _flag(o: Mapping[str, Any], name: str) -> bool:
         value = o.get(name, False)
         if not isinstance(value, bool):
-            raise CrmValidationError(f"{name} must be true or false; got {value!r}")
+            raise CrmValidationError(f"{name} must be true or false; got {shown(value)}")
         return value
 
     def _coerce(self, schema: _Schema, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -408,7 +410,8 @@ class Crm:
                 or (not self.trusted and not may_reach(entry, owner))
             ):
                 raise EntryNotFoundError(
-                    f"field {key!r} references {ident!r}, which is not an entry of {target!r}"
+                    f"field {shown(key)} references {shown(ident)}, which is not an entry of "
+                    f"{shown(target)}"
                 )
 
     def _now(self) -> str:
@@ -510,7 +513,8 @@ class Crm:
                     return p
             known = ", ".join(f"{p.slug} ({p.id})" for p in entity.pipelines) or "none"
             raise CrmValidationError(
-                f"entity {entity.slug!r} has no pipeline {value!r} ({option}); pipelines: {known}"
+                f"entity {shown(entity.slug)} has no pipeline {shown(value)} ({option}); "
+                f"pipelines: {known}"
             )
         return None
 
@@ -532,13 +536,14 @@ class Crm:
             if not matches:
                 known = ", ".join(f"{p.slug}/{s.slug}" for p in scope for s in p.stages)
                 raise CrmValidationError(
-                    f"entity {entity.slug!r} has no stage {value!r} ({option}); stages: "
+                    f"entity {shown(entity.slug)} has no stage {shown(value)} ({option}); stages: "
                     f"{known or 'none'}"
                 )
             if len(matches) > 1:
                 names = ", ".join(p.slug for p, _ in matches)
                 raise CrmValidationError(
-                    f"stage {value!r} is in several pipelines of {entity.slug!r} ({names}); "
+                    f"stage {shown(value)} is in several pipelines of {shown(entity.slug)} "
+                    f"({names}); "
                     "pass pipelineSlug or pipelineId to choose one"
                 )
             return matches[0]
@@ -554,7 +559,7 @@ class Crm:
             return found[0].id, found[1].id
         if pipeline is not None:
             if not pipeline.stages:
-                raise CrmValidationError(f"pipeline {pipeline.slug!r} has no stages")
+                raise CrmValidationError(f"pipeline {shown(pipeline.slug)} has no stages")
             return pipeline.id, pipeline.stages[0].id
         return None
 
@@ -564,7 +569,7 @@ class Crm:
         """`_placement`, refusing a pipeline or stage for a data-mode entity."""
         placement = self._placement(entity, o)
         if placement is not None and entity.mode == "data":
-            raise CrmValidationError(f"entity {entity.slug!r} is in data mode: no pipelines")
+            raise CrmValidationError(f"entity {shown(entity.slug)} is in data mode: no pipelines")
         return placement
 
     # --- bulk import (crm_templates.transfer; issue 11, item 5) ------------------------------
@@ -618,7 +623,7 @@ class Crm:
         pipelines = parse_pipelines(o.get("pipelines"))
         mode = o.get("entityMode")
         if mode is not None and mode not in ("crm", "data"):
-            raise CrmValidationError(f"entityMode must be 'crm' or 'data'; got {mode!r}")
+            raise CrmValidationError(f"entityMode must be 'crm' or 'data'; got {shown(mode)}")
 
         def attempt() -> WriteResult:
             existing = self.store.get_entity(slug)
@@ -733,7 +738,9 @@ class Crm:
         self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         keys = o["fieldKeys"]
         if isinstance(keys, str) or not isinstance(keys, Sequence) or not keys:
-            raise CrmValidationError(f"fieldKeys must be a non-empty list of keys; got {keys!r}")
+            raise CrmValidationError(
+                f"fieldKeys must be a non-empty list of keys; got {shown(keys)}"
+            )
         keys = [self._field(schema, k, "fieldKeys").key for k in keys]
         ref = self._reference(o, write=False)
         found = {} if ref is None else self.store.latest_values(schema.entity.slug, *ref, keys)
@@ -921,21 +928,21 @@ class Crm:
         field = self._field(schema, o["relationKey"], "relationKey")
         if field.type not in REFERENCE_TYPES:
             raise CrmValidationError(
-                f"relationKey {field.key!r} is a {field.type} field; relations need a reference "
-                "or multi_reference field"
+                f"relationKey {shown(field.key)} is a {field.type} field; relations need a "
+                "reference or multi_reference field"
             )
         target_id = coerce(replace(field, type="reference"), o["targetEntryId"])
         if target_id is None:  # coerce reads None as "clear the value"; a link needs an id
             raise CrmValidationError(
                 f"{name} needs targetEntryId: the id of an entry of "
-                f"{field.target_entity!r}; got None"
+                f"{shown(field.target_entity)}; got None"
             )
         adding = name == "SetCrmRelation"
         if adding:
             self._check_targets(schema, {field.key: target_id})
         entry_id = o.get("entryId")
         if entry_id is not None and not isinstance(entry_id, str):
-            raise CrmValidationError(f"entryId must be a string; got {entry_id!r}")
+            raise CrmValidationError(f"entryId must be a string; got {shown(entry_id)}")
         if self.read_only:
             return self._preview(spec.name)
         ref = None if entry_id is not None else self._reference(o, write=adding)
@@ -954,7 +961,8 @@ class Crm:
                         )
                     ):
                         raise EntryNotFoundError(
-                            f"entryId {entry_id!r} is not an entry of {schema.entity.slug!r}"
+                            f"entryId {shown(entry_id)} is not an entry of "
+                            f"{shown(schema.entity.slug)}"
                         )
                 elif ref is None:
                     return WriteResult(ok=True, id=None, changed=False)
@@ -1030,7 +1038,7 @@ class Crm:
                 totalMatched=0,
                 pipeline_id=None,
                 stage_id=None,
-                error=f"entity {entity.slug!r} is in data mode and has no pipelines",
+                error=f"entity {shown(entity.slug)} is in data mode and has no pipelines",
             )
         pipeline, stage = resolve(entity, o)
         if self.read_only:
@@ -1069,7 +1077,7 @@ class Crm:
                 stage_id=stage.id,
             )
             if not entries:
-                result["error"] = f"no entry of {entity.slug!r} for this reference to move"
+                result["error"] = f"no entry of {shown(entity.slug)} for this reference to move"
             return result
 
         return self._write(spec, o, lambda: self._retry(attempt))
@@ -1145,14 +1153,15 @@ class Crm:
         if o["fromSlug"] == o["toSlug"]:
             raise CrmValidationError(
                 f"MoveCrmToEntity copies between two entities; fromSlug and toSlug are both "
-                f"{o['fromSlug']!r} (use SetCrmFields to change an entry of one entity)"
+                f"{shown(o['fromSlug'])} (use SetCrmFields to change an entry of one entity)"
             )
         source = self._schema(o["fromSlug"])
         target = self._schema(o["toSlug"])
         field_map = o["fieldMap"]
         if not isinstance(field_map, Mapping) or not field_map:
             raise CrmValidationError(
-                f"fieldMap must be a non-empty {{sourceKey: targetKey}} mapping; got {field_map!r}"
+                "fieldMap must be a non-empty {sourceKey: targetKey} mapping; got "
+                f"{shown(field_map)}"
             )
         for src, dst in field_map.items():
             self._field(source, src, "fieldMap key")
@@ -1161,7 +1170,9 @@ class Crm:
         all_entries = self._flag(o, "allEntries")
         placement = self._placement(target.entity, o)
         if placement is not None and target.entity.mode == "data":
-            raise CrmValidationError(f"entity {target.entity.slug!r} is in data mode: no pipelines")
+            raise CrmValidationError(
+                f"entity {shown(target.entity.slug)} is in data mode: no pipelines"
+            )
         if self.read_only:
             return self._preview(spec.name)
         ref = self._reference(o, write=False)
@@ -1181,7 +1192,7 @@ class Crm:
                         ok=False,
                         moved=0,
                         removed_from_old=False,
-                        error=f"no entry of {source.entity.slug!r} for this reference to move",
+                        error=f"no entry of {shown(source.entity.slug)} for this reference to move",
                     )
                 assert ref is not None
                 made: list[Entry] = []
@@ -1354,15 +1365,15 @@ class Crm:
             locked = [k for k in changes if not schema.fields[k].ui_editable]
             if locked:
                 raise CrmValidationError(
-                    f"field(s) {', '.join(locked)} of {entry.entity!r} are not editable in the "
-                    "admin (ui_editable: false); they are set by scripts only"
+                    f"field(s) {', '.join(locked)} of {shown(entry.entity)} are not editable in "
+                    "the admin (ui_editable: false); they are set by scripts only"
                 )
         title = check_plain_string("title", title)
 
         def attempt() -> Entry:
             current = self.store.get_entry(entry_id)
             if current is None:
-                raise EntryNotFoundError(f"no entry {entry_id!r}")
+                raise EntryNotFoundError(f"no entry {shown(entry_id)}")
             if expected_version is not None and current.version != expected_version:
                 raise StaleEntryError(
                     f"entry {entry_id!r} was changed by someone else (version "
@@ -1416,7 +1427,7 @@ class Crm:
         try:
             self.store.create_customer(customer)
         except DuplicateError:
-            raise DuplicateError(f"a customer with email {customer.email!r} exists") from None
+            raise DuplicateError(f"a customer with email {shown(customer.email)} exists") from None
         return customer
 
     def get_customer(self, customer_id: str) -> Customer | None:
@@ -1435,5 +1446,5 @@ class Crm:
         try:
             self.store.update_customer(customer)
         except DuplicateError:
-            raise DuplicateError(f"a customer with email {customer.email!r} exists") from None
+            raise DuplicateError(f"a customer with email {shown(customer.email)} exists") from None
         return customer

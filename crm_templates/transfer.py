@@ -23,13 +23,22 @@ CSV cells (text; one documented encoding per type, so an export reads back exact
 * every other type (text, dates, emails, URLs, references, …): the stored text as it is.
 
 Formula protection (CSV injection): a cell that is empty text, starts with one of
-``= + - @ TAB CR '`` or is exactly ``\\N`` gets a leading apostrophe on export (number cells
-excepted: ``-5`` is a number to a spreadsheet too). On import one leading apostrophe is always
+``= + - @ TAB CR LF '``, or is exactly ``\\N`` gets a leading apostrophe on export (number
+cells excepted: ``-5`` is a number to a spreadsheet too). "Starts with" looks past leading
+whitespace (``" =1+1"``) and reads compatibility forms as their plain character (the
+full-width ``＝＋－＠`` and the small ``﹦﹢﹣﹫``, which spreadsheets in East Asian locales
+take as formula starts), by Unicode NFKC. On import one leading apostrophe is always
 removed, so ``'=cmd`` reads back as ``=cmd`` and ``''x`` as ``'x``; spreadsheets show such cells
 as text rather than running them.
 
 JSONL: values are JSON values as stored (no escaping); a key missing from an object is an
 absent value, ``null`` is null. A json field's value is the JSON value itself.
+An object naming a key twice, or nested too deeply to read, is a bad line.
+
+Keyed imports (``key=``): a row matched by a *field* (``--key external_id``) must name the
+matched entry's own reference when it names one; otherwise it is a problem, since a field value
+may be shared by several customers' records and the match would move another customer's entry.
+``--key id`` names the entry exactly and may move it.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -67,7 +77,9 @@ FIELD_PREFIX = "field:"
 NULL = "\\N"
 ESCAPE = "'"
 #: First characters that make a spreadsheet read a cell as a formula (OWASP), plus the escape.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", ESCAPE)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", ESCAPE)
+#: Formula starts after leading whitespace and NFKC (``＝`` is ``=``): see `escape_cell`.
+_FORMULA_CHARACTERS = frozenset("=+-@")
 LIST_TYPES = frozenset({"multiselect", "multi_reference"})
 BATCH = 500  # rows per bulk write
 
@@ -119,11 +131,19 @@ def columns_for(entity: Entity) -> list[str]:
 
 
 def escape_cell(text: str) -> str:
-    """Protect a text cell: a leading apostrophe for empty text, formula-like text, text
+    """Protect a text cell: a leading apostrophe for empty text, formula-like text (also
+    after leading whitespace, and in full-width or small forms: ``" =1"``, ``"＝1"``), text
     starting with an apostrophe, and the null marker."""
-    if text == "" or text.startswith(FORMULA_STARTS) or text == NULL:
+    if text == "" or text.startswith(FORMULA_STARTS) or text == NULL or _formula_like(text):
         return ESCAPE + text
     return text
+
+
+def _formula_like(text: str) -> bool:
+    """Whether ``text``'s first non-whitespace character is a formula start once normalised
+    (NFKC maps ``＝`` U+FF1D and ``﹦`` U+FE66 to ``=``, and so on)."""
+    first = text.lstrip()[:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in _FORMULA_CHARACTERS
 
 
 def unescape_cell(cell: str) -> str:
@@ -352,6 +372,23 @@ def _read_csv(fp: TextIO, problems: list[Problem]) -> tuple[list[str], list[_Row
     return header, rows
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a JSON object naming a key twice is refused (json.loads would
+    keep the last silently; a CSV file repeating a column is refused too)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def _read_jsonl(
     fp: TextIO, problems: list[Problem]
 ) -> tuple[list[str], list[_Row], dict[str, int]]:
@@ -361,9 +398,14 @@ def _read_jsonl(
         if not text.strip():
             continue
         try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            problems.append(Problem(line, None, f"not a JSON object: {exc}"))
+            doc = json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            problems.append(Problem(line, exc.key, f"the key {exc.key!r} appears twice"))
+            rows.append(_Row(line, {}, bad=True))
+            continue
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problems.append(Problem(line, None, f"not a JSON object: {reason[:200]}"))
             rows.append(_Row(line, {}, bad=True))
             continue
         if not isinstance(doc, dict):
@@ -664,6 +706,12 @@ def _find_existing(
             )
             continue
         row.existing = matches[0] if matches else None
+        moved = _moved_reference(row)
+        if moved is not None:
+            # A field value may be shared by records of several customers: a match by it must
+            # not move another customer's entry onto this row's reference (attack11).
+            problem(row, moved[0], moved[1])
+            continue
         if row_id is not None:
             if row.existing is not None and row.existing.id != row_id:
                 problem(
@@ -671,6 +719,27 @@ def _find_existing(
                 )
             elif row.existing is None and row_id in by_id:
                 problem(row, "id", f"entry {row_id!r} already exists (its {key_column} differs)")
+
+
+def _moved_reference(row: _Row) -> tuple[str, str] | None:
+    """(column, message) when ``row`` matched an entry by a field key but names another
+    reference (``reference_type``/``reference_id``) than that entry's; else None. Moving an
+    entry to another reference takes ``--key id`` (the entry named exactly)."""
+    old = row.existing
+    if old is None:
+        return None
+    for column, stored in (
+        ("reference_type", old.reference_type),
+        ("reference_id", old.reference_id),
+    ):
+        given = row.entry.get(column)
+        if given is not None and given != stored:
+            return column, (
+                f"matches entry {old.id!r} of {old.reference_type}:{old.reference_id} by key, "
+                f"but this row names {column} {given!r}; a match by a field never moves an "
+                "entry to another reference (use --key id to move it)"
+            )
+    return None
 
 
 def _build(

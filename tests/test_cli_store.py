@@ -152,6 +152,49 @@ def test_customers_lists_and_searches(tmp_path: Path) -> None:
     assert '"email": null' in limited.stdout and "showing 1 of 3" in limited.output
 
 
+# attack11: names and titles are written by visitors; printed raw, an ESC/CSI sequence retitled
+# the operator's window or cleared the screen, and a CR or a bidi override hid what is stored.
+TERMINAL_HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\rFAKE\u202eevil\u2028x\x00"
+ACTING = ("\x1b", "\x07", "\x9b", "\r", "\u202e", "\u2028", "\x00")
+
+
+def test_listings_print_no_terminal_controls(tmp_path: Path) -> None:
+    """The real commands (a process, as an operator runs them): `customers` and `entries`,
+    as a table and as JSON; the JSON still reads back as exactly the stored text."""
+    import json
+
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    crm = Crm(open_store(db))
+    crm.ensure_entity(slug="note", entityMode="data", fields=[{"key": "body"}])
+    eve = crm.create_customer(
+        "eve@example.com", first_name=TERMINAL_HOSTILE, last_name="Ünïcødé 🙂"
+    )
+    crm.create_entry(slug="note", referenceId=eve.id, title=TERMINAL_HOSTILE,
+                     values={"body": TERMINAL_HOSTILE})  # fmt: skip
+    crm.close()
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "crm_templates", *args, "--store", db],
+            cwd=ROOT, capture_output=True, encoding="utf-8", check=True,
+        )  # fmt: skip
+        for char in ACTING:
+            assert char not in done.stdout, (args, char, done.stdout)
+        return done.stdout
+
+    table = run("customers")
+    assert table.splitlines() == [
+        f"{eve.id}\teve@example.com\t"
+        + "\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x0dFAKE\\u202eevil\\u2028x\\x00 Ünïcødé 🙂"
+    ]
+    (listed,) = json.loads(run("customers", "--json"))
+    assert (listed["first_name"], listed["last_name"]) == (TERMINAL_HOSTILE, "Ünïcødé 🙂")
+    (line,) = run("entries", "note", "--reference-id", eve.id).splitlines()
+    assert "\\x1b]0;pwned" in line and "\\u001b]0;pwned" in line  # title, then the JSON values
+    (entry,) = json.loads(run("entries", "note", "--reference-id", eve.id, "--json"))
+    assert entry["title"] == entry["values"]["body"] == TERMINAL_HOSTILE
+
+
 def test_customers_on_the_search_backend(
     search_store_factory: Callable[..., Store], search_url: str
 ) -> None:

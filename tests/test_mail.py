@@ -423,6 +423,37 @@ def test_header_injection_through_the_address_is_refused(
     assert server.inbox.received == []
 
 
+# attack11: the email package decodes RFC 2047 encoded words in the values it is given, so a
+# CR/LF hidden in one became a real header line once the message was written.
+ENCODED_CRLF = "=?utf-8?q?a=0D=0ABcc:_eve@example.com?="
+ENCODED_CRLF_B64 = "=?UTF-8?B?YQ0KQmNjOiBldmVAZXhhbXBsZS5jb20=?="
+
+
+@pytest.mark.parametrize("name", [ENCODED_CRLF, "Shop " + ENCODED_CRLF_B64])
+def test_an_encoded_word_in_the_site_name_injects_no_header(
+    make: Any, smtp_server: Any, name: str
+) -> None:
+    server = smtp_server()
+    app = make(CRM_MAIL_URL=server.url(), CRM_SITE_NAME=name)
+    assert ask(app.test_client(), "ann@example.com").status_code == 200
+    [(_, recipients, message)] = server.inbox.received
+    assert recipients == ["ann@example.com"]
+    assert message["Bcc"] is None
+    assert not re.search(rb"^Bcc:", message.as_bytes(), re.MULTILINE | re.IGNORECASE)
+    assert message.get_all("Subject") == ["Sign in to " + name.replace("=?", "= ?")]
+
+
+@pytest.mark.parametrize("value", [ENCODED_CRLF, ENCODED_CRLF_B64 + "@example.com"])
+def test_the_mailer_refuses_encoded_words_in_to_and_subject(smtp_server: Any, value: str) -> None:
+    server = smtp_server()
+    mailer = SmtpMailer(parse_mail_url(server.url(), SENDER))
+    with pytest.raises(MailError, match="the To header would contain"):
+        mailer(MailMessage(to=value, subject="s", body="b", link="http://x/"))
+    with pytest.raises(MailError, match="the Subject header would contain"):
+        mailer(MailMessage(to="ann@example.com", subject=value, body="b", link="http://x/"))
+    assert server.inbox.received == []
+
+
 # --- CRM_MAIL_URL itself ---------------------------------------------------------------------
 
 
@@ -486,6 +517,17 @@ def test_mail_urls(url: str, sender: str | None, expected: tuple[Any, ...]) -> N
         ("smtp://mail.example", "not an address", "CRM_MAIL_FROM must be one email address"),
         ("smtp://mail.example", "a@b.example, c@d.example", "must be one email address"),
         ("smtp://mail.example", "a@b.example\r\nBcc: e@f.example", "must be one line"),
+        # attack11: accepted at start, then every mail failed (or carried a decoded header).
+        (
+            "smtp://mail.example",
+            ENCODED_CRLF + " <a@b.example>",
+            "CRM_MAIL_FROM must not contain an encoded word",
+        ),
+        (
+            "smtp://mail.example",
+            "=?utf-8?q?Shop=0D=0AX-Evil:_1?= <a@b.example>",
+            "must not contain an encoded word",
+        ),
         ("smtp://mail.example\r\n", SENDER, "one URL without spaces"),
     ],
 )
@@ -495,6 +537,33 @@ def test_bad_mail_urls_are_refused_at_start(
     with pytest.raises(ValueError, match=re.escape(message)) as raised:
         build(site, CRM_MAIL_URL=url, CRM_MAIL_FROM=sender)
     assert "secret-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp://user:Zq7/Xw9@mail.example",
+        "smtp://user:Zq7?Xw9@mail.example",
+        "smtp://user:Zq7#Xw9@mail.example",
+        "smtp://user:Zq7@Xw9@mail.example",
+        "smtp://user:Zq7:Xw9@mail.example",
+        "smtp://user:123/Xw9@mail.example",
+        "smtp://user:123?Xw9@mail.example",
+        "smtp://user:123?timeout=Xw9@mail.example",
+        "smtp://user:123?starttls=Xw9@mail.example",
+        "smtp://user:123?from=Xw9@mail.example&from=x",
+        "smtp://user:123?from=Xw9@@mail.example",
+    ],
+)
+def test_a_password_with_unencoded_url_characters_is_never_echoed(site: Path, url: str) -> None:
+    """attack11: with an unencoded / ? # @ in the password, the URL parser ends the host early
+    and the refusal quoted the password (whole, or the part urllib called a port, or the part
+    read as a query parameter)."""
+    with pytest.raises(ValueError) as raised:
+        build(site, CRM_MAIL_URL=url, CRM_MAIL_FROM=None)
+    message = str(raised.value).lower()
+    assert "zq7" not in message and "xw9" not in message, message
+    assert "CRM_MAIL_URL" in str(raised.value)
 
 
 def test_without_mail_url_the_link_is_logged_with_the_site_name(make: Any, caplog: Any) -> None:

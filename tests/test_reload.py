@@ -236,3 +236,38 @@ def test_what_the_watcher_reacts_to(tmp_path: Path, relative: str, watched: bool
     accept = SiteFilter(tmp_path)
     assert accept(Change.modified, str(tmp_path / relative)) is watched
     assert accept(Change.modified, "/elsewhere/" + relative) is False
+
+
+def test_a_change_that_keeps_the_modification_time_is_applied(site: Path) -> None:
+    """attack11: backends and templates were reloaded only when their mtime changed, so a file
+    replaced by one with the same mtime (a coarse-timestamp file system, ``cp -p``, ``rsync
+    -t``, a restored backup) kept running the old code even after the watcher reported
+    ``reloaded``. The watcher's own report of a change now drops the cached file."""
+    import os
+
+    from crm_templates.server.reload import SiteWatcher
+    from tests.test_server_security import build
+
+    app = build(site)
+    watcher = SiteWatcher(app)
+    watcher.start()
+    try:
+        client = app.test_client()
+        html, backend = site / "pages" / "probe.html", site / "pages" / "probe.py"
+        layout = site / "templates" / "probe_layout.html"
+        layout.write_text("L1[{% block b %}{% endblock %}]", encoding="utf-8")
+        html.write_text(
+            '{% extends "probe_layout.html" %}{% block b %}T1 {{ var.v }}{% endblock %}',
+            encoding="utf-8",
+        )
+        backend.write_text('def handle(request, page):\n    page.set_variable("v", "B1")\n')
+        assert "L1[T1 B1]" in client.get("/probe").get_data(as_text=True)
+        for path, old, new in ((html, "T1", "T2"), (backend, "B1", "B2"), (layout, "L1", "L2")):
+            stat = path.stat()
+            path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same mtime as before
+            watcher.apply([(Change.modified, str(path))])
+        assert "L2[T2 B2]" in client.get("/probe").get_data(as_text=True)
+    finally:
+        watcher.stop()
+        app.extensions["crm"].close()

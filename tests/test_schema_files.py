@@ -280,6 +280,49 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
         read_schema_file(path)
 
 
+# attack11: a scalar that parses but Python cannot build (an impossible date, a number with
+# thousands of digits) raised a bare ValueError without file, line or path.
+UNBUILDABLE = [
+    # (name, file, text, line, column, path, expectation)
+    ("impossible date", "crm.yaml", ENTITY + "    name: 2020-13-45\n", 3, 11, "entities[0].name",
+     "not a usable value '2020-13-45': month must be in 1..12 (quote it"),
+    ("impossible timestamp in a list", "crm.yaml",
+     ENTITY + "    fields:\n      - {key: x, type: text, label: 2021-02-30 10:00:00}\n", 4, 37,
+     "entities[0].fields[0].label", "day is out of range for month"),
+    ("5,000-digit integer", "crm.yaml", ENTITY + "    name: " + "1" * 5000 + "\n", 3, 11,
+     "entities[0].name", "a number with too many digits"),
+    ("5,000-digit JSON integer", "crm.json",
+     '{"entities": [{"slug": "a",\n "name": ' + "1" * 5000 + "}]}", 2, 10, "entities[0].name",
+     "a number with too many digits"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "column", "where", "expected"),
+    [(c[1], c[2], c[3], c[4], c[5], c[6]) for c in UNBUILDABLE],
+    ids=[c[0] for c in UNBUILDABLE],
+)
+def test_unbuildable_scalar_is_located(
+    tmp_path: Path, name: str, text: str, line: int, column: int, where: str, expected: str
+) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(SchemaFileError) as info:
+        read_schema_file(path)
+    check(info, path, line, column, where, expected)
+    assert len(str(info.value)) < 400  # the huge value is not echoed
+
+
+def test_utf8_bom_is_read_and_other_encodings_are_named(tmp_path: Path) -> None:
+    """attack11: a JSON file with a UTF-8 BOM failed (YAML read it); UTF-16 was 'not UTF-8'."""
+    for name in ("crm.json", "crm.yaml"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + b'{"entities": [{"slug": "a", "name": "A"}]}')
+        assert [e["slug"] for e in load_schema_file(path)] == ["a"]
+        path.write_text('{"entities": []}', encoding="utf-16")
+        with pytest.raises(SchemaFileError, match="the file is UTF-16 text: save it as UTF-8"):
+            read_schema_file(path)
+
+
 def test_format_path() -> None:
     assert format_path(("entities", 0, "fields", 2, "type")) == "entities[0].fields[2].type"
     assert format_path(("entities", "weight-tracker")) == "entities.weight-tracker"
@@ -518,3 +561,51 @@ def test_only_the_entry_point_imports_the_cli_module() -> None:
     # The entry point, and the Flask extension's `flask crm` group, which offers the same
     # commands on an app's store (issue 11, item 1); neither is imported by the core or lint.
     assert sorted(set(importers)) == ["crm_templates.__main__", "crm_templates.flask"]
+
+
+# attack11: the core's messages echoed hostile input whole (`{value!r}`): a 1 MB slug, mode,
+# field key, type or option gave a 1 MB error message (into logs, error pages, CLI output).
+BIG = 1_000_000
+HUGE_DEFINITIONS = {
+    "slug": {"slug": "A" * BIG},
+    "mode": {"slug": "a", "entityMode": "x" * BIG},
+    "field key": {"slug": "a", "fields": [{"key": "!" * BIG}]},
+    "field type": {"slug": "a", "fields": [{"key": "k", "type": "t" * BIG}]},
+    "unknown key": {"slug": "a", "fields": [{"key": "k", "z" * BIG: 1}]},
+    "declared twice": {"slug": "a", "fields": [{"key": "k" * BIG}, {"key": "k" * BIG}]},
+    "options": {"slug": "a", "fields": [{"key": "k", "type": "select", "options": [[1] * BIG]}]},
+    "pipelines": {"slug": "a", "pipelines": "p" * BIG},
+}
+
+
+@pytest.mark.parametrize("definition", HUGE_DEFINITIONS.values(), ids=HUGE_DEFINITIONS.keys())
+def test_a_huge_value_is_not_echoed_whole(definition: dict[str, Any]) -> None:
+    from crm_templates.errors import CrmError
+
+    crm = Crm(open_store("sqlite:///:memory:"))
+    with pytest.raises(CrmError) as raised:
+        crm.ensure_entity(**definition)
+    assert len(str(raised.value)) < 500, str(raised.value)[:300]
+    crm.close()
+
+
+def test_a_huge_template_argument_is_not_echoed_whole() -> None:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from crm_templates import CrmExtension
+    from crm_templates.extension import CrmTemplateError
+
+    crm = Crm(open_store("sqlite:///:memory:"))
+    crm.ensure_entity(slug="a", fields=[{"key": "k"}])
+    env = SandboxedEnvironment(extensions=[CrmExtension], autoescape=True)
+    env.install_crm(crm, on_error="raise")  # type: ignore[attr-defined]
+    for call in (
+        "GetCrmField(slug='a', fieldKey=big)",
+        "GetCrmField(slug=big, fieldKey='k')",
+        "GetCrmEntries(slug='a', pipeline=big)",
+        "GetCrmEntries(slug='a', limit=big)",
+    ):
+        with pytest.raises(CrmTemplateError) as raised:
+            env.from_string("{{ " + call + " }}").render(customer_id="c", big="q" * BIG)
+        assert len(str(raised.value)) < 600, (call, str(raised.value)[:300])
+    crm.close()

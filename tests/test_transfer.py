@@ -266,13 +266,32 @@ def test_import_into_a_separately_ensured_entity_keeps_stages_by_slug(tmp_path: 
     target.close()
 
 
-@pytest.mark.parametrize("text", HOSTILE)
+def formula_like(cell: str) -> bool:
+    """Whether a spreadsheet might read ``cell`` as a formula: its first character past
+    whitespace is = + - @ in any compatibility form (full-width ＝, small ﹦), or it starts with
+    a tab or a line break."""
+    import unicodedata
+
+    first = cell.lstrip()[:1]
+    return cell.startswith(("\t", "\r", "\n")) or (
+        bool(first) and unicodedata.normalize("NFKC", first)[:1] in "=+-@"
+    )
+
+
+# attack11: full-width and small forms, and formula starts after leading whitespace.
+SPREADSHEET_FORMULAS = [
+    "＝1+1", "＋1", "－1", "＠SUM(A1)", "﹦1", "﹢1", "﹣1", "﹫x", " =1+1", "  +1", "\u3000＝1",
+    "\u00a0=1", "\n=1+1", " \t@x", "=HYPERLINK(\"http://x\")",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", HOSTILE + SPREADSHEET_FORMULAS)
 def test_every_hostile_text_survives_a_csv_cell(text: str) -> None:
     from crm_templates.model import Field
 
     f = Field(key="t", label="t", type="text")
     cell = encode_csv_value(f, text)
-    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))  # no formula in a spreadsheet
+    assert not formula_like(cell), cell  # no formula in a spreadsheet
     assert decode_csv_value(f, cell) == text
     assert unescape_cell(escape_cell(text)) == text
 
@@ -291,7 +310,7 @@ def test_any_text_round_trips_through_a_csv_file(texts: list[str]) -> None:
     csv.writer(out).writerow([encode_csv_value(f, t) for f, t in zip(fields, texts, strict=True)])
     (cells,) = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
     assert [decode_csv_value(f, c) for f, c in zip(fields, cells, strict=True)] == texts
-    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+    assert not any(formula_like(c) for c in cells)
 
 
 def test_csv_cells_for_absent_null_and_empty_differ() -> None:
@@ -307,9 +326,11 @@ def test_export_writes_formula_text_escaped(tmp_path: Path) -> None:
     crm = Crm(open_store("sqlite:///:memory:"))
     crm.ensure_entity(slug="note", entityMode="data", fields=[{"key": "body"}])
     crm.create_entry(slug="note", title="@x", referenceId="r", values={"body": "=1+1"})
+    crm.create_entry(slug="note", title="＠x", referenceId=" =r", values={"body": "＝1+1"})
     lines = export_text(crm, "note", "csv").splitlines()
     assert lines[0] == "id,title,reference_type,reference_id,created_at,updated_at,body"
     assert lines[1].endswith(",'=1+1") and ",'@x," in lines[1]
+    assert lines[2].endswith(",'＝1+1") and ",'＠x," in lines[2] and ",' =r," in lines[2]
     crm.close()
 
 
@@ -468,6 +489,49 @@ def test_key_problems_are_reported(deal_crm: Crm) -> None:
     unknown = import_text(deal_crm, "deal", "reference_id\nc\n", "csv", key="nope")
     assert "--key must be 'id' or a declared field" in str(unknown.problems[0])
     assert deal_crm.store.count_entries() == 0
+
+
+def test_a_match_by_field_never_moves_another_customers_entry(deal_crm: Crm) -> None:
+    """attack11: --key FIELD matched cus_a's entry and moved it onto the row's cus_b ("1
+    updated"), so a shared value (a name, an email) handed one customer's record to another."""
+    import_text(deal_crm, "deal", keyed_csv([("x1", "cus_a", "1")]), "csv", key="external_id")
+    (entry,) = deal_crm.store.iter_entries("deal")
+    for text in (
+        keyed_csv([("x1", "cus_b", "2")]),
+        "external_id,reference_type,amount\nx1,site,2\n",
+    ):
+        report = import_text(deal_crm, "deal", text, "csv", key="external_id")
+        assert not report.ok and not report.written
+        (problem,) = report.problems
+        assert problem.line == 2 and problem.column in ("reference_id", "reference_type")
+        assert f"matches entry {entry.id!r} of customer:cus_a by key" in problem.message
+        assert "use --key id to move it" in problem.message
+        assert deal_crm.store.get_entry(entry.id) == entry
+    # The same reference (given or left out) updates; --key id names the entry and may move it.
+    same = import_text(
+        deal_crm, "deal", keyed_csv([("x1", "cus_a", "3")]), "csv", key="external_id"
+    )
+    assert (same.updated, same.created) == (1, 0)
+    omitted = import_text(deal_crm, "deal", "external_id,amount\nx1,4\n", "csv", key="external_id")
+    assert omitted.updated == 1
+    moved = import_text(deal_crm, "deal", f"id,reference_id\n{entry.id},cus_b\n", "csv", key="id")
+    assert moved.updated == 1
+    assert deal_crm.store.get_entry(entry.id).reference_id == "cus_b"  # type: ignore[union-attr]
+
+
+def test_jsonl_duplicate_keys_and_deep_nesting_are_bad_lines(deal_crm: Crm) -> None:
+    """attack11: a JSONL object naming a key twice kept the last value silently (a CSV file
+    repeating a column is refused); a deeply nested line raised RecursionError."""
+    text = (
+        '{"reference_id": "c", "amount": 1, "amount": 2}\n'
+        + '{"reference_id": "c", "amount": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+        + '{"reference_id": "c", "amount": 3}\n'
+    )  # fmt: skip
+    report = import_text(deal_crm, "deal", text, "jsonl")
+    assert [(p.line, p.column) for p in report.problems] == [(1, "amount"), (2, None)]
+    assert "the key 'amount' appears twice" in report.problems[0].message
+    assert "nested too deeply" in report.problems[1].message
+    assert not report.written and deal_crm.store.count_entries() == 0
 
 
 def test_key_id_restores_an_exported_state(deal_crm: Crm) -> None:

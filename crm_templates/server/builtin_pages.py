@@ -149,6 +149,15 @@ def _environments(env: SandboxedEnvironment) -> tuple[SandboxedEnvironment, Sand
     return found
 
 
+def forget_templates(env: SandboxedEnvironment) -> None:
+    """Drop every compiled template of ``env`` and of its built-in page overlays (which keep
+    copies of its cache), so each is loaded from disk again: for the reload watcher, which
+    knows a file changed even when its modification time (Jinja's up-to-date check) did not."""
+    for each in (env, *_overlays.get(env, ())):
+        if each.cache is not None:
+            each.cache.clear()
+
+
 def layout_name(templates_dir: Path) -> str:
     """The template built-in pages extend: the site's layout (`LAYOUT_NAMES`) or `STANDALONE`."""
     for name in LAYOUT_NAMES:

@@ -17,7 +17,10 @@ adds a private CA, OpenSSL's own variable).
 
 The message (`sign_in_message`) has a plain-text and an HTML part rendered from
 ``crm/mail/sign_in.txt`` and ``crm/mail/sign_in.html`` (autoescaped), both naming the site
-(``CRM_SITE_NAME``, default: the host name of the link). `deliver` sends it: a failure is
+(``CRM_SITE_NAME``, default: the host name of the link). Header values never carry a
+line break, a control character or an RFC 2047 encoded word (``=?utf-8?q?…?=``, which the
+email package would decode into a line break): the sender is refused at start-up, the site
+name is neutralised, and the mailer refuses such a To or Subject. `deliver` sends it: a failure is
 logged without the link or its token, and the visitor sees the same "check your email" page as
 for a sent mail (the answer never tells whether an address is known or reachable).
 """
@@ -49,6 +52,16 @@ _FALSE = ("0", "false", "no", "off")
 # Anything that could end a header line or hide in one: a header value with one of these is
 # refused, never folded or stripped (header injection through an address or a site name).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+# The start of an RFC 2047 encoded word. The email package decodes such words in a header value
+# it is given (``=?utf-8?q?a=0D=0ABcc:_x?=`` becomes a line break and a Bcc header once the
+# message is written), so a value holding one is refused too (attack11).
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?")
+
+
+def _unsafe_header(value: str) -> bool:
+    """Whether ``value`` could add or hide header lines: a control character or line separator,
+    or an RFC 2047 encoded word the email package would decode."""
+    return bool(_CONTROL.search(value) or _ENCODED_WORD.search(value))
 
 
 class MailError(CrmError):
@@ -87,9 +100,47 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _secret(url: str) -> str:
+    """What may be the password in ``url``, for keeping it out of messages: the parsed
+    password when the URL's authority has an ``@``; else, when a ``:`` in it is followed by an
+    ``@`` later on (a password holding an unencoded ``/ ? #`` ends the authority early), all
+    from that ``:`` to the last ``@`` — generous on purpose; else empty."""
+    rest = url.partition("://")[2] or url
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        netloc = ""
+    if "@" in netloc:
+        return netloc.rpartition("@")[0].partition(":")[2]
+    userinfo = rest[: max(rest.rfind("@"), 0)]
+    colon = userinfo.find(":")
+    return userinfo[colon + 1 :] if colon >= 0 else ""
+
+
 def _redacted(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """``url`` with `_secret` replaced by ``***``, for error messages."""
+    secret = _secret(url)
+    if not secret:
+        return url
+    at = url.find(f":{secret}@")
+    if at < 0:  # not expected; hide all before the last "@" rather than risk showing it
+        return url.partition("://")[0] + "://***" + url[url.rfind("@") :]
+    return url[:at] + ":***@" + url[at + len(secret) + 2 :]
+
+
+def _overlaps(text: str, url: str) -> bool:
+    """Whether ``text`` shows any part of `_secret` (case-insensitively: a value may have been
+    lower-cased)."""
+    secret = _secret(url).lower()
+    low = text.lower()
+    pieces = [p for p in re.split(r"[/?#@&=;:]", secret) if len(p) >= 2]
+    return bool(secret) and (low in secret or any(p in low for p in pieces))
+
+
+def _echo(text: str, url: str) -> str:
+    """``repr(text)`` for a message, or ``'***'`` when ``text`` (a query parameter's name or
+    value, which a password with an unencoded ``?`` turns into) overlaps `_secret`."""
+    return "'***'" if _overlaps(text, url) else repr(text)
 
 
 def check_sender(value: str, where: str) -> tuple[str, str]:
@@ -97,6 +148,11 @@ def check_sender(value: str, where: str) -> tuple[str, str]:
     ``no-reply@shop.example``; ValueError naming ``where`` when it is not one address."""
     if _CONTROL.search(value):
         raise ValueError(f"{where} must be one line; got {value!r}")
+    if _ENCODED_WORD.search(value):
+        raise ValueError(
+            f"{where} must not contain an encoded word (=?charset?q?…?=); write the name in "
+            f"plain Unicode; got {value!r}"
+        )
     found = getaddresses([value])
     address = found[0][1] if len(found) == 1 else ""
     local, at, domain = address.rpartition("@")
@@ -104,7 +160,14 @@ def check_sender(value: str, where: str) -> tuple[str, str]:
         raise ValueError(
             f"{where} must be one email address, like 'Shop <no-reply@shop.example>'; got {value!r}"
         )
+    try:
+        EmailMessage()["From"] = value.strip()  # what every mail will do: fail now, not then
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"{where} is not a usable From header ({exc}); got {value!r}") from None
     return value.strip(), address
+
+
+_HINT = "like smtps://user:password@mail.example or smtp://mail.example:587?starttls=true"
 
 
 def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
@@ -112,17 +175,27 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
 
     Raises ValueError naming the problem (the password is never echoed): another scheme, no
     host, a bad port, an unknown or repeated parameter, ``starttls`` on ``smtps://``, a password
-    without TLS to a host that is not loopback, no usable sender.
+    without TLS to a host that is not loopback, no usable sender. A password with an
+    unencoded ``/ ? # @`` confuses the URL parser; a message that would show any part of it is
+    replaced by one asking to percent-encode them (attack11: such messages echoed it).
     """
     if not isinstance(url, str) or _CONTROL.search(url) or " " in url:
         raise ValueError("CRM_MAIL_URL must be one URL without spaces, like smtps://HOST")
+    return _parse_mail_url(url, sender)
+
+
+def _parse_mail_url(url: str, sender: str | None) -> SmtpSettings:
     shown = _redacted(url)
-    hint = "like smtps://user:password@mail.example or smtp://mail.example:587?starttls=true"
+    hint = _HINT
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError(f"CRM_MAIL_URL {shown!r} is not a valid URL ({exc}): {hint}") from None
+        # urllib's reason may quote part of the password ("... as 'pa'"): not shown then.
+        reason = str(exc)
+        if _overlaps(reason, url):
+            reason = "percent-encode / ? # @ : in the user name and password (%2F %3F %23 %40 %3A)"
+        raise ValueError(f"CRM_MAIL_URL {shown!r} is not a valid URL ({reason}): {hint}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps"):
         raise ValueError(f"CRM_MAIL_URL must start with smtp:// or smtps://; got {shown!r}")
@@ -134,16 +207,20 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in _PARAMETERS:
             raise ValueError(
-                f"CRM_MAIL_URL has an unknown parameter {key!r}; known: {', '.join(_PARAMETERS)}"
+                f"CRM_MAIL_URL has an unknown parameter {_echo(key, url)}; known: "
+                f"{', '.join(_PARAMETERS)}"
             )
         if key in params:
-            raise ValueError(f"CRM_MAIL_URL gives the parameter {key!r} twice")
+            raise ValueError(f"CRM_MAIL_URL gives the parameter {_echo(key, url)} twice")
         params[key] = value
     security = "smtps" if scheme == "smtps" else "none"
     starttls = params.get("starttls", "").lower()
     if starttls:
         if starttls not in _TRUE + _FALSE:
-            raise ValueError(f"CRM_MAIL_URL: starttls must be true or false; got {starttls!r}")
+            raise ValueError(
+                f"CRM_MAIL_URL: starttls must be true or false; got "
+                f"{_echo(params['starttls'], url)}"
+            )
         if scheme == "smtps" and starttls in _TRUE:
             raise ValueError(
                 "CRM_MAIL_URL: smtps:// is TLS from the start; starttls=true is for smtp://"
@@ -159,7 +236,7 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
         if not 0 < timeout <= 600:
             raise ValueError(
                 f"CRM_MAIL_URL: timeout must be seconds between 0 and 600; "
-                f"got {params['timeout']!r}"
+                f"got {_echo(params['timeout'], url)}"
             )
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
@@ -172,7 +249,15 @@ def parse_mail_url(url: str, sender: str | None = None) -> SmtpSettings:
     if sender:
         header, address = check_sender(sender, "CRM_MAIL_FROM")
     elif params.get("from"):
-        header, address = check_sender(params["from"], "CRM_MAIL_URL's from parameter")
+        try:
+            header, address = check_sender(params["from"], "CRM_MAIL_URL's from parameter")
+        except ValueError:
+            if _echo(params["from"], url) == repr(params["from"]):
+                raise
+            raise ValueError(
+                "CRM_MAIL_URL's from parameter must be one email address; got '***' (percent-"
+                "encode / ? # @ : in the user name and password: %2F %3F %23 %40 %3A)"
+            ) from None
     elif username and "@" in username:
         header, address = check_sender(username, "CRM_MAIL_URL's user name")
     else:
@@ -207,7 +292,7 @@ class SmtpMailer:
         message has one. Raises `MailError` for a header value with a line break or another
         control character."""
         for name, value in (("To", message.to), ("Subject", message.subject)):
-            if _CONTROL.search(value):
+            if _unsafe_header(value):
                 raise MailError(f"refused to send: the {name} header would contain {value!r}")
         settings = self.settings
         email = EmailMessage()
@@ -257,9 +342,13 @@ def init_mail(app: Flask) -> None:
 
 
 def site_name(link: str) -> str:
-    """``CRM_SITE_NAME``, or the host name of ``link``; control characters become spaces."""
+    """``CRM_SITE_NAME``, or the host name of ``link``; control characters become spaces and
+    an encoded word's ``=?`` becomes ``= ?`` (the name goes into the Subject header)."""
     name = current_app.config.get("CRM_SITE_NAME") or urlsplit(link).hostname or "this site"
-    return " ".join(_CONTROL.sub(" ", str(name)).split())
+    text = " ".join(_CONTROL.sub(" ", str(name)).split())
+    while _ENCODED_WORD.search(text):
+        text = text.replace("=?", "= ?")
+    return text
 
 
 def sign_in_message(to: str, link: str, minutes: int) -> MailMessage:

@@ -31,6 +31,7 @@ from jinja2 import TemplateSyntaxError
 from watchfiles import Change, DefaultFilter, watch
 
 from ..loading import ensure_schema, load_seed, store_is_empty
+from .builtin_pages import forget_templates
 from .site import SCHEMA_FILES
 from .state import ServerState
 
@@ -175,13 +176,22 @@ class SiteWatcher:
             self._seed()
 
     def _load(self, path: Path, parts: tuple[str, ...]) -> None:
-        """Load a changed page file the way the next request will (raises what it would)."""
+        """Load a changed page file the way the next request will (raises what it would).
+
+        The cached module or compiled templates are dropped first: the watcher saw a change,
+        and the per-request checks compare modification times only, which a copy that keeps
+        them (``cp -p``, ``rsync -t``, a restored backup) or a coarse file system leaves
+        equal (attack11)."""
         folder = parts[0]
         site, env = self.server.site, self.server.env
         if folder == "pages" and path.suffix == ".py":
+            site.forget(path)
             if site.is_backend(path):
                 site.backend(path)
-        elif folder in ("pages", "templates") and path.suffix in _TEMPLATE_SUFFIXES:
+        elif folder in ("pages", "templates"):
+            forget_templates(env)  # any file a template may include, whatever its suffix
+            if path.suffix not in _TEMPLATE_SUFFIXES:
+                return
             # Page templates load as "pages/<path>", the rest by their path in templates/.
             env.get_template("/".join(parts) if folder == "pages" else "/".join(parts[1:]))
 

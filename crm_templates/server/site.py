@@ -140,6 +140,13 @@ class Site:
         """True when ``path`` is the backend of a page (on disk now, not as cached)."""
         return any(route.backend == path for route in self._scan().values())
 
+    def forget(self, path: Path) -> None:
+        """Drop the cached backend module of ``path`` (the next `backend` call imports it
+        again, whatever its modification time says): for the reload watcher, which knows a
+        file changed even when its mtime did not (attack11)."""
+        with self._lock:
+            self._backends.pop(path, None)
+
     def backend(self, path: Path) -> ModuleType:
         """The backend module at ``path`` (cached; re-imported in debug when it changed)."""
         cached = self._backends.get(path)
