@@ -81,7 +81,7 @@ def test_the_dashboard_shows_each_entitys_mode_count_and_links(app: Any) -> None
 
 
 def test_recent_entries_are_the_ten_newest_across_entities(app: Any) -> None:
-    ann, bob = seed_two_customers(app)
+    ann, _ = seed_two_customers(app)
     crm = app.extensions["crm"].crm
     for n in range(11):
         made = crm.create_entry(
@@ -354,8 +354,7 @@ def test_every_admin_error_status_is_themed(tmp_path: Path, status: int) -> None
 
 def test_the_admin_theme_is_dark_aware_and_has_phone_rules() -> None:
     css = (
-        Path(__file__).resolve().parent.parent
-        / "crm_templates/server/admin/static/admin.css"
+        Path(__file__).resolve().parent.parent / "crm_templates/server/admin/static/admin.css"
     ).read_text()
     assert re.search(r"@media \(prefers-color-scheme: dark\)", css)
     assert re.search(r"@media \(max-width: 40rem\)", css)
