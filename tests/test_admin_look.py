@@ -358,3 +358,19 @@ def test_the_admin_theme_is_dark_aware_and_has_phone_rules() -> None:
     ).read_text()
     assert re.search(r"@media \(prefers-color-scheme: dark\)", css)
     assert re.search(r"@media \(max-width: 40rem\)", css)
+
+
+def test_operator_features_off_is_a_themed_403_without_a_loop(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "pages").mkdir(parents=True)
+    (site / "pages" / "index.html").write_text("<p>hi</p>")
+    application = create_app(site, f"sqlite:///{tmp_path / 'c.db'}", TESTING=True)
+    try:
+        response = application.test_client().get("/operator/sign-in")
+        assert response.status_code == 403
+        soup = soup_of(response)
+        assert admin_themed(soup)
+        assert "crm-templates operator add" in soup.select_one(".admin-message").get_text()
+        assert [a["href"] for a in soup.select("main a")] == ["/"]  # no link back to itself
+    finally:
+        application.extensions["crm"].close()
