@@ -58,8 +58,8 @@ def test_the_dashboard_lists_entities_with_their_entry_counts(app: Any) -> None:
     assert response.status_code == 200
     page = BeautifulSoup(response.get_data(as_text=True), "html.parser")
     rows = {
-        tr.find_all("td")[1].get_text(strip=True): tr.find_all("td")[3].get_text(strip=True)
-        for tr in page.select("table.admin-table tbody tr")
+        tr.select_one("th code").get_text(strip=True): tr.select_one("td.num").get_text(strip=True)
+        for tr in page.select("table.dashboard-entities tbody tr")
     }
     assert rows == {"deals": "2", "profile": "2"}
     assert "2 customers in the store." in page.get_text(" ", strip=True)

@@ -171,7 +171,8 @@ def test_operator_pages_keep_the_server_look(make: Any) -> None:
     app = make({"layout.html": LAYOUT, "crm/operator_sign_in.html": "HIJACKED"})
     html = html_of(app.test_client().get("/operator/sign-in"))
     assert "HIJACKED" not in html and "ACME-HEADER" not in html
-    assert "Operator sign-in" in html and "/_crm/static/crm.css" in html
+    # The admin theme (issue 12, item 8), public at /operator/theme.css before signing in.
+    assert "Operator sign-in" in html and "/operator/theme.css" in html
 
 
 def test_the_contract_lists_every_built_in_page() -> None:

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import (
@@ -30,6 +31,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -38,7 +40,7 @@ from werkzeug.security import check_password_hash
 from .. import audit
 from ..operators import BOOTSTRAP_ID, authenticate, generation_key
 from . import sessions
-from .builtin_pages import asset_urls
+from .admin_theme import sign_in_context
 from .customers import attach_operator, current_operator_id, detach_operator, forget_operator
 from .security import is_same_site_url
 from .state import state
@@ -50,6 +52,7 @@ DISABLED = (
     "--site SITE_DIR), or set CRM_OPERATOR_PASSWORD (or CRM_OPERATOR_PASSWORD_HASH, a werkzeug "
     "password hash) and restart the server."
 )
+ADMIN_STATIC = Path(__file__).resolve().parent / "admin" / "static"
 LANDING = "/admin/"  # where a sign-in without a `next` goes
 
 
@@ -109,9 +112,17 @@ def _sign_in_form(next_url: str, error: str | None, email: str = "", status: int
         error=error,
         email=email,
         bootstrap=bootstrap_enabled(),
-        **asset_urls(),
+        **sign_in_context(),
     )
     return Response(body, status=status)
+
+
+@bp.get("/theme.css")
+def theme() -> ResponseReturnValue:
+    """The admin theme (``admin/static/admin.css``) for the pages outside the admin's gate that
+    wear it: this sign-in page and the error pages of visitors who are not operators
+    (`admin_theme`). The same file as ``/admin/static/admin.css``; only a stylesheet."""
+    return send_from_directory(ADMIN_STATIC, "admin.css", mimetype="text/css")
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])

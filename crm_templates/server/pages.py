@@ -32,6 +32,7 @@ from ..errors import CrmValidationError, PreviewError
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
+from .admin_theme import is_admin_path, render_admin_error
 from .bodies import request_data
 from .builtin_pages import base_context, render_builtin
 from .customers import (
@@ -201,10 +202,11 @@ def _error_page(status: int, message: str, details: str | None = None) -> Respon
             body["details"] = details
         response = jsonify(body)
     else:
-        response = Response(
-            render_builtin("error", status=status, message=message, details=details),
-            mimetype="text/html",
-        )
+        # The admin's and the operator pages' errors in the admin theme; the site's in its look.
+        html = render_admin_error(status, message, details) if is_admin_path() else None
+        if html is None:
+            html = render_builtin("error", status=status, message=message, details=details)
+        response = Response(html, mimetype="text/html")
     response.status_code = status
     return response
 
@@ -215,7 +217,9 @@ _MESSAGES = {
     404: "There is no page at this address.",
     405: "This page does not accept that kind of request.",
     413: "The request is too large.",
+    409: "This changed while you were looking at it. Reload and try again.",
     415: "This page does not accept that kind of request body.",
+    422: "A value was not accepted.",
     429: "Too many requests. Please wait a few minutes and try again.",
     500: "Something went wrong on our side. Please try again.",
 }
@@ -241,7 +245,7 @@ def register_error_pages(app: Flask) -> None:
             response.headers["Allow"] = "GET, HEAD"
         return response
 
-    for code in (400, 403, 404, 405, 413, 415, 429):
+    for code in (400, 403, 404, 405, 409, 413, 415, 422, 429):
         app.register_error_handler(code, handle)
 
     def internal(exc: Exception) -> Response:
