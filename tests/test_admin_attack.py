@@ -213,3 +213,52 @@ def test_site_pages_keep_the_sites_own_environment(sqlite_app: Any) -> None:
         assert env is not site_env
         assert env.filters["center"] is not site_env.filters["center"]
         assert site_env.intercepted_binops == frozenset()
+
+
+# --- the page never scrolls sideways ------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_wide_admin_tables_scroll_in_their_box_not_the_page(
+    page: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A table wider than the window scrolls inside its box; the visually hidden (absolute)
+    labels in its cells used to escape the box and widen the whole page."""
+    from playwright.sync_api import expect
+
+    from crm_templates import entity_admin
+    from tests.admin_world import PASSWORD
+    from tests.test_server_browser import LiveServer
+
+    application = make_admin_app(tmp_path, "sqlite", request)
+    seed_two_customers(application)
+    crm = application.extensions["crm"].crm
+    for i in range(12):
+        version = crm.get_entity("deals").version
+        entity_admin.add_field(
+            crm, "deals", version, {"key": f"extra{i}", "label": f"Extra field {i}", "type": "text"}
+        )
+    server = LiveServer(application)
+    try:
+        page.set_viewport_size({"width": 900, "height": 800})
+        page.goto(f"{server.url}/operator/sign-in?next=/admin/entities/deals/entries")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Deals: entries")
+        for url in (
+            "/admin/entities/deals/entries",
+            "/admin/entities/deals",
+            "/admin/entities/deals/pipelines/sales",
+            "/admin/customers",
+            "/admin/audit",
+        ):
+            page.goto(server.url + url)
+            sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert sizes[0] <= sizes[1], (url, sizes)
+        page.goto(server.url + "/admin/entities/deals/entries")
+        box = page.locator(".entries-scroll")
+        assert box.evaluate("e => e.scrollWidth > e.clientWidth")  # the table did overflow
+        page.screenshot(path=str(tmp_path / "admin-wide-table.png"), full_page=True)
+    finally:
+        server.stop()
