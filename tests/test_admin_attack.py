@@ -262,3 +262,49 @@ def test_wide_admin_tables_scroll_in_their_box_not_the_page(
         page.screenshot(path=str(tmp_path / "admin-wide-table.png"), full_page=True)
     finally:
         server.stop()
+
+
+# --- previews and the admin ---------------------------------------------------------------------
+
+
+def test_a_previewing_operator_writes_nothing_through_the_admin_but_can_render(app: Any) -> None:
+    """Decision: a preview is read-only for the whole session, the admin included (its pages
+    show the banner with "Leave preview"); the playground writes nothing, so it still works."""
+    from crm_templates import audit
+
+    ann, bob = seed_two_customers(app)
+    crm = app.extensions["crm"].crm
+    client = operator_client(app)
+    entry_id = first_entry(client, "deals")
+    token = csrf_token(client, "/admin/entities")
+    assert client.get(f"/?preview_customer={ann.id}").status_code == 200
+    page = client.get("/admin/playground")
+    assert "Leave preview" in page.get_data(as_text=True)
+    before = (crm.store.get_entry(entry_id), crm.get_entity("deals"))
+    trail = audit.records(crm.store, limit=100)[0]
+    writes = [
+        (f"/admin/entries/{entry_id}/values/note", {"value": "changed"}),
+        (f"/admin/entries/{entry_id}/stage", {"stage": "won"}),
+        ("/admin/entities/deals/settings", {"version": before[1].version, "name": "X"}),
+        (f"/admin/customers/{bob.id}/sign-out-everywhere", {}),
+    ]
+    for url, data in writes:
+        response = client.post(url, data={"csrf_token": token, **data})
+        assert response.status_code == 403, url
+        assert "Previews are read-only" in html_text(response)
+    assert (crm.store.get_entry(entry_id), crm.get_entity("deals")) == before
+    assert audit.records(crm.store, limit=100)[0] == trail
+    rendered = client.post(
+        "/admin/playground/render",
+        data={"csrf_token": token, "source": "{{ customer.email }}", "customer": bob.id},
+    )
+    assert rendered.status_code == 200
+    assert rendered.get_json()["ok"] is True
+    assert "bob@example.com" in html.unescape(rendered.get_json()["results"])
+    # Leaving the preview makes the admin write again.
+    assert client.post("/_crm/preview/leave", data={"csrf_token": token}).status_code == 303
+    edit = client.post(
+        f"/admin/entries/{entry_id}/values/note", data={"csrf_token": token, "value": "changed"}
+    )
+    assert edit.status_code == 303
+    assert crm.store.get_entry(entry_id).values["note"] == "changed"
