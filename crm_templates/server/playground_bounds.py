@@ -169,7 +169,7 @@ class Bounds:
         """``~``: refused before joining when the parts are too long together."""
         if sum(_size(part) for part in parts) > self.max_value:
             raise self.refuse("the result of ~")
-        return self.check_value(join(parts), "the result of ~")  # type: ignore[no-any-return]
+        return self.check_value(join(parts), "the result of ~")
 
     def wrap_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """``func`` (a filter) with its result checked, and its input first when it amplifies."""
