@@ -47,7 +47,7 @@ def _read_password(password_stdin: bool) -> str:
 
 @click.group("operator", short_help="Add, remove and list the admin's operator accounts.")
 def operator_group() -> None:
-    """Operator accounts: who may sign in to the admin (/admin) and preview pages."""
+    """Operator accounts: who may sign in to /admin and preview pages."""
 
 
 @operator_group.command("add")

@@ -74,6 +74,7 @@ from .schema import (
 )
 from .service import Crm
 from .values import coerce
+from .whole_numbers import parse_whole_number
 
 #: Type changes allowed while entries hold values: every stored value of the first type is,
 #: as stored, a valid value of the second (values are never rewritten).
@@ -181,13 +182,14 @@ def _about(input: str | None) -> Iterator[None]:
 
 
 def _version(expected_version: Any) -> int:
+    shown = expected_version[:40] if isinstance(expected_version, str) else expected_version
     if isinstance(expected_version, bool):
         expected_version = None
-    if isinstance(expected_version, str) and expected_version.strip().isdigit():
-        expected_version = int(expected_version)
+    if isinstance(expected_version, str):
+        expected_version = parse_whole_number(expected_version)
     if not isinstance(expected_version, int) or expected_version < 1:
         raise InvalidEdit(
-            f"the form's entity version must be a whole number >= 1; got {expected_version!r} "
+            f"the form's entity version must be a whole number >= 1; got {shown!r} "
             "(reload the page)",
             "version",
         )

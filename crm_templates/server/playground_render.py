@@ -7,9 +7,11 @@ a chosen customer, exactly as a preview does, with these bounds:
 * **never writes**: the service is the customer's read-only view (`preview.preview_crm`,
   `crm_templates.access.ReadOnlyStore`): ``SetCrmFields`` and the other CRM write functions
   answer ``{ok: False, error: 'preview'}``, every writing store method raises `PreviewError`;
-* **sandboxed**: the site's `SandboxedEnvironment` (an overlay of it that also refuses ``*``
-  and ``**`` results larger than `MAX_OUTPUT` / `MAX_EXPONENT`, and raises on an unsafe
-  attribute where a page prints nothing), so ``{{ ''.__class__ }}`` and friends reach no
+* **sandboxed**: the site's `SandboxedEnvironment` (an overlay of it whose values are bounded
+  in size — `playground_bounds`: no string, list or integer a template makes can exceed 16x
+  the output cap or `MAX_INT_BITS`, checked before the C-level operations that the deadline
+  cannot interrupt — and that raises on an unsafe attribute where a page prints nothing), so
+  ``{{ ''.__class__ }}`` and friends reach no
   Python internals and are reported with their line;
 * **errors are results**: a syntax error, a sandbox refusal or any other exception of the
   template (or of the chosen page's backend) becomes `Rendered.error` with the line of the
@@ -28,30 +30,28 @@ The page is rendered in a request context of its own (the page's URL, an empty s
 from __future__ import annotations
 
 import ctypes
-import operator
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from flask import Flask, current_app
 from jinja2.exceptions import TemplateSyntaxError
-from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from ..model import Customer
 from .builtin_pages import base_context
 from .customers import request_crm
 from .pages import Page, Variables, _run_backend
+from .playground_bounds import MAX_VALUE_FACTOR, bound
 from .preview import preview_crm
 from .site import PageRoute
 from .state import state
 
 DEFAULT_TIMEOUT = 3.0  # seconds for the page backend and the render together
 MAX_OUTPUT = 1024 * 1024  # characters of rendered HTML
-MAX_EXPONENT = 1000  # the largest integer exponent ``**`` accepts
 SOURCE_NAME = "<template>"  # Jinja's filename of a template made from a string
 
 
@@ -113,37 +113,15 @@ def deadline(seconds: float) -> Iterator[None]:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
 
 
-def _sized(value: Any) -> int | None:
-    return len(value) if isinstance(value, str | bytes | list | tuple) else None
-
-
-def _bounded_binop(limit: int) -> Callable[..., Any]:
-    def call_binop(context: Context, op: str, left: Any, right: Any) -> Any:
-        if op == "*":
-            for seq, times in ((left, right), (right, left)):
-                size = _sized(seq)
-                if size is not None and isinstance(times, int) and size * times > limit:
-                    raise SecurityError(
-                        f"the result of * would be longer than {limit} items or characters"
-                    )
-            return operator.mul(left, right)
-        if op == "**":
-            if isinstance(right, int) and abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"exponents above {MAX_EXPONENT} are refused")
-            return operator.pow(left, right)
-        raise SecurityError(f"operator {op!r} is not available")  # pragma: no cover
-
-    return call_binop
-
-
 def _refuse_unsafe(obj: Any, attribute: str) -> NoReturn:
     raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} is unsafe")
 
 
 def playground_environment(app: Flask) -> SandboxedEnvironment:
     """The site's sandboxed environment as the playground uses it (made once per app): an
-    overlay that also bounds ``*`` and ``**`` (the sandbox intercepts them at compile time),
-    and that raises at once on an unsafe attribute (``{{ ''.__class__ }}``), which the site's
+    overlay whose values are bounded in size (`playground_bounds`: ``*``, ``**``, ``+``, ``%``,
+    ``~``, amplifying calls and filters, every call's result), and that raises at once on an
+    unsafe attribute (``{{ ''.__class__ }}``), which the site's
     pages print as nothing, so that the operator sees the refusal and its line."""
     cached = app.extensions.get("crm_playground_env")
     if isinstance(cached, SandboxedEnvironment):
@@ -151,8 +129,8 @@ def playground_environment(app: Flask) -> SandboxedEnvironment:
     env = state().env.overlay()
     assert isinstance(env, SandboxedEnvironment)
     env.unsafe_undefined = _refuse_unsafe  # type: ignore[method-assign]
-    env.intercepted_binops = frozenset({"*", "**"})
-    env.call_binop = _bounded_binop(int(app.config.get("CRM_PLAYGROUND_MAX_OUTPUT", MAX_OUTPUT)))  # type: ignore[method-assign]
+    cap = int(app.config.get("CRM_PLAYGROUND_MAX_OUTPUT", MAX_OUTPUT))
+    bound(env, max_value=MAX_VALUE_FACTOR * cap, output_cap=cap)
     app.extensions["crm_playground_env"] = env
     return env
 

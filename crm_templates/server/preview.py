@@ -48,6 +48,9 @@ READ_ONLY = (
 )
 # Blueprints an operator may still post to while previewing: leaving it, operator sign-out.
 LET_THROUGH = frozenset({"crm_preview", "crm_operator"})
+# Endpoints whose POST never writes (the admin's playground renders read-only): they work in a
+# preview too. Added with `allow_in_preview` by the module defining the view.
+READ_ONLY_POSTS: set[str] = set()
 
 bp = Blueprint("crm_preview", __name__, url_prefix="/_crm/preview")
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
@@ -110,10 +113,22 @@ def preview_crm(customer: Customer) -> Crm:
     return crm
 
 
+def allow_in_preview(endpoint: str) -> None:
+    """Let ``endpoint``'s POST through `refuse_writes`: only for a view that writes nothing
+    (its CSRF check still applies)."""
+    READ_ONLY_POSTS.add(endpoint)
+
+
 def refuse_writes() -> None:
     """before_request: 403 for every unsafe request of an operator who is previewing (the
-    remembered preview or ``?preview_customer=``), except `LET_THROUGH`."""
-    if request.method not in UNSAFE_METHODS or request.blueprint in LET_THROUGH:
+    remembered preview or ``?preview_customer=``), except `LET_THROUGH` and `READ_ONLY_POSTS`
+    — admin writes included: a previewing operator writes nothing until leaving the preview
+    (the banner on every admin page says so and has the way out)."""
+    if (
+        request.method not in UNSAFE_METHODS
+        or request.blueprint in LET_THROUGH
+        or request.endpoint in READ_ONLY_POSTS
+    ):
         return
     wanted = request.args.get(PARAM) or session.get(SESSION_PREVIEW)
     if isinstance(wanted, str) and is_operator():

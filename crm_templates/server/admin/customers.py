@@ -33,6 +33,7 @@ import renderers
 from ...customer_list import iter_customers, matches
 from ...errors import CrmValidationError
 from ...model import Customer, Entity, Entry
+from ...whole_numbers import parse_whole_number
 from .. import sessions
 from ..state import state
 from . import bp
@@ -66,9 +67,10 @@ class EntityGroup:
 
 def _page_number() -> int:
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    page = parse_whole_number(raw)
+    if page is None or not 1 <= page <= MAX_PAGE:
         abort(400, f"page must be a whole number from 1 to {MAX_PAGE}; search to go further.")
-    return int(raw)
+    return page
 
 
 def _search(text: str, page: int) -> tuple[list[Customer], bool]:

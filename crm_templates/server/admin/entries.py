@@ -13,8 +13,8 @@ never repeat an entry or skip one. Query parameters (all optional):
 - ``after`` — the token of a "Next page" link.
 
 A bad parameter (unknown stage or pipeline, a stage on a data-mode entity, a bad sort, a token
-that is forged, damaged or made for another sort) answers 400 saying what is wrong; an unknown
-entity 404.
+that is forged, damaged or made for another entity or sort) answers 400 saying what is wrong;
+an unknown entity 404.
 
 ``GET /admin/entries/<entry_id>`` — every value (rendered, editable unless locked), the stage
 with a move form (CRM-mode entities), the relations both ways as labelled links, the stage
@@ -71,24 +71,30 @@ def _signer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.secret_key or "", salt=_CURSOR_SALT)
 
 
-def cursor_token(sort: str, key: Key) -> str:
-    """The opaque ``after`` token continuing after ``key`` in ``sort`` order."""
-    return str(_signer().dumps([sort, key[0], key[1]]))
+def cursor_token(slug: str, sort: str, key: Key) -> str:
+    """The opaque ``after`` token continuing after ``key`` in ``sort`` order of entity ``slug``
+    (the entity is in the token so that a token replayed on another entity's table is refused
+    rather than silently starting that table at a foreign position)."""
+    return str(_signer().dumps([slug, sort, key[0], key[1]]))
 
 
-def cursor_key(token: str, sort: str) -> Key:
-    """The key inside an ``after`` token; 400 for a forged or damaged one, or another sort's."""
+def cursor_key(token: str, slug: str, sort: str) -> Key:
+    """The key inside an ``after`` token; 400 for a forged or damaged one, or one made for
+    another entity or another sort."""
     try:
         data = _signer().loads(token)
     except BadSignature:
         abort(400, "The page cursor ('after') is not valid: follow the Next page link again, or "
                    "start from the first page.")  # fmt: skip
-    if not (isinstance(data, list) and len(data) == 3 and all(isinstance(p, str) for p in data)):
+    if not (isinstance(data, list) and len(data) == 4 and all(isinstance(p, str) for p in data)):
         abort(400, "The page cursor ('after') is not valid: start from the first page.")
-    if data[0] != sort:
-        abort(400, f"The page cursor ('after') was made for the sort {data[0]!r}, not {sort!r}: "
+    if data[0] != slug:
+        abort(400, f"The page cursor ('after') was made for the entity {data[0]!r}, not "
+                   f"{slug!r}: start from the first page.")  # fmt: skip
+    if data[1] != sort:
+        abort(400, f"The page cursor ('after') was made for the sort {data[1]!r}, not {sort!r}: "
                    "start from the first page.")  # fmt: skip
-    return data[1], data[2]
+    return data[2], data[3]
 
 
 # --- entities and stages ------------------------------------------------------------------
@@ -177,7 +183,7 @@ def listing_query(entity: Entity, args: Mapping[str, str]) -> tuple[EntryQuery, 
         descending=descending,
     )
     after = args.get("after")
-    return query, sort_choice, cursor_key(after, sort_choice) if after else None
+    return query, sort_choice, cursor_key(after, entity.slug, sort_choice) if after else None
 
 
 def _stage_badge(entity: Entity, entry: Entry) -> Markup:
@@ -207,7 +213,7 @@ def table_page(
     next_url = None
     if len(entries) > PAGE:
         entries = entries[:PAGE]
-        token = cursor_token(sort_choice, query.key_of(entries[-1]))
+        token = cursor_token(entity.slug, sort_choice, query.key_of(entries[-1]))
         next_url = _page_url(slug, args, after=token)
     labels = Labels({entity.slug: entity})
     labels.prefetch(reference_ids(entries, entity.fields))

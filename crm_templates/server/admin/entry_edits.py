@@ -37,6 +37,7 @@ from werkzeug.datastructures import MultiDict
 
 from ...errors import CrmError, EntryNotFoundError, StaleEntryError
 from ...stage_history import move_entry
+from ...whole_numbers import parse_whole_number
 from ..security import is_same_site_url
 from ..state import state
 from . import bp
@@ -61,9 +62,10 @@ def _version() -> int | None:
     raw = request.form.get("version", "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
-        abort(400, f"version must be a whole number (the entry's version); got {raw!r}.")
-    return int(raw)
+    version = parse_whole_number(raw)
+    if version is None:
+        abort(400, f"version must be a whole number (the entry's version); got {raw[:40]!r}.")
+    return version
 
 
 @bp.post("/entries/<entry_id>/values/<field_key>")

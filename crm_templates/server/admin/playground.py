@@ -44,6 +44,7 @@ from ...customer_list import find_customers
 from ...lint import Problem, lint_source, schema_from_entities
 from ...model import Customer
 from ..playground_render import Rendered, render_source
+from ..preview import allow_in_preview
 from ..site import PageRoute
 from ..state import state
 from . import bp
@@ -240,3 +241,8 @@ def playground_render() -> ResponseReturnValue:
     if request.form.get("action") == "load":
         body["source"] = view.source
     return jsonify(body)
+
+
+# Both POSTs only render (read-only, `render_source`): they work while the operator previews.
+allow_in_preview("crm_admin.playground")
+allow_in_preview("crm_admin.playground_render")
