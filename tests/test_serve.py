@@ -222,3 +222,24 @@ def test_no_server_banner(serve: Any) -> None:
         assert status in (200, 404)
         assert headers.get("Server") is None, (path, headers.get("Server"))
         assert headers["Permissions-Policy"].startswith("accelerometer=()")
+
+
+def test_the_start_line_says_how_to_turn_the_admin_on(serve: Any, tmp_path: Path) -> None:
+    """Without an operator the start line names the command that creates one; once an account
+    exists in the store (issue 12), the next start says the admin is on, where it is."""
+    served = serve()
+    off = served.wait_for(re.compile(r"^Serving "))[0]
+    assert "operator admin off (run crm-templates operator add EMAIL --site " in off, off
+    served.stop()
+    added = subprocess.run(
+        [sys.executable, "-m", "crm_templates", "operator", "add", "ops@example.com",
+         "--password-stdin", "--store", f"sqlite:///{tmp_path / 'crm0.db'}"],
+        input="a long enough password\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    again = Served(tmp_path / "site0", tmp_path / "crm0.db")
+    try:
+        on = again.wait_for(re.compile(r"^Serving "))[0]
+        assert "operator admin on at /admin/" in on, on
+    finally:
+        again.stop()

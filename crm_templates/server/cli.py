@@ -90,14 +90,18 @@ def serve(
         raise click.ClickException(str(exc)) from None
     app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     server_state = app.extensions["crm"]
+    bootstrap = app.config.get("CRM_OPERATOR_PASSWORD_HASH") or app.config.get(
+        "CRM_OPERATOR_PASSWORD"
+    )
     operator = (
-        "on"
-        if app.config.get("CRM_OPERATOR_PASSWORD_HASH") or app.config.get("CRM_OPERATOR_PASSWORD")
-        else "off (set CRM_OPERATOR_PASSWORD)"
+        "on at /admin/"
+        if bootstrap or server_state.crm.store.has_operators()
+        else f"off (run crm-templates operator add EMAIL --site {site_dir}, or set "
+        "CRM_OPERATOR_PASSWORD)"
     )
     mailer = app.config.get("CRM_MAILER")
     notes = [
-        f"operator preview {operator}",
+        f"operator admin {operator}",
         f"sign-in links mailed via {mailer}"
         if mailer is not None
         else "sign-in links logged here (set CRM_MAIL_URL to mail them)",
