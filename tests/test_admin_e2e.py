@@ -162,9 +162,14 @@ def _run(served: Served, site: Path, page: Any, browser: Any, views: Views) -> N
     # The dashboard lists the entity with its entry count (as the store counts it).
     count = store.count_entries(SLUG)
     assert count >= 6  # Dana's five seeded check-ins and Eve's
-    entity_row = page.get_by_role("row").filter(has_text="Weight Tracker")
+    entities = page.get_by_role("region", name="Entities")
+    entity_row = entities.get_by_role("row").filter(has_text="Weight Tracker")
     expect(entity_row).to_contain_text(SLUG)
-    expect(entity_row.get_by_role("cell").last).to_have_text(str(count))
+    expect(entity_row.get_by_role("link", name=f"{count} Weight Tracker entries")).to_be_visible()
+    # The newest entries are listed too (the dashboard's "Recent entries").
+    expect(page.get_by_role("region", name="Recent entries").get_by_role("row")).not_to_have_count(
+        0
+    )
     views.check("dashboard")
 
     # Customers → search "Dana" → Dana → the CRM tab lists her Weight Tracker entries.
