@@ -235,6 +235,9 @@ ROWS: list[Row] = [
         lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
     Row("/admin/playground/render", WT, at("/admin/playground/render"), Browser.operator,
         lambda b: {"source": "<p>{{ customer.email }}</p>"}, (200, False), (200, False)),
+    # the admin's import upload (issue 11, item 5): a post without a file is refused (422)
+    Row("/admin/entities/<slug>/import", WT, at("/admin/entities/weight-tracker/import"),
+        Browser.operator, empty, (422, False), (422, False)),
     # the admin (issue 12): a JSON body carries no form fields, so no value or stage
     Row("/admin/entries/<entry_id>/values/<field_key>", WT,
         lambda b: f"/admin/entries/{b.extra['entry']}/values/goal_weight", Browser.operator_entry,

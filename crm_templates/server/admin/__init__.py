@@ -54,4 +54,5 @@ from . import (  # noqa: E402,F401
     entry_edits,
     playground,
     reports,
+    transfer,
 )
