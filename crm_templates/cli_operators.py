@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +23,10 @@ from .cli_store import store_options
 from .errors import CrmError
 from .operators import MAX_PASSWORD, MIN_PASSWORD
 from .storage import open_store
+
+if TYPE_CHECKING:
+    from .storage.base import Store
+    from .storage.operators import OperatorAccount
 
 STDIN_HELP = "Read the password from the first line of standard input (no prompt)."
 
@@ -45,6 +51,27 @@ def _read_password(password_stdin: bool) -> str:
     return str(value)
 
 
+def _change(
+    store_url: str, action: str, change: Callable[[Store], OperatorAccount]
+) -> OperatorAccount:
+    """Run ``change`` on the store and record ``action`` for the account it returns in the
+    audit trail (operator ``cli``); a CRM error becomes the command's one-line error."""
+    store = open_store(store_url)
+    try:
+        account = change(store)
+        audit.record(
+            store,
+            audit.CLI_OPERATOR,
+            action,
+            details={"operator_id": account.id, "email": account.email},
+        )
+    except CrmError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    return account
+
+
 @click.group("operator", short_help="Add, remove and list the admin's operator accounts.")
 def operator_group() -> None:
     """Operator accounts: who may sign in to /admin and preview pages."""
@@ -59,19 +86,7 @@ def add_command(email: str, password_stdin: bool, store_url: str) -> None:
     from .operators import add_operator
 
     password = _read_password(password_stdin)
-    store = open_store(store_url)
-    try:
-        account = add_operator(store, email, password)
-        audit.record(
-            store,
-            audit.CLI_OPERATOR,
-            "operator.add",
-            details={"operator_id": account.id, "email": account.email},
-        )
-    except CrmError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
+    account = _change(store_url, "operator.add", lambda s: add_operator(s, email, password))
     click.echo(f"added operator {account.email} ({account.id})")
 
 
@@ -84,19 +99,7 @@ def password_command(email: str, password_stdin: bool, store_url: str) -> None:
     from .operators import set_password
 
     password = _read_password(password_stdin)
-    store = open_store(store_url)
-    try:
-        account = set_password(store, email, password)
-        audit.record(
-            store,
-            audit.CLI_OPERATOR,
-            "operator.password",
-            details={"operator_id": account.id, "email": account.email},
-        )
-    except CrmError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
+    account = _change(store_url, "operator.password", lambda s: set_password(s, email, password))
     click.echo(f"changed the password of operator {account.email}; their sessions ended")
 
 
@@ -107,19 +110,7 @@ def remove_command(email: str, store_url: str) -> None:
     """Remove the operator account EMAIL (their sessions end everywhere)."""
     from .operators import remove_operator
 
-    store = open_store(store_url)
-    try:
-        account = remove_operator(store, email)
-        audit.record(
-            store,
-            audit.CLI_OPERATOR,
-            "operator.remove",
-            details={"operator_id": account.id, "email": account.email},
-        )
-    except CrmError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
+    account = _change(store_url, "operator.remove", lambda s: remove_operator(s, email))
     click.echo(f"removed operator {account.email}; their sessions ended")
 
 
