@@ -151,6 +151,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{{ css }}">
 </head>
 <body>
@@ -162,10 +163,26 @@ _PAGE = """<!doctype html>
 """
 
 
+def docs_policy() -> str:
+    """The page's Content-Security-Policy: the server's (`CRM_CONTENT_SECURITY_POLICY`, or the
+    default) with ``data:`` images allowed — Swagger UI's stylesheet draws its icons as data
+    URLs. Scripts and styles still come from this server only."""
+    from ..security import DEFAULT_CSP
+
+    policy = str(current_app.config.get("CRM_CONTENT_SECURITY_POLICY") or DEFAULT_CSP)
+    parts = [p.strip() for p in policy.split(";") if p.strip()]
+    images = [p for p in parts if p.split()[0] == "img-src"]
+    if images:
+        parts = [p + " data:" if p in images and "data:" not in p.split() else p for p in parts]
+    else:
+        parts.append("img-src 'self' data:")
+    return "; ".join(parts)
+
+
 @bp.get("/docs")
-def api_docs() -> str:
+def api_docs() -> Response:
     """The rendered reference (public; scripts and styles from this server only)."""
-    return render_template_string(
+    html = render_template_string(
         _PAGE,
         title=TITLE,
         css=url_for("crm_api.static", filename="swagger-ui/swagger-ui.css"),
@@ -173,3 +190,6 @@ def api_docs() -> str:
         init=url_for("crm_api.static", filename="swagger-ui/init.js"),
         spec=url_for("crm_api.openapi_json"),
     )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = docs_policy()
+    return response
