@@ -63,6 +63,12 @@ def _operation(op: Operation) -> dict[str, Any]:
         }
     if headers:
         success["headers"] = headers
+    if op.links:
+        # OpenAPI links: where the answer's id leads (schemathesis walks them statefully).
+        success["links"] = {
+            name: {"operationId": target, "parameters": params}
+            for name, (target, params) in op.links.items()
+        }
     responses: dict[str, Any] = {str(op.status): success}
     statuses = set(op.errors) | {500}
     if not op.public:

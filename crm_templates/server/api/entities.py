@@ -123,6 +123,18 @@ def list_entities(query: dict[str, Any]) -> Any:
     status=201,
     errors=DEF_ERRORS,
     etag=True,
+    links={
+        name: (target, {"slug": "$response.body#/slug"})
+        for name, target in (
+            ("GetEntity", "get_entity"),
+            ("UpdateEntity", "update_entity"),
+            ("AddField", "create_field"),
+            ("AddPipeline", "create_pipeline"),
+            ("ListEntries", "list_entries"),
+            ("CreateEntry", "create_entry"),
+            ("DeleteEntity", "remove_entity"),
+        )
+    },
 )
 def create_entity(query: dict[str, Any], body: dict[str, Any]) -> Any:
     """``preset``, ``fields`` and ``pipelines`` take what EnsureCrmEntity takes; an entity with
@@ -262,6 +274,15 @@ def list_pipelines(slug: str, query: dict[str, Any]) -> Any:
     errors=DEF_ERRORS,
     if_match=True,
     etag=True,
+    links={
+        name: (target, {"pipeline_id": "$response.body#/id"})
+        for name, target in (
+            ("GetPipeline", "get_pipeline"),
+            ("UpdatePipeline", "update_pipeline"),
+            ("AddStage", "create_stage"),
+            ("DeletePipeline", "remove_pipeline"),
+        )
+    },
 )
 def create_pipeline(slug: str, query: dict[str, Any], body: dict[str, Any]) -> Any:
     """``{slug, name, stages: [{slug, name, …}]}`` as EnsureCrmEntity takes a pipeline."""
@@ -361,6 +382,14 @@ def list_stages(pipeline_id: str, query: dict[str, Any]) -> Any:
     errors=DEF_ERRORS,
     if_match=True,
     etag=True,
+    links={
+        name: (target, {"stage_id": "$response.body#/id"})
+        for name, target in (
+            ("GetStage", "get_stage"),
+            ("UpdateStage", "update_stage"),
+            ("DeleteStage", "remove_stage"),
+        )
+    },
 )
 def create_stage(pipeline_id: str, query: dict[str, Any], body: dict[str, Any]) -> Any:
     """``{slug, name, color, semantic_status, probability}``."""
@@ -483,6 +512,14 @@ def list_fields(slug: str, query: dict[str, Any]) -> Any:
     errors=DEF_ERRORS,
     if_match=True,
     etag=True,
+    links={
+        name: (target, {"field_id": "$response.body#/id"})
+        for name, target in (
+            ("GetField", "get_field"),
+            ("UpdateField", "update_field"),
+            ("DeleteField", "remove_field"),
+        )
+    },
 )
 def create_field(slug: str, query: dict[str, Any], body: dict[str, Any]) -> Any:
     """``{key, label, type, options, ui_editable, reporting_config, target_entity,

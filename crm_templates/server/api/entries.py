@@ -287,6 +287,15 @@ def _answer(entry: Entry, status: int = 200) -> Any:
     status=201,
     errors=ENTRY_ERRORS,
     etag=True,
+    links={
+        name: (target, {"entry_id": "$response.body#/id"})
+        for name, target in (
+            ("GetEntry", "get_entry"),
+            ("UpdateEntry", "update_entry"),
+            ("MoveEntry", "move_entry_stage"),
+            ("DeleteEntry", "delete_entry"),
+        )
+    },
 )
 def create_entry(slug: str, query: dict[str, Any], body: dict[str, Any]) -> Any:
     """Values are a flat object, coerced and validated as SetCrmFields does; the entry lands

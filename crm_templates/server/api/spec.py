@@ -51,6 +51,7 @@ class Operation:
     etag: bool = False
     paged: bool = False
     public: bool = False
+    links: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     body_validator: Any = None
     query_validators: dict[str, Any] = field(default_factory=dict)
@@ -168,6 +169,7 @@ def operation(
     etag: bool = False,
     paged: bool = False,
     public: bool = False,
+    links: Mapping[str, Any] | None = None,
 ) -> Callable[[View], View]:
     """Register the decorated view as ``method path`` on ``bp`` with its definition.
 
@@ -194,6 +196,7 @@ def operation(
             etag=etag,
             paged=paged,
             public=public,
+            links=dict(links or {}),
             description=(view.__doc__ or "").strip(),
         )
         if op.body is not None:
