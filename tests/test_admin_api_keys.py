@@ -309,3 +309,80 @@ def test_apikey_create_with_site_uses_the_sites_store(tmp_path: Path) -> None:
         assert authenticate(store, made.stdout.strip(), scope="read").name == "n"
     finally:
         store.close()
+
+
+# --- in a browser -----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.allow_console_errors(r"status of 422 ")  # the form sent with an error
+def test_create_copy_and_revoke_in_a_browser_axe_clean_light_and_dark(
+    tmp_path: Path, request: pytest.FixtureRequest, page: Any
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect
+
+    from tests.admin_world import PASSWORD
+    from tests.test_server_browser import LiveServer
+
+    app = make_admin_app(tmp_path, "sqlite", request)
+    app.config["TRUSTED_HOSTS"] = ["127.0.0.1"]
+    app.config["CRM_COOKIE_SECURE"] = False
+    app.config["SESSION_COOKIE_SECURE"] = False
+    create_key(store_of(app), name="Existing import job", scope="read")
+    server = LiveServer(app)
+    axe = Axe()
+    problems: list[str] = []
+
+    def check(state: str) -> None:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            for violation in axe.run(page).response["violations"]:
+                if violation["impact"] in ("serious", "critical"):
+                    targets = [n["target"] for n in violation["nodes"]][:4]
+                    problems.append(f"{state} ({scheme}): {violation['id']} {targets}")
+        page.emulate_media(color_scheme="light")
+
+    try:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+        page.goto(server.url + "/operator/sign-in?next=/admin/api-keys")
+        page.fill("#password", PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(server.url + "/admin/api-keys")
+        check("list")
+        # A form with an error: the summary is focused and links to the field.
+        page.get_by_role("button", name="Create key").click()
+        expect(page.locator("#error-summary")).to_be_focused()
+        check("create form with an error")
+        page.get_by_label("Name").fill("Checkout")
+        page.get_by_label("write — reads and writes").check()
+        page.get_by_label("Requests per minute").fill("120")
+        page.get_by_role("button", name="Create key").click()
+        field = page.locator("#new-key")
+        expect(field).to_have_value(KEY_RE)
+        secret = field.input_value()
+        copy = page.get_by_role("button", name="Copy")
+        expect(copy).to_be_visible()  # api_keys.js shows it
+        copy.click()
+        expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+        assert page.evaluate("navigator.clipboard.readText()") == secret
+        check("created")
+        page.screenshot(path=str(tmp_path / "api_key_created.png"), full_page=True)
+        page.get_by_role("link", name="Back to the API keys").click()
+        table = page.locator("table.keys-table")
+        expect(table).to_contain_text("Checkout")
+        expect(table).not_to_contain_text(secret)
+        page.get_by_role("link", name="Revoke Checkout").click()
+        check("revoke confirmation")
+        page.get_by_role("button", name="Revoke key").click()
+        page.wait_for_url(server.url + "/admin/api-keys")
+        expect(page.get_by_role("status")).to_contain_text("is revoked")
+        with pytest.raises(ApiKeyInvalid):
+            authenticate(store_of(app), secret, scope="read")
+        check("list after revoking")
+        page.screenshot(path=str(tmp_path / "api_keys_list.png"), full_page=True)
+    finally:
+        server.stop()
+        app.extensions["crm"].close()
+    assert not problems, "\n".join(problems)
