@@ -264,7 +264,7 @@ def authenticate(
         raise ApiKeyInvalid()
     at = time.time() if now is None else float(now)
     window_start = int(at // WINDOW) * WINDOW
-    count = store.hit_api_key_window(key.id, window_start)
+    count = store.hit_api_key_window(key.id, window_start, key.rate_limit)
     if count == 1:
         store.touch_api_key(key.id, at)
     if count > key.rate_limit:

@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,12 +197,17 @@ def test_rate_limit_per_key_with_retry_after(store: Any) -> None:
 
 
 def test_the_window_counter_is_atomic_and_never_goes_back(store: Any) -> None:
-    assert store.hit_api_key_window("key_a", 120) == 1
-    assert store.hit_api_key_window("key_a", 120) == 2
-    assert store.hit_api_key_window("key_a", 60) == 3  # a lagging clock counts in the newer one
-    assert store.hit_api_key_window("key_b", 120) == 1
-    assert store.hit_api_key_window("key_a", 180) == 1
-    assert store.hit_api_key_window("key_a", 180) == 2
+    assert store.hit_api_key_window("key_a", 120, 4) == 1
+    assert store.hit_api_key_window("key_a", 120, 4) == 2
+    assert store.hit_api_key_window("key_a", 60, 4) == 3  # a lagging clock counts in the newer one
+    assert store.hit_api_key_window("key_b", 120, 4) == 1
+    assert store.hit_api_key_window("key_a", 120, 4) == 4
+    # Full: refused as limit + 1, and nothing is written (a higher limit sees 4, not 6).
+    assert store.hit_api_key_window("key_a", 120, 4) == 5
+    assert store.hit_api_key_window("key_a", 120, 4) == 5
+    assert store.hit_api_key_window("key_a", 120, 10) == 5
+    assert store.hit_api_key_window("key_a", 180, 4) == 1  # the next window starts afresh
+    assert store.hit_api_key_window("key_a", 180, 4) == 2
 
 
 def test_the_secret_is_stored_only_as_a_hash_and_never_logged(
@@ -338,3 +344,55 @@ def test_authenticate_request_reads_headers_never_cookies(store: Any) -> None:
         with pytest.raises(ApiKeyScopeError) as scope:
             authenticate_request(store, request, scope="write")
         assert "insufficient_scope" in challenge_headers(scope.value)["WWW-Authenticate"]
+
+
+RACE = (
+    "import sys, time\n"
+    "from crm_templates.api_keys import authenticate, ApiRateLimited\n"
+    "from crm_templates.storage import open_store\n"
+    "s = open_store(sys.argv[1])\n"
+    "time.sleep(max(0.0, float(sys.argv[5]) - time.time()))  # start together\n"
+    "ok = limited = 0\n"
+    "for _ in range(int(sys.argv[3])):\n"
+    "    try:\n"
+    "        authenticate(s, sys.argv[2], scope='read', now=float(sys.argv[4]))\n"
+    "        ok += 1\n"
+    "    except ApiRateLimited:\n"
+    "        limited += 1\n"
+    "s.close()\n"
+    "print(ok, limited)\n"
+)
+
+
+@pytest.mark.slow
+def test_the_rate_limit_holds_across_processes(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        key, secret = create_key(store, name="shared", scope="read", rate_limit=200)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        now, start = str(T0 + 7), str(time.time() + 3)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACE, store_url, secret, "150", now, start],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            results.append(tuple(int(n) for n in out.split()))
+        # 450 requests in one minute from three processes: exactly 200 pass, whoever sent them.
+        assert sum(ok for ok, _ in results) == 200
+        assert sum(limited for _, limited in results) == 250
+        assert sum(1 for ok, _ in results if ok) >= 2  # they overlapped
+        with pytest.raises(ApiRateLimited):
+            authenticate(store, secret, scope="read", now=T0 + 8)
+        assert authenticate(store, secret, scope="read", now=T0 + 60).id == key.id
+    finally:
+        store.close()

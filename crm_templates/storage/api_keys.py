@@ -119,13 +119,15 @@ class ApiKeyStore(ABC):
         that does not exist is ignored)."""
 
     @abstractmethod
-    def hit_api_key_window(self, key_id: str, window_start: int) -> int:
+    def hit_api_key_window(self, key_id: str, window_start: int, limit: int) -> int:
         """Count one request of the key in the window starting at ``window_start`` (whole
-        Unix seconds) and return the count in that window, this request included.
+        Unix seconds) unless ``limit`` requests are counted in it already; the count in that
+        window with this request (``limit + 1`` when it was refused and nothing was written,
+        so a key hammering past its limit costs reads, not writes).
 
         A window later than the stored one starts again at 1; an earlier one (a process whose
         clock lags) counts in the stored, newer window. Atomic: N hits from any number of
-        threads and processes raise the count by exactly N.
+        threads and processes raise the count by exactly N (up to ``limit``).
         """
 
 
@@ -203,10 +205,11 @@ class SQLiteApiKeys(ApiKeyStore):
                 (used_at, key_id, used_at),
             )
 
-    def hit_api_key_window(self, key_id: str, window_start: int) -> int:
+    def hit_api_key_window(self, key_id: str, window_start: int, limit: int) -> int:
         # One statement: SQLite runs it in its own write transaction, so concurrent hits from
         # other connections (threads, processes) serialise on the database's write lock. The
-        # SET expressions see the row as it was before this statement.
+        # SET and WHERE expressions see the row as it was before this statement; when the
+        # WHERE is false nothing is written and no row is returned.
         with self._use() as conn:
             row = conn.execute(
                 "INSERT INTO api_key_windows (key_id, window_start, hits) VALUES (?, ?, 1) "
@@ -214,10 +217,11 @@ class SQLiteApiKeys(ApiKeyStore):
                 "hits = CASE WHEN excluded.window_start > window_start THEN 1 "
                 "ELSE hits + 1 END, "
                 "window_start = MAX(window_start, excluded.window_start) "
+                "WHERE excluded.window_start > window_start OR hits < ? "
                 "RETURNING hits",
-                (key_id, int(window_start)),
+                (key_id, int(window_start), int(limit)),
             ).fetchone()
-        return int(row[0])
+        return int(limit) + 1 if row is None else int(row[0])
 
 
 # --- Elasticsearch / OpenSearch -------------------------------------------------------------
@@ -241,8 +245,10 @@ MAPPING: dict[str, Any] = {
     },
 }
 _MAX_KEYS = 10_000  # one search page lists them all (a site has a handful)
-_ATTEMPTS = 30  # compare-and-set rounds before giving up (each round some writer wins)
-_PAUSE = 0.004  # seconds; the random pause before round n is up to n times this
+_ATTEMPTS = 30  # compare-and-set rounds of a key's record (revoke, touch) before giving up
+_PAUSE = 0.004  # seconds; the random pause before round n is up to n (2**n for hits) times this
+_PAUSE_CAP = 0.1  # seconds: the longest pause between two rounds of counting a hit
+_CAS_BUDGET = 10.0  # seconds a hit may spend losing compare-and-set rounds before giving up
 
 
 class ElasticsearchApiKeys(ApiKeyStore):
@@ -284,7 +290,7 @@ class ElasticsearchApiKeys(ApiKeyStore):
             )
 
     def _key_doc(self, key_id: str, what: str) -> dict[str, Any] | None:
-        if key_id.startswith("window:"):
+        if not key_id or key_id.startswith("window:"):
             return None
         found = self._get(self.indices["api_keys"], key_id, what)
         if found is None or found["_source"].get("kind") != "key":
@@ -357,22 +363,23 @@ class ElasticsearchApiKeys(ApiKeyStore):
 
         self._update_key(key_id, f"noting the use of API key {key_id!r}", touch)
 
-    def hit_api_key_window(self, key_id: str, window_start: int) -> int:
+    def hit_api_key_window(self, key_id: str, window_start: int, limit: int) -> int:
         index, doc_id = self.indices["api_keys"], f"window:{key_id}"
         what = f"counting a request of API key {key_id!r}"
-        start = int(window_start)
-        with self._api_key_lock:
-            current: dict[str, Any] | None = None  # try to create first: one request when new
+        start, deadline = int(window_start), time.monotonic() + _CAS_BUDGET
+        with self._api_key_lock:  # this process's threads take turns; processes race by CAS
+            attempt = 0
             document: dict[str, Any]
-            for attempt in range(_ATTEMPTS):
-                if attempt:
-                    time.sleep(random.uniform(0, _PAUSE * attempt))
+            while True:
+                current = self._get(index, doc_id, what)
                 if current is None:
                     document = {"kind": "window", "id": key_id, "window_start": start, "hits": 1}
                 else:
                     old = current["_source"]
                     if start > int(old["window_start"]):
                         document = {**old, "window_start": start, "hits": 1}
+                    elif int(old["hits"]) >= limit:
+                        return int(limit) + 1  # full: refused without a write
                     else:
                         document = {**old, "hits": int(old["hits"]) + 1}
                 try:
@@ -391,13 +398,18 @@ class ElasticsearchApiKeys(ApiKeyStore):
                                 refresh=self.refresh,
                             )
                 except (ConflictError, DuplicateError):
-                    current = self._get(index, doc_id, what)
+                    # Another process won this round. Back off (exponential, jittered) and
+                    # read again, within a time budget rather than a round count: under a
+                    # burst on one key some writer wins every round, but not always us.
+                    attempt += 1
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailable(
+                            f"{what} on {self.url}: other writers kept winning the "
+                            f"compare-and-set for {_CAS_BUDGET:.0f} s; try again"
+                        ) from None
+                    time.sleep(random.uniform(0, min(_PAUSE_CAP, _PAUSE * 2**attempt)))
                     continue
                 return int(document["hits"])
-        raise StoreUnavailable(
-            f"{what} on {self.url}: other writers won {_ATTEMPTS} compare-and-set rounds in a "
-            "row; try again"
-        )
 
 
 __all__ = [
