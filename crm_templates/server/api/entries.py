@@ -29,6 +29,7 @@ script's credential, not a customer's. Every write is audited (``entry.create``,
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import current_app, request, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -235,11 +236,8 @@ def list_entries(slug: str, query: dict[str, Any]) -> Any:
     }
     headers: dict[str, str] = {}
     if next_cursor is not None:
-        args: dict[str, Any] = {
-            k: v for k, v in request.args.items() if k not in ("page", "cursor")
-        }
-        args.update(slug=entity.slug, cursor=next_cursor)
-        next_url = url_for("crm_api.list_entries", **args)
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "cursor")]
+        next_url = f"{request.path}?{urlencode([*args, ('cursor', next_cursor)])}"
         body["next_url"] = next_url
         headers["Link"] = f'<{next_url}>; rel="next"'
     return body, 200, headers

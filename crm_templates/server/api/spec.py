@@ -15,12 +15,13 @@ Validation failures answer 422 with ``errors`` keyed by the parameter or the bod
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -153,6 +154,12 @@ def parse_body(op: Operation) -> Any:
     return body
 
 
+def _dumps(value: Any) -> str:
+    """Compact JSON in the order the API builds its objects (Flask's provider sorts keys, which
+    costs a tenth of a 100-entry page and tells a reader nothing)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
 def operation(
     bp: Blueprint,
     method: str,
@@ -219,8 +226,7 @@ def operation(
                     result, code, headers = result
                 else:
                     result, code = result
-            answer = jsonify(result)
-            answer.status_code = code
+            answer = Response(_dumps(result), status=code, mimetype="application/json")
             answer.headers.update(headers)
             return answer
 
