@@ -90,3 +90,37 @@ def test_unexpected_failures_are_500_in_the_shape(
     response = world.get("/entities")
     body = assert_error(response, 500)
     assert "secret" not in response.get_data(as_text=True) and body["errors"] == {}
+
+
+def test_api_in_a_plain_flask_app(tmp_path: Path) -> None:
+    # An app with crm_templates.flask.CrmTemplates installs the API with init_api (documented).
+    from flask import Flask
+
+    from crm_templates.api_keys import create_key
+    from crm_templates.flask import CrmTemplates
+    from crm_templates.server.api import init_api
+
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(SECRET_KEY="plain", CRM_STORE_URL=f"sqlite:///{tmp_path / 'crm.db'}")
+    crm = CrmTemplates(app)
+    init_api(app)
+    try:
+        service = crm.service
+        service.ensure_entity(slug="notes", fields=[{"key": "text"}])
+        _, key = create_key(service.store, name="app", scope="write")
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {key}"}
+        made = client.post(
+            API + "/entities/notes/entries",
+            json={"reference_id": "u1", "values": {"text": "hi"}},
+            headers=headers,
+        )
+        assert made.status_code == 201, made.get_json()
+        listed = client.get(API + "/entities/notes/entries", headers=headers).get_json()
+        assert [e["values_flat"] for e in listed["data"]] == [{"text": "hi"}]
+        assert_error(client.get(API + "/entities/notes/entries"), 401)
+        assert_error(client.get(API + "/nope", headers=headers), 404)
+        assert client.get("/nope").mimetype == "text/html"  # the app's own 404 stays
+        assert client.get(API + "/docs").status_code == 200
+    finally:
+        crm.close(app)

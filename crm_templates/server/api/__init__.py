@@ -100,7 +100,7 @@ def record(action: str, **kwargs: Any) -> None:
 def _json_errors(app: Flask) -> None:
     """Answer werkzeug's and unexpected errors under ``/api/crm`` in the error shape, and
     leave every other path to the handler registered before (the site's error pages)."""
-    spec = app.error_handler_spec.setdefault(None, {})
+    spec = app.error_handler_spec[None]
     for status in ERROR_STATUSES:
         before = next(iter(spec.get(status, {}).values()), None)
 
