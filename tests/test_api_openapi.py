@@ -19,7 +19,7 @@ from crm_templates.server.api.spec import OPERATIONS
 from tests.api_world import API, ApiWorld, make_api_world
 
 # Routes that describe the API rather than being part of it (public, not in the document).
-DESCRIPTION = {"/openapi.json", "/docs", "/static/<path:filename>"}
+DESCRIPTION = {"/openapi.json", "/docs", "/static/<path:filename>", "/", "/<path:rest>"}
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def authenticate() -> ResponseReturnValue | None:
     from ...api_keys import ApiAuthError
     from ..api_auth import authenticate_request, challenge_headers
 
-    if _public():
+    if _public() or request.endpoint == "crm_api.no_such_route":
         return None
     scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
     try:
@@ -67,6 +67,29 @@ def authenticate() -> ResponseReturnValue | None:
             int(exc.status), str(exc), {field: [str(exc)]}, challenge_headers(exc)
         )
     return None
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@bp.route("/", defaults={"rest": ""}, methods=_METHODS, strict_slashes=False)
+@bp.route("/<path:rest>", methods=_METHODS)
+def no_such_route(rest: str) -> Response:
+    """Everything under ``/api/crm`` that no operation serves: 405 (with ``Allow``) when the
+    path takes other methods, else 404 — the API's own answer, so that no site page or other
+    route (and none of their CSRF rules) ever answers below ``/api/crm``."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in _METHODS:
+        try:
+            endpoint, _ = adapter.match(method=method)
+        except HTTPException:
+            continue
+        if endpoint != "crm_api.no_such_route":
+            allowed.append(method)
+    if allowed:
+        raise ApiError(405, None, None, {"Allow": ", ".join(allowed)})
+    raise ApiError(404)
 
 
 @bp.errorhandler(ApiError)
