@@ -28,6 +28,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from ...errors import CrmError
+from ...service import Crm
 from .errors import ApiError, error_response, from_crm_error, from_http_exception, log
 from .spec import PREFIX
 
@@ -102,9 +103,10 @@ def _crm_error(exc: CrmError) -> Response:
     return from_crm_error(exc).response()
 
 
-def crm() -> Any:
-    """The app's trusted service (`crm_templates.service.Crm`)."""
-    return current_app.extensions["crm_templates"].crm
+def crm() -> Crm:
+    """The app's trusted service."""
+    service: Crm = current_app.extensions["crm_templates"].crm
+    return service
 
 
 def actor() -> str:
