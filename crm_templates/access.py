@@ -88,6 +88,8 @@ STORE_SERVER_READS = frozenset(
         "list_operators",
         "has_operators",
         "list_audit_records",
+        "get_api_key",  # crm_templates.storage.api_keys (issue 13, item 3)
+        "list_api_keys",
     }
 )
 

@@ -102,6 +102,7 @@ def schema_command(name: str, markdown: bool) -> None:
 # Commands defined beside the parts they drive register themselves here. Each module keeps
 # its heavy imports (Flask, Jinja2, the search client) inside the commands, so `--help` and the
 # core commands stay light.
+from .cli_apikeys import register as _register_apikeys  # noqa: E402
 from .cli_data import register as _register_data  # noqa: E402
 from .cli_operators import register as _register_operators  # noqa: E402
 from .lint import lint as _lint  # noqa: E402
@@ -113,3 +114,4 @@ main.add_command(_migrate)
 _register_server(main)
 _register_data(main)
 _register_operators(main)
+_register_apikeys(main)

@@ -76,6 +76,7 @@ def test_every_main_view_fits_a_phone_in_light_and_dark(
         "reports": "/admin/entities/deals/reports",
         "playground": "/admin/playground",
         "audit": "/admin/audit",
+        "api-keys": "/admin/api-keys",
         "import": "/admin/entities/deals/import",
         "error": "/admin/entities/nope",
         "sign-in": "/operator/sign-in",

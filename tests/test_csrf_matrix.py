@@ -89,6 +89,7 @@ class Browser:
             "entries": sorted((e.to_dict() for e in store.iter_entries()), key=lambda d: d["id"]),
             "customers": sorted((c.id, c.email) for c in customers),
             "entities": sorted((e.slug, e.version) for e in store.list_entities()),
+            "api_keys": [k.to_dict() for k in store.list_api_keys()],
             "outbox": len(self.server.outbox),
             "session": session,
             "hits": {
@@ -207,6 +208,14 @@ def _second_pipeline(b: Browser) -> None:
     entity_admin.add_pipeline(b.server.crm, "weight-tracker", _v(b)["version"], definition)
 
 
+def _api_key(b: Browser) -> None:
+    """An operator, and an API key (``extra['key']``) the revoke row can revoke."""
+    from crm_templates.api_keys import create_key
+
+    b.operator()
+    b.extra["key"] = create_key(b.server.crm.store, name="k", scope="read")[0].id
+
+
 ROWS: list[Row] = [
     # JSON bodies reach the server's own forms empty: sign-in and the confirmation find no
     # address or token (400), a wrong (empty) password counts as a failed attempt.
@@ -290,6 +299,13 @@ ROWS: list[Row] = [
     Row("/admin/entities/<slug>/pipelines/<pipeline_slug>/stages/<stage_slug>/remove", WT,
         at(f"{_E}/pipelines/progress/stages/goal-reached/remove"), Browser.operator, _v,
         (303, True), (422, False)),
+    # API keys in the admin (issue 13, item 3): a JSON body carries no name (422); revoking
+    # takes no field, so a same-origin JSON post revokes.
+    Row("/admin/api-keys", WT, at("/admin/api-keys"), Browser.operator,
+        lambda b: {"name": "n", "scope": "read"}, (200, True), (422, False)),
+    Row("/admin/api-keys/<key_id>/revoke", WT,
+        lambda b: f"/admin/api-keys/{b.extra['key']}/revoke", _api_key, empty, (303, True),
+        (303, True)),
 ]  # fmt: skip
 ROW_IDS = [f"{r.site}{r.rule}" for r in ROWS]
 
@@ -440,7 +456,9 @@ def test_the_table_covers_every_state_changing_route(
     browser_for: Callable[[str], Browser], site: str
 ) -> None:
     app = browser_for(site).app
-    server_rules = unsafe_rules(app) - {"/", "/<path:path>"}
+    # The REST API takes keys, never cookies, so CSRF does not apply: tests/test_api_auth.py.
+    api = {rule for rule in unsafe_rules(app) if rule.startswith("/api/crm/")}
+    server_rules = unsafe_rules(app) - {"/", "/<path:path>"} - api
     assert server_rules == {r.rule for r in ROWS if r.site == WT and r.rule != "/"} - {"/checkin"}
     assert {"/", "/<path:path>"} <= unsafe_rules(app)  # pages: every backend below
     site_state = app.extensions["crm"].site

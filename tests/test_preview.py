@@ -649,6 +649,8 @@ def test_security_record_reads_are_refused_in_a_preview_without_calling_them_wri
         ("list_operators", ()),
         ("has_operators", ()),
         ("list_audit_records", ()),
+        ("get_api_key", ("key_0000000000000000",)),
+        ("list_api_keys", ()),
     ]:
         with pytest.raises(PreviewError) as info:
             getattr(store, name)(*args)

@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "CRM_MAIL_FROM": None,  # the sender; None: the URL's from= or its user name (mail.py)
     "CRM_SITE_NAME": None,  # named in sign-in mails; None: the host name of the link
     "CRM_SEED": True,
+    "CRM_API": True,  # the REST API under /api/crm (server/api; API keys required)
     "CRM_ENSURE_SCHEMA": True,  # ensure crm.yaml's entities at start (render: off, read-only)
     "CRM_CONTENT_SECURITY_POLICY": DEFAULT_CSP,
     "CRM_LOCALE": "en_US",

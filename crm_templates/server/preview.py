@@ -47,7 +47,7 @@ READ_ONLY = (
     "“Leave preview” button to use the site as yourself."
 )
 # Blueprints an operator may still post to while previewing: leaving it, operator sign-out.
-LET_THROUGH = frozenset({"crm_preview", "crm_operator"})
+LET_THROUGH = frozenset({"crm_preview", "crm_operator", "crm_api"})
 # Endpoints whose POST never writes (the admin's playground renders read-only): they work in a
 # preview too. Added with `allow_in_preview` by the module defining the view.
 READ_ONLY_POSTS: set[str] = set()

@@ -163,3 +163,7 @@ class CrmServer:
         app.register_blueprint(pages.assets)
         app.register_blueprint(pages.bp)
         pages.register_error_pages(app)
+        if config.get("CRM_API", True):
+            from .api import init_api
+
+            init_api(app)  # after the error pages: the API answers its errors as JSON

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
 from .aggregations import Aggregations
+from .api_keys import ApiKeyStore
 from .audit import AuditStore
 from .boards import BoardQueries
 from .entity_queries import EntityQueries
@@ -45,6 +46,7 @@ class Store(
     OperatorStore,
     AuditStore,
     Aggregations,
+    ApiKeyStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

@@ -62,6 +62,8 @@ from ..model import (
     entry_from_dict,
     entry_to_dict,
 )
+from .api_keys import MAPPING as _API_KEYS_MAPPING
+from .api_keys import ElasticsearchApiKeys
 from .audit import MAPPING as _AUDIT_MAPPING
 from .audit import ElasticsearchAudit
 from .base import Store, not_text
@@ -153,6 +155,7 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
     "stage_history": _HISTORY_MAPPING,
     "operators": _OPERATORS_MAPPING,
     "audit": _AUDIT_MAPPING,
+    "api_keys": _API_KEYS_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -413,6 +416,7 @@ class ElasticsearchStore(
     ElasticsearchOperators,
     ElasticsearchAudit,
     SearchAggregations,
+    ElasticsearchApiKeys,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

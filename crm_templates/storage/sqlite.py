@@ -35,6 +35,8 @@ from ..model import (
     entity_from_dict,
     entity_to_dict,
 )
+from .api_keys import SQLITE_SCHEMA as _API_KEYS_SCHEMA
+from .api_keys import SQLiteApiKeys
 from .audit import SQLITE_SCHEMA as _AUDIT_SCHEMA
 from .audit import SQLiteAudit
 from .base import Store, not_text
@@ -253,6 +255,7 @@ class SQLiteStore(
     SQLiteOperators,
     SQLiteAudit,
     SQLiteAggregations,
+    SQLiteApiKeys,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
@@ -269,7 +272,7 @@ class SQLiteStore(
         self._closed = False
         with self._translate():
             first = self._connect()
-            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA)
+            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA + _API_KEYS_SCHEMA)
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first
