@@ -182,3 +182,29 @@ def test_ids_stay_unique_in_a_forked_child() -> None:
     tails = {i[12:] for i in parent} | {i[12:] for i in child}
     assert len(tails) == 100, "a forked child drew the same random tails as its parent"
     assert parent == sorted(parent)
+
+
+def test_flush_does_not_wait_for_the_writer_to_linger(tmp_path: Path) -> None:
+    """A writer that would linger 60 s for a fuller batch applies at once when someone flushes
+    (issue 14, B3: a drained burst does not wait for the linger to run out)."""
+    from crm_templates.writer import AsyncWriter
+
+    crm = _crm(tmp_path / "crm.db")
+    writer = AsyncWriter(crm.store, linger=60.0)
+    try:
+        entry = crm._new_entry(crm._schema(SLUG), ("customer", "cus_1"), {"n": 1.0})
+        applied: list[str] = []
+
+        def apply() -> None:
+            crm.store.insert_entries([entry])
+            applied.append(entry.id)
+
+        from crm_templates.writer import PendingWrite
+
+        writer.submit(PendingWrite("AddCrmFieldValue", {}, apply))
+        assert writer.flush(timeout=20), "flush waited for the writer's linger"
+        assert applied == [entry.id]
+        assert _values(crm) == [{"n": 1.0}]
+    finally:
+        writer.close()
+        crm.close()
