@@ -29,9 +29,13 @@ from .storage.base import Store
 log = logging.getLogger("crm_templates.writer")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PendingWrite:
-    """A queued write: what was asked (for the failure log) and how to apply it."""
+    """A queued write: what was asked (for the failure log) and how to apply it.
+
+    Not frozen: one is made per async write, and a frozen dataclass's constructor costs about
+    five times as much (issue 14, B3). Nothing changes it after `AsyncWriter.submit`.
+    """
 
     function: str
     payload: dict[str, Any]
