@@ -208,3 +208,47 @@ def test_flush_does_not_wait_for_the_writer_to_linger(tmp_path: Path) -> None:
     finally:
         writer.close()
         crm.close()
+
+
+@pytest.mark.parametrize("count", [1, 89, 90, 91, 181, 250])
+def test_inserting_runs_of_entries_stores_each_exactly(tmp_path: Path, count: int) -> None:
+    """SQLite inserts runs of `ROWS_PER_INSERT` rows per statement and the rest one by one:
+    every entry arrives whole, whatever the count."""
+    from crm_templates.ids import new_id, utc_now
+    from crm_templates.model import Entry
+
+    crm = _crm(tmp_path / "crm.db")
+    try:
+        now = utc_now()
+        entries = [
+            Entry(id=new_id(), entity=SLUG, reference_type="customer", reference_id=f"cus_{i % 3}",
+                  values={"n": float(i), "s": f"é{i}"}, title=f"t{i}", created_at=now,
+                  updated_at=now)
+            for i in range(count)
+        ]  # fmt: skip
+        crm.store.insert_entries(entries)
+        stored = crm.store.get_entries_by_ids([e.id for e in entries])
+        assert stored == {e.id: e for e in entries}
+    finally:
+        crm.close()
+
+
+def test_a_duplicate_in_a_run_inserts_none_of_it(tmp_path: Path) -> None:
+    from crm_templates.errors import DuplicateError
+    from crm_templates.ids import new_id, utc_now
+    from crm_templates.model import Entry
+
+    crm = _crm(tmp_path / "crm.db")
+    try:
+        now = utc_now()
+        entries = [
+            Entry(id=new_id(), entity=SLUG, reference_type="customer", reference_id="cus_1",
+                  values={"n": float(i)}, created_at=now, updated_at=now)
+            for i in range(200)
+        ]  # fmt: skip
+        crm.store.insert_entries(entries[100:101])
+        with pytest.raises(DuplicateError):
+            crm.store.insert_entries(entries)
+        assert crm.store.count_entries(SLUG) == 1
+    finally:
+        crm.close()

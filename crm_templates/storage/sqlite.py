@@ -140,6 +140,18 @@ def _json_value(value: Any) -> str:
     return _encode(value)
 
 
+# Rows per multi-row INSERT: 90 rows × 11 columns stay under 999 parameters, the limit of
+# SQLite before 3.32.
+ROWS_PER_INSERT = 90
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES " + ",".join(
+        ["(?,?,?,?,?,?,?,?,?,?,?)"] * rows
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _merge_sql(keys: int) -> str:
     setters = ", ".join(["?, json(?)"] * keys)
@@ -480,11 +492,21 @@ class SQLiteStore(
     def insert_entries(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
+        rows = [_entry_params(e) for e in entries]
+        whole = len(rows) - len(rows) % ROWS_PER_INSERT
         with self.atomic(), self._use() as conn:
-            conn.executemany(
-                f"INSERT INTO entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [_entry_params(e) for e in entries],
-            )
+            # Runs of rows go in multi-row INSERTs (issue 14, B3): executemany steps one row at
+            # a time and hands the interpreter lock back on every row, so an async writer
+            # barely moved while its caller was busy; one statement per run costs about a
+            # third less and releases the lock once. The rest go through executemany.
+            if whole:
+                sql = _insert_sql(ROWS_PER_INSERT)
+                for start in range(0, whole, ROWS_PER_INSERT):
+                    conn.execute(
+                        sql, [v for row in rows[start : start + ROWS_PER_INSERT] for v in row]
+                    )
+            if whole < len(rows):
+                conn.executemany(_insert_sql(1), rows[whole:])
 
     def get_entries_by_ids(self, ids: Sequence[str]) -> dict[str, Entry]:
         unique = list(dict.fromkeys(ids))
