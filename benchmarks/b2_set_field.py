@@ -1,6 +1,6 @@
 """B2: synchronous SetCrmField with force (SQLite) vs a raw single-row UPDATE + COMMIT.
 
-Throughput ratio = ours / raw; target ≥ 0.5×. Both sides use a WAL database file with
+Throughput ratio = ours / raw; target ≥ 0.7× (issue 14). Both sides use a WAL database file with
 synchronous=NORMAL, and the raw side pre-serialises its JSON (it does strictly less work).
 """
 
@@ -55,8 +55,8 @@ def run(quick: bool | None = None) -> dict[str, Any]:
         "B2",
         "sync SetCrmField force (SQLite) vs raw UPDATE+COMMIT",
         ratio,
-        "≥ 0.5× throughput",
-        ratio >= 0.5,
+        "≥ 0.7× throughput",
+        ratio >= 0.7,
         ours_ops_per_s=round(ops / t_ours),
         raw_ops_per_s=round(ops / t_raw),
     )

@@ -1,7 +1,7 @@
 """B3: async AddCrmFieldValue drained (SQLite) vs a raw executemany insert of the same rows.
 
 Ours: submit N async writes and flush. Raw: one executemany of N pre-built row tuples in a
-transaction. Throughput ratio = ours / raw; target ≥ 0.5×.
+transaction. Throughput ratio = ours / raw; target ≥ 0.7× (issue 14).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def run(quick: bool | None = None) -> dict[str, Any]:
         "B3",
         "async AddCrmFieldValue drained (SQLite) vs raw executemany",
         ratio,
-        "≥ 0.5× throughput",
-        ratio >= 0.5,
+        "≥ 0.7× throughput",
+        ratio >= 0.7,
         ours_ops_per_s=round(ops / t_ours),
         raw_ops_per_s=round(ops / t_raw),
     )

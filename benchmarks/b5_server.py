@@ -1,5 +1,5 @@
 """B5: the page server's dashboard page under concurrent clients vs a bare Flask route served
-by the same waitress process. Target: ≥ 0.5× the bare route's requests per second.
+by the same waitress process. Target: ≥ 0.9× (issue 14) the bare route's requests per second.
 
 The bare route is what a developer would write without the page server: a plain Flask view
 that reads the session customer, makes the same three reads with the `Crm` service and
@@ -209,8 +209,8 @@ def run(quick: bool | None = None) -> dict[str, Any]:
         "B5",
         f"page server dashboard vs bare Flask route, {clients} concurrent clients",
         ratio,
-        "≥ 0.5×",
-        ratio >= 0.5,
+        "≥ 0.9×",
+        ratio >= 0.9,
         dashboard_rps=round(ours_rps, 1),
         bare_rps=round(bare_rps, 1),
         trivial_rps=round(statistics.median(trivial), 1),

@@ -24,6 +24,7 @@ MODULES = {
     "B7": "benchmarks.b7_reports",
     "B8": "benchmarks.b8_entries_page",
     "B9": "benchmarks.b9_api",
+    "M1": "benchmarks.m1_memory",
 }
 
 

@@ -156,6 +156,8 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
 # few more.
 MAX_OPTION_DEPTH = 80
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+# Option values that hold nothing to walk (a bool is an int, but of one bit).
+_FLAT = frozenset({str, type(None), bool, float})
 # Options holding field values, which `values.coerce` checks (depth, size, digits) with
 # messages naming the field (their structure's messages use `values.shown`).
 _FIELD_VALUES = frozenset({"value", "values"})
@@ -170,7 +172,7 @@ def _check_depth(spec: FunctionSpec, options: Mapping[str, Any]) -> None:
     long to print (iteratively: a recursive walk would fail on the very input it guards
     against)."""
     for key, value in options.items():
-        if type(value) is str or value is None or key in _FIELD_VALUES:
+        if type(value) in _FLAT or key in _FIELD_VALUES:
             continue  # the common case first; field values get their type's own check
         if key == "fields" and spec.name == "SetCrmFields":
             continue  # field values too (EnsureCrmEntity's `fields` are definitions)

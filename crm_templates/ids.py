@@ -19,6 +19,31 @@ _lock = threading.Lock()
 _last_ms = 0
 _last_tail = 0
 _TAIL_MAX = (1 << 80) - 1
+# Random bytes are read from the OS in blocks (issue 14, B3): one getrandom() per id cost a
+# system call — and, on a thread that shares the interpreter lock with the async writer, a
+# lock hand-over — per write. A forked child starts a fresh block, never its parent's.
+_POOL_SIZE = 4096
+_pool = b""
+_pos = 0
+
+
+def _forget_pool() -> None:
+    global _pool, _pos
+    _pool, _pos = b"", 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _random_int(size: int) -> int:
+    """A non-negative int from ``size`` bytes of OS randomness (call with ``_lock`` held)."""
+    global _pool, _pos
+    start = _pos
+    if start + size > len(_pool):
+        _pool, start = os.urandom(_POOL_SIZE), 0
+    _pos = start + size
+    return int.from_bytes(_pool[start : start + size], "big")
 
 
 def new_id(prefix: str = "") -> str:
@@ -28,15 +53,16 @@ def new_id(prefix: str = "") -> str:
     with _lock:
         if ms <= _last_ms:
             ms = _last_ms
-            tail = _last_tail + 1 + int.from_bytes(os.urandom(5), "big")
+            tail = _last_tail + 1 + _random_int(5)
             if tail > _TAIL_MAX:  # astronomically unlikely: borrow the next millisecond
                 ms += 1
-                tail = int.from_bytes(os.urandom(10), "big") >> 1
+                tail = _random_int(10) >> 1
         else:
             # Leave headroom in the tail so same-millisecond increments never overflow.
-            tail = int.from_bytes(os.urandom(10), "big") >> 1
+            tail = _random_int(10) >> 1
         _last_ms, _last_tail = ms, tail
-    return f"{prefix}{ms:012x}{tail:020x}"
+    # The same 32 hex digits as f"{ms:012x}{tail:020x}", in one conversion (half the time).
+    return prefix + ((ms << 80) | tail).to_bytes(16, "big").hex()
 
 
 _second: tuple[int, str] = (-1, "")

@@ -371,8 +371,13 @@ class Crm:
         return value
 
     def _coerce(self, schema: _Schema, values: Mapping[str, Any]) -> dict[str, Any]:
-        out = {key: coerce(self._field(schema, key), value) for key, value in values.items()}
-        self._check_targets(schema, out)
+        fields = schema.fields
+        out = {}
+        for key, value in values.items():
+            field = fields.get(key) if type(key) is str else None
+            out[key] = coerce(field or self._field(schema, key), value)
+        if schema.has_references:
+            self._check_targets(schema, out)
         return out
 
     def _check_targets(

@@ -109,6 +109,13 @@ def _upload(f: Field, value: Any) -> str:
 
 
 def _number(f: Field, value: Any) -> float:
+    # The usual values answered without the generic check (issue 14, B2): what
+    # `fieldtypes.number` returns for a finite float or a printable-size int.
+    kind = type(value)
+    if kind is float and value - value == 0.0:
+        return value + 0.0  # -0.0 becomes 0.0, as fieldtypes.number does
+    if kind is int and value.bit_length() <= 1000:
+        return float(value)
     return float(_check(f, value, fieldtypes.number))
 
 

@@ -29,9 +29,13 @@ from .storage.base import Store
 log = logging.getLogger("crm_templates.writer")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PendingWrite:
-    """A queued write: what was asked (for the failure log) and how to apply it."""
+    """A queued write: what was asked (for the failure log) and how to apply it.
+
+    Not frozen: one is made per async write, and a frozen dataclass's constructor costs about
+    five times as much (issue 14, B3). Nothing changes it after `AsyncWriter.submit`.
+    """
 
     function: str
     payload: dict[str, Any]
@@ -81,6 +85,7 @@ class AsyncWriter:
         self._submitted = 0
         self._done = 0
         self._closing = False
+        self._flushing = 0  # callers waiting in flush(): no lingering while there are any
         self._thread: threading.Thread | None = None
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -110,11 +115,19 @@ class AsyncWriter:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._submitted
-            while self._done < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+            if self._done >= target:
+                return True
+            # Someone is waiting: the writer stops lingering for a fuller batch.
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._done < target:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self) -> None:
@@ -143,7 +156,9 @@ class AsyncWriter:
                 now = time.monotonic()
                 deadline, last_chance = now + self.linger, now + 10 * self.linger
                 seen = len(self._queue)
-                while len(self._queue) < self.batch_size and not self._closing:
+                while (
+                    len(self._queue) < self.batch_size and not self._closing and not self._flushing
+                ):
                     now = time.monotonic()
                     if now >= deadline:
                         if len(self._queue) == seen or now >= last_chance:
