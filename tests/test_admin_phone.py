@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from crm_templates.api_keys import create_key
 from tests.admin_world import PASSWORD, make_admin_app, seed_two_customers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -63,6 +64,7 @@ def test_every_main_view_fits_a_phone_in_light_and_dark(
         referenceId=ann.id,
     )
     assert made["ok"], made
+    create_key(crm.store, name="A checkout with a long name " + "x" * 40, scope="write")
     server = LiveServer(application)
     views = {
         "dashboard": "/admin/",

@@ -210,6 +210,18 @@ def test_the_window_counter_is_atomic_and_never_goes_back(store: Any) -> None:
     assert store.hit_api_key_window("key_a", 180, 4) == 2
 
 
+def test_threads_counting_one_key_lose_no_hit(store: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def hit(_: int) -> int:
+        return int(store.hit_api_key_window("key_t", 600, 1000))
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(hit, range(80)))
+    assert sorted(counts) == list(range(1, 81))  # each hit saw its own count: none was lost
+    assert store.hit_api_key_window("key_t", 600, 1000) == 81
+
+
 def test_the_secret_is_stored_only_as_a_hash_and_never_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -249,6 +249,9 @@ _ATTEMPTS = 30  # compare-and-set rounds of a key's record (revoke, touch) befor
 _PAUSE = 0.004  # seconds; the random pause before round n is up to n (2**n for hits) times this
 _PAUSE_CAP = 0.1  # seconds: the longest pause between two rounds of counting a hit
 _CAS_BUDGET = 10.0  # seconds a hit may spend losing compare-and-set rounds before giving up
+# A process's threads counting hits of the same key take turns (fewer lost rounds); other keys
+# and other processes are not held up by them (processes race by compare-and-set).
+_WINDOW_LOCKS = [threading.Lock() for _ in range(64)]
 
 
 class ElasticsearchApiKeys(ApiKeyStore):
@@ -279,8 +282,6 @@ class ElasticsearchApiKeys(ApiKeyStore):
             what: str,
             source_excludes: list[str] | None = None,
         ) -> list[dict[str, Any]]: ...
-
-    _api_key_lock = threading.Lock()  # one process's writers take turns; others race by CAS
 
     def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
         document = {"kind": "key", **key.to_dict(), "secret_hash": secret_hash}
@@ -367,7 +368,7 @@ class ElasticsearchApiKeys(ApiKeyStore):
         index, doc_id = self.indices["api_keys"], f"window:{key_id}"
         what = f"counting a request of API key {key_id!r}"
         start, deadline = int(window_start), time.monotonic() + _CAS_BUDGET
-        with self._api_key_lock:  # this process's threads take turns; processes race by CAS
+        with _WINDOW_LOCKS[hash(key_id) % len(_WINDOW_LOCKS)]:
             attempt = 0
             document: dict[str, Any]
             while True:
