@@ -33,6 +33,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from types import FrameType
@@ -49,6 +50,7 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
+from .compiled_reads import install_generator, resolve_plan
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -158,9 +160,14 @@ class RenderState:
     the next visitor through a module Jinja had cached).
     """
 
-    __slots__ = ("bound", "cache", "modules", "root")
+    __slots__ = ("bound", "cache", "modules", "refresh", "root", "start")
 
-    def __init__(self) -> None:
+    def __init__(self, start: Template | None = None) -> None:
+        # The template whose render this is, until the render's first context prefetches its
+        # compiled reads (then None).
+        self.start = start
+        # Whether the prefetch also checks the service's entity cache (`fold_entity_refresh`).
+        self.refresh = False
         self.cache: dict[tuple[Any, ...], Any] = {}
         # (context, the customer_id that context names, service, service's customer, the
         # root's customer_id used for a context naming none) of the last lookup, reused while
@@ -190,6 +197,30 @@ class RenderState:
 
 
 _CURRENT_RENDER: ContextVar[RenderState | None] = ContextVar("crm_render_state", default=None)
+# Set by `fold_entity_refresh` for the next render started in this thread or task.
+_FOLD_REFRESH: ContextVar[list[bool] | None] = ContextVar("crm_fold_refresh", default=None)
+
+
+@contextmanager
+def fold_entity_refresh() -> Iterator[None]:
+    """The next render started inside the block runs `Crm.refresh_entities` at its start,
+    folded into its compiled reads' prefetch (one store round trip for both; issue 14,
+    item 3). The page server wraps each page render in it instead of calling
+    ``refresh_entities()`` itself. A render that has nothing to prefetch still refreshes,
+    at its start, before any CRM read."""
+    token = _FOLD_REFRESH.set([True])
+    try:
+        yield
+    finally:
+        _FOLD_REFRESH.reset(token)
+
+
+def _new_state(template: Template) -> RenderState:
+    state = RenderState(template)
+    fold = _FOLD_REFRESH.get()
+    if fold:
+        state.refresh = fold.pop()
+    return state
 
 
 def current_render_state() -> RenderState | None:
@@ -205,22 +236,34 @@ class RenderScopedTemplate(Template):
     into the code iterating it (or into another stream interleaved with it).
     """
 
+    crm_read_plan: Any = None
+
+    @classmethod
+    def _from_namespace(
+        cls, environment: Environment, namespace: Any, globals: Any
+    ) -> RenderScopedTemplate:
+        template = super()._from_namespace(environment, namespace, globals)
+        assert isinstance(template, RenderScopedTemplate)
+        # Written by compiled_reads.PlanningCodeGenerator (None: compiled without it).
+        template.crm_read_plan = namespace.get("crm_read_plan")
+        return template
+
     def render(self, *args: Any, **kwargs: Any) -> str:
-        token = _CURRENT_RENDER.set(RenderState())
+        token = _CURRENT_RENDER.set(_new_state(self))
         try:
             return super().render(*args, **kwargs)
         finally:
             _CURRENT_RENDER.reset(token)
 
     async def render_async(self, *args: Any, **kwargs: Any) -> str:
-        token = _CURRENT_RENDER.set(RenderState())
+        token = _CURRENT_RENDER.set(_new_state(self))
         try:
             return await super().render_async(*args, **kwargs)
         finally:
             _CURRENT_RENDER.reset(token)
 
     def generate(self, *args: Any, **kwargs: Any) -> Iterator[str]:
-        state = RenderState()
+        state = _new_state(self)
         stream = super().generate(*args, **kwargs)
         while True:
             token = _CURRENT_RENDER.set(state)
@@ -233,7 +276,7 @@ class RenderScopedTemplate(Template):
             yield chunk
 
     async def generate_async(self, *args: Any, **kwargs: Any) -> AsyncGenerator[str, object]:
-        state = RenderState()
+        state = _new_state(self)
         stream = super().generate_async(*args, **kwargs)
         try:
             while True:
@@ -288,6 +331,8 @@ class _RenderScoped(Context):
         state = _CURRENT_RENDER.get()
         if state is not None and state.root is None:
             state.root = self
+            if state.start is not None:
+                _start_render(self, state)
 
     def resolve_or_missing(self, key: str) -> Any:
         """Context variables, then template globals, then the CRM functions.
@@ -349,6 +394,7 @@ def _scoped(environment: Environment) -> None:
         environment.template_class = type(
             f"Crm{base_t.__name__}", (RenderScopedTemplate, base_t), {}
         )
+    install_generator(environment)
     if not issubclass(environment.undefined, _CrmUndefined):
         base_u = environment.undefined
         environment.undefined = type(
@@ -506,6 +552,61 @@ def _cached_values(
     return hit
 
 
+def _start_render(context: Context, state: RenderState) -> None:
+    """At a render's first context: fetch every value its compiled read plan names for the
+    render's customer in one store round trip, into the render's read cache (with the entity
+    versions too when the render folds in `Crm.refresh_entities`). Anything the prefetch cannot
+    serve is left to the lazy path, which reports errors where the template reads."""
+    template, state.start = state.start, None
+    reads = resolve_plan(template) if template is not None else []
+    if not reads and not state.refresh:
+        return
+    try:
+        crm, customer = _service(context, state)
+    except CrmError:
+        return  # no service installed, a bad customer id: the first read says so
+    if not _prefetch(state, crm, customer, reads) and state.refresh:
+        crm.refresh_entities()
+
+
+def _prefetch(
+    state: RenderState, crm: Crm, customer: str | None, reads: Sequence[tuple[Any, ...]]
+) -> bool:
+    """The prefetch of `_start_render`; False when it did not reach the store."""
+    wanted: list[tuple[tuple[Any, ...], Entity]] = []
+    for slug, rtype, rid in reads:
+        if rid is None:
+            if customer is None:
+                continue
+            rtype, rid = "customer", customer
+        key = (slug, rtype, rid, "values")
+        if key in state.cache:
+            continue
+        try:
+            # Folding the refresh in: a cached definition is checked by the versions read in
+            # the same round trip (a changed one is dropped with its values, below).
+            entity = (crm.known_entity(slug) if state.refresh else None) or crm.get_entity(slug)
+            check_reference(rtype, rid)
+        except CrmError:
+            continue  # an unknown entity or bad reference: the read itself reports it
+        wanted.append((key, entity))
+    if not wanted and not state.refresh:
+        return False
+    try:
+        found, versions = crm.store.prefetch_values(
+            [(k[0], k[1], k[2], e.field_keys) for k, e in wanted], entity_versions=state.refresh
+        )
+    except CrmError:
+        return False  # the lazy path reads (and reports a failing store) call by call
+    dropped = crm.apply_entity_versions(versions) if versions is not None else set()
+    for (key, entity), values in zip(wanted, found, strict=True):
+        if entity.slug in dropped:
+            continue  # defined differently now: the lazy path reads the new definition
+        declared = entity.field_keys
+        state.cache[key] = (frozenset(declared), freeze({k: values.get(k) for k in declared}))
+    return True
+
+
 def _read(
     state: RenderState, crm: Crm, customer: str | None, spec: FunctionSpec, o: dict[str, Any]
 ) -> Any:
@@ -567,8 +668,15 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     The commonest call on a page, so it skips option parsing and service lookup when their
     results are already known: same context, same ``customer_id``, the entity's values cached.
     """
+    if len(kwargs) != 2:
+        return missing
+    return _cached_value(context, kwargs.get("slug"), kwargs.get("fieldKey"))
+
+
+def _cached_value(context: Context, slug: Any, key: Any) -> Any:
+    """`_cached_field` with the options unpacked (``missing``: take the general path)."""
     state = _CURRENT_RENDER.get()
-    if state is None or len(kwargs) != 2:
+    if state is None:
         return missing
     bound = state.bound
     if bound is None or bound[0] is not context or bound[3] is None:
@@ -583,14 +691,53 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     # changed it ({% set customer_id = ... %}) since the cached lookup.
     if cid is None and root is not None and root is not context and _customer_id(root) != bound[4]:
         return missing
-    slug = kwargs.get("slug")
-    key = kwargs.get("fieldKey")
     if type(slug) is not str or type(key) is not str:
         return missing
     hit = state.cache.get((slug, "customer", bound[3], "values"))
     if hit is None or key not in hit[0]:
         return missing
     return hit[1][key]
+
+
+def fast_field(
+    context: Context,
+    obj: Any,
+    slug: str,
+    key: str,
+    style: str,
+    loop_vars: dict[str, Any] | None = None,
+    block_vars: dict[str, Any] | None = None,
+) -> Any:
+    """``GetCrmField(slug='…', fieldKey='…')`` with constant arguments, as compiled by
+    `crm_templates.compiled_reads` (issue 14, item 1): when ``obj`` is the CRM function and the
+    sandbox allows calling it, the value comes from the render's cache (or `invoke`) without
+    Jinja's call machinery — the same answer the call would give. Anything else ``obj`` may be
+    (a variable or global shadowing the name) goes through Jinja's own call. ``style``:
+    ``"kw"`` or ``"dict"``, how the template passed the options; ``loop_vars``/``block_vars``:
+    what Jinja passes a call in a loop or block (the function's context is derived from them,
+    as `jinja2.runtime.Context.call` does)."""
+    env = context.environment
+    if (obj is _GET_FIELD_PASCAL or obj is _GET_FIELD_CAMEL) and (
+        not env.sandboxed or env.is_safe_callable(obj)  # type: ignore[attr-defined]
+    ):
+        if loop_vars:
+            context = context.derived(loop_vars)
+        if block_vars:
+            context = context.derived(block_vars)
+        value = _cached_value(context, slug, key)
+        if value is not missing:
+            return value
+        return invoke(context, _GET_FIELD, (), {"slug": slug, "fieldKey": key})
+    options: dict[str, Any] = {"slug": slug, "fieldKey": key}
+    args: tuple[Any, ...] = (options,) if style == "dict" else ()
+    kwargs = {} if style == "dict" else dict(options)
+    if loop_vars is not None:
+        kwargs["_loop_vars"] = loop_vars
+    if block_vars is not None:
+        kwargs["_block_vars"] = block_vars
+    if env.sandboxed:
+        return env.call(context, obj, *args, **kwargs)  # type: ignore[attr-defined]
+    return context.call(obj, *args, **kwargs)
 
 
 def invoke(
@@ -674,6 +821,9 @@ GLOBALS: dict[str, CrmFunction] = {
     for spec in FUNCTIONS.values()
     for name in (spec.name, spec.camel_name)
 }
+
+_GET_FIELD_PASCAL = GLOBALS["GetCrmField"]
+_GET_FIELD_CAMEL = GLOBALS["getCrmField"]
 
 # --- filters --------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import CrmValidationError, PreviewError
+from ..extension import fold_entity_refresh
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
@@ -305,8 +306,11 @@ def serve(path: str) -> BaseResponse:
 def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if request.method == "POST" and route.backend is None:
         abort(405)
-    # An entity edited by another process (the admin) is seen now, not after the cache time.
-    state().crm.refresh_entities()
+    # An entity edited by another process (the admin) is seen now, not after the cache time:
+    # before a page backend runs, else at the render's start, in the same store round trip as
+    # the template's compiled reads (issue 14, item 3).
+    if route.backend is not None:
+        state().crm.refresh_entities()
     page = Page(crm=request_crm(), path=route.url, previewed=preview)
     if route.backend is not None:
         answer = _run_backend(route, page)
@@ -321,7 +325,9 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
         preview=preview is not None,
         variables=Variables(page.variables),
     )
-    html = state().env.get_template(route.template).render(context)
+    template = state().env.get_template(route.template)
+    with fold_entity_refresh():
+        html = template.render(context)
     response = Response(html, status=page.status, mimetype="text/html")
     # Pages show one customer's data: never keep them in shared caches.
     response.headers["Cache-Control"] = "private, no-store"

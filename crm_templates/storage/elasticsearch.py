@@ -75,6 +75,7 @@ from .history import ElasticsearchStageHistory
 from .listing import ElasticsearchListing
 from .operators import MAPPING as _OPERATORS_MAPPING
 from .operators import ElasticsearchOperators
+from .prefetch import ElasticsearchPrefetch
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -413,6 +414,7 @@ class ElasticsearchStore(
     ElasticsearchOperators,
     ElasticsearchAudit,
     SearchAggregations,
+    ElasticsearchPrefetch,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

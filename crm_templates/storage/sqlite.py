@@ -46,6 +46,7 @@ from .listing import SQLITE_SCHEMA as _LISTING_SCHEMA
 from .listing import SQLiteListing
 from .operators import SQLITE_SCHEMA as _OPERATORS_SCHEMA
 from .operators import SQLiteOperators
+from .prefetch import SQLitePrefetch
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -253,6 +254,7 @@ class SQLiteStore(
     SQLiteOperators,
     SQLiteAudit,
     SQLiteAggregations,
+    SQLitePrefetch,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
