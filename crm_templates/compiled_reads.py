@@ -29,9 +29,11 @@ refuses) to Jinja's own call.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import Environment as JinjaEnvironment
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 
@@ -222,6 +224,26 @@ def install_generator(environment: Environment) -> None:
         )
 
 
+def _named(environment: Environment, name: str, parent: str | None) -> Any:
+    """The template ``name`` as Jinja's template cache holds it, else loaded.
+
+    The cached one may be older than its file until the render's own ``get_template`` reloads
+    it (the stat Jinja's auto-reload makes is not repeated here): a plan is only what to
+    prefetch, and a read it misses takes the lazy path, so one render with an older plan still
+    renders the new template correctly."""
+    cache = environment.cache
+    loader = environment.loader
+    if cache is not None and loader is not None and _plain_join(environment):
+        found = cache.get((weakref.ref(loader), name))
+        if found is not None:
+            return found
+    return environment.get_template(name, parent)
+
+
+def _plain_join(environment: Environment) -> bool:
+    return type(environment).join_path is JinjaEnvironment.join_path
+
+
 def resolve_plan(template: Template) -> list[Read]:
     """Every read of ``template`` and the templates it names, transitively (cycles and
     templates that fail to load are skipped: the render reports those itself)."""
@@ -240,7 +262,7 @@ def resolve_plan(template: Template) -> list[Read]:
                 continue
             seen.add(name)
             try:
-                stack.append(environment.get_template(name, current.name))
+                stack.append(_named(environment, name, current.name))
             except Exception:  # the render itself raises Jinja's error
                 continue
     return list(reads)

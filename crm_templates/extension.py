@@ -573,7 +573,8 @@ def _prefetch(
     state: RenderState, crm: Crm, customer: str | None, reads: Sequence[tuple[Any, ...]]
 ) -> bool:
     """The prefetch of `_start_render`; False when it did not reach the store."""
-    wanted: list[tuple[tuple[Any, ...], Entity]] = []
+    wanted: list[tuple[tuple[Any, ...], Entity, list[str]]] = []
+    checked: set[tuple[str, str]] = set()
     for slug, rtype, rid in reads:
         if rid is None:
             if customer is None:
@@ -586,23 +587,24 @@ def _prefetch(
             # Folding the refresh in: a cached definition is checked by the versions read in
             # the same round trip (a changed one is dropped with its values, below).
             entity = (crm.known_entity(slug) if state.refresh else None) or crm.get_entity(slug)
-            check_reference(rtype, rid)
+            if (rtype, rid) not in checked:
+                check_reference(rtype, rid)
+                checked.add((rtype, rid))
         except CrmError:
             continue  # an unknown entity or bad reference: the read itself reports it
-        wanted.append((key, entity))
+        wanted.append((key, entity, entity.field_keys))
     if not wanted and not state.refresh:
         return False
     try:
         found, versions = crm.store.prefetch_values(
-            [(k[0], k[1], k[2], e.field_keys) for k, e in wanted], entity_versions=state.refresh
+            [(k[0], k[1], k[2], keys) for k, _, keys in wanted], entity_versions=state.refresh
         )
     except CrmError:
         return False  # the lazy path reads (and reports a failing store) call by call
     dropped = crm.apply_entity_versions(versions) if versions is not None else set()
-    for (key, entity), values in zip(wanted, found, strict=True):
+    for (key, entity, declared), values in zip(wanted, found, strict=True):
         if entity.slug in dropped:
             continue  # defined differently now: the lazy path reads the new definition
-        declared = entity.field_keys
         state.cache[key] = (frozenset(declared), freeze({k: values.get(k) for k in declared}))
     return True
 
