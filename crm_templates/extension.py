@@ -55,6 +55,7 @@ from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldErr
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
 from .service import WriteResult
+from .storage.prefetch import Prefetched
 from .values import check_reference
 
 if TYPE_CHECKING:
@@ -197,18 +198,44 @@ class RenderState:
 
 
 _CURRENT_RENDER: ContextVar[RenderState | None] = ContextVar("crm_render_state", default=None)
+
+
+class PagePrefetch:
+    """What `prefetch_page` fetched before a page render: the session customer's record and
+    the page's planned values for that customer, for the render that `fold_entity_refresh`
+    hands it to (and for no other: it is consumed by the next render started in the block)."""
+
+    __slots__ = ("cache", "customer", "customer_id")
+
+    def __init__(
+        self,
+        customer_id: str | None,
+        customer: Any,
+        cache: dict[tuple[Any, ...], Any],
+    ) -> None:
+        self.customer_id = customer_id
+        self.customer = customer
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        return "<crm page prefetch>"
+
+
 # Set by `fold_entity_refresh` for the next render started in this thread or task.
-_FOLD_REFRESH: ContextVar[list[bool] | None] = ContextVar("crm_fold_refresh", default=None)
+_FOLD_REFRESH: ContextVar[list[PagePrefetch | None] | None] = ContextVar(
+    "crm_fold_refresh", default=None
+)
 
 
 @contextmanager
-def fold_entity_refresh() -> Iterator[None]:
+def fold_entity_refresh(prefetched: PagePrefetch | None = None) -> Iterator[None]:
     """The next render started inside the block runs `Crm.refresh_entities` at its start,
     folded into its compiled reads' prefetch (one store round trip for both; issue 14,
-    item 3). The page server wraps each page render in it instead of calling
+    item 3) — or, given `prefetch_page`'s answer, starts from the values (and the refresh)
+    that made. The page server wraps each page render in it instead of calling
     ``refresh_entities()`` itself. A render that has nothing to prefetch still refreshes,
     at its start, before any CRM read."""
-    token = _FOLD_REFRESH.set([True])
+    token = _FOLD_REFRESH.set([prefetched])
     try:
         yield
     finally:
@@ -219,8 +246,31 @@ def _new_state(template: Template) -> RenderState:
     state = RenderState(template)
     fold = _FOLD_REFRESH.get()
     if fold:
-        state.refresh = fold.pop()
+        given = fold.pop()
+        if given is None:
+            state.refresh = True
+        else:
+            # Keyed by the customer they were read for: served only to a context naming
+            # that customer, as the lazy path would serve them.
+            state.cache.update(given.cache)
     return state
+
+
+def prefetch_page(template: Template, crm: Crm, customer_id: str | None) -> PagePrefetch:
+    """For the page server, before it builds a page's context: ONE store round trip reading
+    the session customer's record (``customer_id``, not yet checked — the values are keyed by
+    it and only a render whose context names that customer is served them), every entity's
+    version (applied as `Crm.refresh_entities` would) and the template's planned values for
+    that customer (issue 14, item 3). Pass the answer to `fold_entity_refresh`."""
+    state = RenderState()
+    reads = resolve_plan(template) if customer_id is not None else []
+    state.refresh = True
+    found = _prefetch(state, crm, customer_id, reads, customer_record=True)
+    record = found.customer if found is not None else None
+    if found is None:
+        crm.refresh_entities()
+        record = None if customer_id is None else crm.get_customer(customer_id)
+    return PagePrefetch(customer_id, record, state.cache)
 
 
 def current_render_state() -> RenderState | None:
@@ -565,14 +615,19 @@ def _start_render(context: Context, state: RenderState) -> None:
         crm, customer = _service(context, state)
     except CrmError:
         return  # no service installed, a bad customer id: the first read says so
-    if not _prefetch(state, crm, customer, reads) and state.refresh:
+    if _prefetch(state, crm, customer, reads) is None and state.refresh:
         crm.refresh_entities()
 
 
 def _prefetch(
-    state: RenderState, crm: Crm, customer: str | None, reads: Sequence[tuple[Any, ...]]
-) -> bool:
-    """The prefetch of `_start_render`; False when it did not reach the store."""
+    state: RenderState,
+    crm: Crm,
+    customer: str | None,
+    reads: Sequence[tuple[Any, ...]],
+    customer_record: bool = False,
+) -> Prefetched | None:
+    """The prefetch of `_start_render` (and `prefetch_page`, which also reads the customer's
+    record); None when it did not reach the store."""
     wanted: list[tuple[tuple[Any, ...], Entity, list[str]]] = []
     checked: set[tuple[str, str]] = set()
     for slug, rtype, rid in reads:
@@ -593,20 +648,24 @@ def _prefetch(
         except CrmError:
             continue  # an unknown entity or bad reference: the read itself reports it
         wanted.append((key, entity, entity.field_keys))
-    if not wanted and not state.refresh:
-        return False
+    with_customer = customer if customer_record else None
+    if not wanted and not state.refresh and with_customer is None:
+        return None
     try:
-        found, versions = crm.store.prefetch_values(
-            [(k[0], k[1], k[2], keys) for k, _, keys in wanted], entity_versions=state.refresh
+        answer = crm.store.prefetch_values(
+            [(k[0], k[1], k[2], keys) for k, _, keys in wanted],
+            entity_versions=state.refresh,
+            customer=with_customer,
         )
     except CrmError:
-        return False  # the lazy path reads (and reports a failing store) call by call
+        return None  # the lazy path reads (and reports a failing store) call by call
+    versions = answer.versions
     dropped = crm.apply_entity_versions(versions) if versions is not None else set()
-    for (key, entity, declared), values in zip(wanted, found, strict=True):
+    for (key, entity, declared), values in zip(wanted, answer.values, strict=True):
         if entity.slug in dropped:
             continue  # defined differently now: the lazy path reads the new definition
         state.cache[key] = (frozenset(declared), freeze({k: values.get(k) for k in declared}))
-    return True
+    return answer
 
 
 def _read(
@@ -1137,11 +1196,15 @@ __all__ = [
     "CrmTemplateError",
     "FrozenDict",
     "FrozenList",
+    "PagePrefetch",
     "RenderScopedTemplate",
     "RenderState",
     "current_render_state",
+    "fast_field",
+    "fold_entity_refresh",
     "freeze",
     "misspelling_hint",
     "none_as_empty",
+    "prefetch_page",
     "stage_badge",
 ]

@@ -24,7 +24,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from ..model import Customer, customer_from_dict
 
 if TYPE_CHECKING:
     from .elasticsearch import ElasticsearchStore
@@ -34,20 +36,33 @@ if TYPE_CHECKING:
 PrefetchRead = tuple[str, str, str, Sequence[str]]
 
 
+class Prefetched(NamedTuple):
+    """What `Prefetch.prefetch_values` answers."""
+
+    values: list[dict[str, Any]]
+    versions: dict[str, int] | None
+    customer: Customer | None
+
+
 class Prefetch(ABC):
     """The contract's batched read of newest values (implemented by every backend)."""
 
     @abstractmethod
     def prefetch_values(
-        self, reads: Sequence[PrefetchRead], *, entity_versions: bool = False
-    ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
-        """``([latest_values(*read) for read in reads], versions)`` in one store round trip.
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
+        """`Prefetched` ``(values, versions, customer)`` in one store round trip.
 
-        Each dict maps a key to its value in the newest entry of that entity and reference
-        holding it (absent keys are omitted), exactly as `Store.latest_values`. ``versions`` is
+        ``values[i]`` is ``latest_values(*reads[i])``: each key's value in the newest entry of
+        that entity and reference holding it (absent keys are omitted). ``versions`` is
         `EntityQueries.entity_versions` (every entity's stored version by slug) when
-        ``entity_versions`` is true, else None. An empty ``reads`` with ``entity_versions``
-        still costs one round trip; with neither, none.
+        ``entity_versions`` is true, else None. ``customer`` is ``get_customer(customer)``
+        when a customer id is given (the page server's session customer), else None. With
+        nothing asked, no round trip.
         """
 
 
@@ -55,8 +70,12 @@ _PAIR_SQL = (
     "SELECT 0, entity, reference_type, reference_id, created_at, id, values_json FROM entries "
     "WHERE entity = ? AND reference_type = ? AND reference_id = ?"
 )
-# The first column tells entry rows (0) from version rows (1).
+# The first column tells entry rows (0) from version rows (1) and the customer's row (2).
 _VERSIONS_SQL = "SELECT 1, slug, '', '', '', '', version FROM entities"
+_CUSTOMER_SQL = (
+    "SELECT 2, id, '', '', '', '', json_array(email, first_name, last_name, created_at) "
+    "FROM customers WHERE id = ?"
+)
 _CREATED_ID = itemgetter(4, 5)  # created_at, id: newest first when sorted in reverse
 _decode = json.JSONDecoder().decode
 
@@ -69,22 +88,30 @@ class SQLitePrefetch(Prefetch):
     versions)."""
 
     def prefetch_values(
-        self, reads: Sequence[PrefetchRead], *, entity_versions: bool = False
-    ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
         store = cast("SQLiteStore", self)
         pairs: dict[tuple[str, str, str], int] = {}
         for index, (entity, rtype, rid, _keys) in enumerate(reads):
             pairs.setdefault((entity, rtype, rid), index)
         found: list[dict[str, Any]] = [{} for _ in reads]
-        if not pairs and not entity_versions:
-            return found, None
+        if not pairs and not entity_versions and customer is None:
+            return Prefetched(found, None, None)
         parts = [_PAIR_SQL] * len(pairs)
         params = [part for pair in pairs for part in pair]
         if entity_versions:
             parts.append(_VERSIONS_SQL)
+        if customer is not None:
+            parts.append(_CUSTOMER_SQL)
+            params.append(customer)
         with store._use() as conn:
             rows = conn.execute(" UNION ALL ".join(parts), params).fetchall()
         versions: dict[str, int] | None = {} if entity_versions else None
+        record: Customer | None = None
         if len(rows) > 1:
             # Newest first (version rows, with empty created_at, last): each pair's rows
             # then come in `latest_values`' order, whatever pair they interleave with.
@@ -92,8 +119,12 @@ class SQLitePrefetch(Prefetch):
         wanted = {pair: set(reads[index][3]) for pair, index in pairs.items()}
         results = {pair: found[index] for pair, index in pairs.items()}
         for kind, entity, rtype, rid, _created, _id, payload in rows:
-            if kind:
+            if kind == 1:
                 versions[entity] = int(payload)  # type: ignore[index]
+                continue
+            if kind == 2:
+                email, first, last, created = _decode(payload)
+                record = Customer(entity, email, first, last, created)
                 continue
             remaining = wanted[(entity, rtype, rid)]
             if not remaining:
@@ -111,15 +142,19 @@ class SQLitePrefetch(Prefetch):
             if first != index:
                 asked = set(keys)
                 found[index] = {k: v for k, v in found[first].items() if k in asked}
-        return found, versions
+        return Prefetched(found, versions, record)
 
 
 class ElasticsearchPrefetch(Prefetch):
     """`Prefetch` on Elasticsearch/OpenSearch: one ``_msearch``."""
 
     def prefetch_values(
-        self, reads: Sequence[PrefetchRead], *, entity_versions: bool = False
-    ) -> tuple[list[dict[str, Any]], dict[str, int] | None]:
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
         store = cast("ElasticsearchStore", self)
         from .elasticsearch import _NEWEST, _entry_filters, _matches, _query, _reason
 
@@ -144,9 +179,14 @@ class ElasticsearchPrefetch(Prefetch):
             searches.append(
                 {"query": {"match_all": {}}, "size": 10_000, "_source": ["slug", "version"]}
             )
+        if customer is not None:
+            # Writes refresh (see elasticsearch.py, "Consistency"): a search sees what a GET
+            # would.
+            searches.append({"index": store.indices["customers"]})
+            searches.append({"query": {"ids": {"values": [customer]}}, "size": 1})
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not searches:
-            return found, None
+            return Prefetched(found, None, None)
         with store._translate("prefetching values"):
             responses = store.client.msearch(searches=searches)["responses"]
         for result in responses:
@@ -167,13 +207,18 @@ class ElasticsearchPrefetch(Prefetch):
                 entries = store._merge(entries, overlay, holds)
             if entries:
                 found[index][key] = entries[0].values[key]
+        extra = iter(responses[len(asked) :])
         versions: dict[str, int] | None = None
         if entity_versions:
             versions = {
                 hit["_source"]["slug"]: int(hit["_source"]["version"])
-                for hit in responses[-1]["hits"]["hits"]
+                for hit in next(extra)["hits"]["hits"]
             }
-        return found, versions
+        record: Customer | None = None
+        if customer is not None:
+            hits = next(extra)["hits"]["hits"]
+            record = customer_from_dict(hits[0]["_source"]) if hits else None
+        return Prefetched(found, versions, record)
 
 
-__all__ = ["ElasticsearchPrefetch", "Prefetch", "PrefetchRead", "SQLitePrefetch"]
+__all__ = ["ElasticsearchPrefetch", "Prefetch", "PrefetchRead", "Prefetched", "SQLitePrefetch"]
