@@ -4,7 +4,7 @@ The extension installs `PlanningCodeGenerator` as the environment's code generat
 compiles a template it walks the parsed AST and writes a *read plan* into the compiled module
 (``crm_read_plan``), so the plan is cached exactly as the compiled code is — per template
 object, rebuilt when Jinja reloads an edited template, kept in a bytecode cache with the code.
-A plan is ``(reads, references)``:
+A plan is ``(reads, references, static)``:
 
 - ``reads``: ``(slug, referenceType, referenceId)`` triples for every value read whose entity
   slug (and reference, when given) are constants — ``GetCrmField``/``GetCrmFields`` (either
@@ -13,6 +13,11 @@ A plan is ``(reads, references)``:
   for the default reference (the render's customer).
 - ``references``: the constant names of the templates it ``{% extends %}``, ``{% include %}``s
   and ``{% import %}``s / ``{% from … import %}``s (their macros included).
+- ``static``: whether, imported as a module, the template's top level (everything outside its
+  macro bodies) calls nothing — no call, filter, test, include, import, extends or block — so
+  its module cannot hold anything read for one customer. Such a module is kept per process,
+  as Jinja keeps modules; any other module is made per render (issue 8). Macro bodies run when
+  called, in the calling render, and read for that render's customer.
 
 At render start `resolve_plan` follows the references (through ``env.get_template``, so an
 edited layout or macro file brings its new plan) and the extension fetches every triple for the
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
     from jinja2 import Environment, Template
 
 Read = tuple[str, "str | None", "str | None"]
-Plan = tuple[tuple[Read, ...], tuple[str, ...]]
+Plan = tuple[tuple[Read, ...], tuple[str, ...], bool]
 
 _VALUE_CALLS = frozenset({"GetCrmField", "getCrmField", "GetCrmFields", "getCrmFields"})
 _FIELD_CALLS = frozenset({"GetCrmField", "getCrmField"})
@@ -155,7 +160,39 @@ def plan_of(tree: nodes.Template) -> Plan:
     for kind in (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport):
         for node in tree.find_all(kind):
             names.update(dict.fromkeys(_template_names(node)))
-    return tuple(reads), tuple(names)
+    return tuple(reads), tuple(names), _static(tree)
+
+
+# Nodes that may run code or pull in another template when a module is made.
+_DYNAMIC = (
+    nodes.Call,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Extends,
+    nodes.Block,
+    nodes.CallBlock,
+    nodes.FilterBlock,
+)
+
+
+def _static(tree: nodes.Template) -> bool:
+    """True when the template's top level, outside macro bodies, runs nothing (see module
+    docstring, ``static``)."""
+    for node in tree.body:
+        if isinstance(node, nodes.Macro):
+            continue  # its body and its defaults run when it is called
+        if isinstance(node, _DYNAMIC) or any(True for _ in node.find_all(_DYNAMIC)):
+            return False
+    return True
+
+
+def static_module(template: Any) -> bool:
+    """Whether ``template``'s compiled plan says its module may be kept per process."""
+    plan = getattr(template, "crm_read_plan", None)
+    return plan is not None and len(plan) > 2 and plan[2] is True
 
 
 def constant_get_field(node: nodes.Call) -> tuple[str, str, str] | None:
@@ -275,4 +312,5 @@ __all__ = [
     "install_generator",
     "plan_of",
     "resolve_plan",
+    "static_module",
 ]

@@ -50,7 +50,7 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
-from .compiled_reads import install_generator, resolve_plan
+from .compiled_reads import install_generator, resolve_plan, static_module
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -352,6 +352,10 @@ class RenderScopedTemplate(Template):
         state = _CURRENT_RENDER.get()
         if state is None:
             return self.make_module()
+        if static_module(self):
+            # Its top level runs nothing (compiled_reads, "static"): Jinja's per-process
+            # module holds no one's data; its macros read for the render calling them.
+            return super()._get_default_module(ctx)
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = self.make_module()
@@ -363,6 +367,8 @@ class RenderScopedTemplate(Template):
         state = _CURRENT_RENDER.get()
         if state is None:
             return await self.make_module_async()
+        if static_module(self):
+            return await super()._get_default_module_async(ctx)
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = await self.make_module_async()

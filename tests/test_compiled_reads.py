@@ -103,7 +103,7 @@ def test_plan_names_constant_reads_and_constant_template_names() -> None:
             "{{ entry | crm_render('k') }}"  # an entry, not a slug
         )
     )
-    reads, names = plan
+    reads, names, static = plan
     assert set(reads) == {
         ("one", None, None),
         ("two", None, None),
@@ -114,6 +114,26 @@ def test_plan_names_constant_reads_and_constant_template_names() -> None:
         ("seven", None, None),
     }
     assert set(names) == {"layout.html", "m.html", "f.html", "a.html", "b.html"}
+    assert static is False
+
+
+@pytest.mark.parametrize(
+    ("source", "static"),
+    [
+        ("{% macro a(x=GetCrmField(slug='s', fieldKey='k')) %}{{ x | e }}{% endmacro %}", True),
+        ("{% set title = 'Cards' %}{% macro a() %}{{ title }}{% endmacro %}", True),
+        ("{% set v = GetCrmField(slug='s', fieldKey='k') %}{% macro a() %}{% endmacro %}", False),
+        ("{{ 's' | crm_field('k') }}{% macro a() %}{% endmacro %}", False),
+        ("{% include 'x.html' %}{% macro a() %}{% endmacro %}", False),
+        ("{% import 'x.html' as x %}{% macro a() %}{% endmacro %}", False),
+        ("{% if v is defined %}{% endif %}", False),
+    ],
+)
+def test_only_modules_whose_top_level_runs_nothing_are_kept_per_process(
+    source: str, static: bool
+) -> None:
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    assert plan_of(env.parse(source))[2] is static
 
 
 def test_plan_follows_layouts_includes_and_imported_macros_transitively() -> None:

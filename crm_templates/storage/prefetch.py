@@ -66,26 +66,28 @@ class Prefetch(ABC):
         """
 
 
+# Rows are (tag, created_at, id, payload): tag i >= 0 an entry of the i-th distinct pair, -1 an
+# entity's version (slug in the id column), -2 the customer's record. Few columns: every column
+# of every row becomes a Python object.
 _PAIR_SQL = (
-    "SELECT 0, entity, reference_type, reference_id, created_at, id, values_json FROM entries "
+    "SELECT {tag}, created_at, id, values_json FROM entries "
     "WHERE entity = ? AND reference_type = ? AND reference_id = ?"
 )
-# The first column tells entry rows (0) from version rows (1) and the customer's row (2).
-_VERSIONS_SQL = "SELECT 1, slug, '', '', '', '', version FROM entities"
+_VERSIONS_SQL = "SELECT -1, '', slug, version FROM entities"
 _CUSTOMER_SQL = (
-    "SELECT 2, id, '', '', '', '', json_array(email, first_name, last_name, created_at) "
+    "SELECT -2, '', id, json_array(email, first_name, last_name, created_at) "
     "FROM customers WHERE id = ?"
 )
-_CREATED_ID = itemgetter(4, 5)  # created_at, id: newest first when sorted in reverse
+_CREATED_ID = itemgetter(1, 2)  # created_at, id: newest first when sorted in reverse
 _decode = json.JSONDecoder().decode
 
 
 class SQLitePrefetch(Prefetch):
     """`Prefetch` on SQLite: one statement, a ``UNION ALL`` of one ``ix_entries_ref`` index
-    search per pair (and the ``entities`` versions). The rows are put newest first per pair
-    in Python — one sort of a few dozen tuples costs less than SQLite's temporary B-tree for
-    an ``ORDER BY`` over the compound (measured: 12 µs against 36 µs for two pairs and the
-    versions)."""
+    search per pair (and the ``entities`` versions, the customer's row). The rows are put
+    newest first in Python — one sort of a few dozen tuples costs less than SQLite's temporary
+    B-tree for an ``ORDER BY`` over the compound (measured: 12 µs against 36 µs for two pairs
+    and the versions)."""
 
     def prefetch_values(
         self,
@@ -101,7 +103,7 @@ class SQLitePrefetch(Prefetch):
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
-        parts = [_PAIR_SQL] * len(pairs)
+        parts = [_PAIR_SQL.format(tag=tag) for tag in range(len(pairs))]
         params = [part for pair in pairs for part in pair]
         if entity_versions:
             parts.append(_VERSIONS_SQL)
@@ -113,26 +115,26 @@ class SQLitePrefetch(Prefetch):
         versions: dict[str, int] | None = {} if entity_versions else None
         record: Customer | None = None
         if len(rows) > 1:
-            # Newest first (version rows, with empty created_at, last): each pair's rows
-            # then come in `latest_values`' order, whatever pair they interleave with.
+            # Newest first (version and customer rows, with empty created_at, last): each
+            # pair's rows then come in `latest_values`' order, whatever pairs interleave.
             rows.sort(key=_CREATED_ID, reverse=True)
-        wanted = {pair: set(reads[index][3]) for pair, index in pairs.items()}
-        results = {pair: found[index] for pair, index in pairs.items()}
-        for kind, entity, rtype, rid, _created, _id, payload in rows:
-            if kind == 1:
-                versions[entity] = int(payload)  # type: ignore[index]
+        wanted = [set(reads[index][3]) for index in pairs.values()]
+        results = [found[index] for index in pairs.values()]
+        for tag, _created, ident, payload in rows:
+            if tag < 0:
+                if tag == -1:
+                    versions[ident] = int(payload)  # type: ignore[index]
+                else:
+                    email, first, last, created = _decode(payload)
+                    record = Customer(ident, email, first, last, created)
                 continue
-            if kind == 2:
-                email, first, last, created = _decode(payload)
-                record = Customer(entity, email, first, last, created)
-                continue
-            remaining = wanted[(entity, rtype, rid)]
+            remaining = wanted[tag]
             if not remaining:
                 continue  # every key of this pair has its newest value already
             values = _decode(payload)
             held = remaining.intersection(values)
             if held:
-                out = results[(entity, rtype, rid)]
+                out = results[tag]
                 for key in held:
                     out[key] = values[key]
                 remaining -= held
