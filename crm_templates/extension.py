@@ -1071,6 +1071,10 @@ def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Marku
 @pass_context
 def do_crm_field(context: Context, slug: Any, key: Any, **options: Any) -> Any:
     """``{{ 'slug' | crm_field('key') }}``: GetCrmField on a slug."""
+    if not options:
+        value = _cached_value(context, slug, key)  # what invoke's cached path answers
+        if value is not missing:
+            return value
     return invoke(context, FUNCTIONS["GetCrmField"], ({"slug": slug, "fieldKey": key},), options)
 
 
