@@ -281,9 +281,31 @@ def _plain_join(environment: Environment) -> bool:
     return type(environment).join_path is JinjaEnvironment.join_path
 
 
+def note_new_template(environment: Environment) -> None:
+    """Called for every template object the environment makes (a first load, a reload of an
+    edited file, ``from_string``): resolved plans made before are worked out again."""
+    environment.crm_template_generation = (  # type: ignore[attr-defined]
+        getattr(environment, "crm_template_generation", 0) + 1
+    )
+
+
 def resolve_plan(template: Template) -> list[Read]:
     """Every read of ``template`` and the templates it names, transitively (cycles and
-    templates that fail to load are skipped: the render reports those itself)."""
+    templates that fail to load are skipped: the render reports those itself).
+
+    Kept on the template until the environment makes any new template object
+    (`note_new_template`) — an edited layout or macro file is reloaded as a new object."""
+    generation = getattr(template.environment, "crm_template_generation", 0)
+    memo = getattr(template, "crm_resolved_plan", None)
+    if memo is not None and memo[0] == generation:
+        found: list[Read] = memo[1]
+        return found
+    reads = _resolve(template)
+    template.crm_resolved_plan = (generation, reads)  # type: ignore[attr-defined]
+    return reads
+
+
+def _resolve(template: Template) -> list[Read]:
     environment = template.environment
     reads: dict[Read, None] = {}
     seen: set[str] = set()
@@ -310,6 +332,7 @@ __all__ = [
     "PlanningCodeGenerator",
     "constant_get_field",
     "install_generator",
+    "note_new_template",
     "plan_of",
     "resolve_plan",
     "static_module",

@@ -50,7 +50,7 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
-from .compiled_reads import install_generator, resolve_plan, static_module
+from .compiled_reads import install_generator, note_new_template, resolve_plan, static_module
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -296,6 +296,7 @@ class RenderScopedTemplate(Template):
         assert isinstance(template, RenderScopedTemplate)
         # Written by compiled_reads.PlanningCodeGenerator (None: compiled without it).
         template.crm_read_plan = namespace.get("crm_read_plan")
+        note_new_template(environment)
         return template
 
     def render(self, *args: Any, **kwargs: Any) -> str:
@@ -345,34 +346,43 @@ class RenderScopedTemplate(Template):
         """Jinja caches a module imported without context on the template, for the process;
         cache it in the render instead, and outside a render (``template.module`` from
         Python) not at all: its top-level values may be CRM reads for whoever asked first."""
-        if ctx is not None and ctx.globals_keys - self.globals.keys():
-            return super()._get_default_module(ctx)  # Jinja's own uncached case
-        if self.environment.is_async:
-            return super()._get_default_module(ctx)  # raises Jinja's "not in async mode"
         state = _CURRENT_RENDER.get()
-        if state is None:
-            return self.make_module()
-        if static_module(self):
+        if state is not None and static_module(self):
             # Its top level runs nothing (compiled_reads, "static"): Jinja's per-process
             # module holds no one's data; its macros read for the render calling them.
             return super()._get_default_module(ctx)
+        if ctx is not None and _extra_globals(ctx, self):
+            return super()._get_default_module(ctx)  # Jinja's own uncached case
+        if self.environment.is_async:
+            return super()._get_default_module(ctx)  # raises Jinja's "not in async mode"
+        if state is None:
+            return self.make_module()
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = self.make_module()
         return module
 
     async def _get_default_module_async(self, ctx: Context | None = None) -> Any:
-        if ctx is not None and ctx.globals_keys - self.globals.keys():
-            return await super()._get_default_module_async(ctx)
         state = _CURRENT_RENDER.get()
+        if state is not None and static_module(self):
+            return await super()._get_default_module_async(ctx)
+        if ctx is not None and _extra_globals(ctx, self):
+            return await super()._get_default_module_async(ctx)
         if state is None:
             return await self.make_module_async()
-        if static_module(self):
-            return await super()._get_default_module_async(ctx)
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = await self.make_module_async()
         return module
+
+
+def _extra_globals(ctx: Context, template: Template) -> bool:
+    """Jinja's ``ctx.globals_keys - template.globals.keys()`` (globals the importing render has
+    that the template lacks), without iterating a ChainMap key by key."""
+    maps = getattr(template.globals, "maps", None)
+    if maps is None:
+        return bool(ctx.globals_keys - template.globals.keys())
+    return bool(ctx.globals_keys.difference(*maps))
 
 
 class _RenderScoped(Context):
@@ -608,6 +618,12 @@ def _cached_values(
     return hit
 
 
+# Reference pairs `check_reference` accepted lately (strings only, no data; bounded): most
+# renders prefetch for a customer whose id was checked on an earlier request.
+_VALID_REFERENCES: dict[tuple[str, str], None] = {}
+_VALID_REFERENCES_MAX = 4096
+
+
 def _start_render(context: Context, state: RenderState) -> None:
     """At a render's first context: fetch every value its compiled read plan names for the
     render's customer in one store round trip, into the render's read cache (with the entity
@@ -648,7 +664,7 @@ def _prefetch(
             # Folding the refresh in: a cached definition is checked by the versions read in
             # the same round trip (a changed one is dropped with its values, below).
             entity = (crm.known_entity(slug) if state.refresh else None) or crm.get_entity(slug)
-            if (rtype, rid) not in checked:
+            if (rtype, rid) not in checked and (rtype, rid) not in _VALID_REFERENCES:
                 check_reference(rtype, rid)
                 checked.add((rtype, rid))
         except CrmError:
@@ -665,6 +681,9 @@ def _prefetch(
         )
     except CrmError:
         return None  # the lazy path reads (and reports a failing store) call by call
+    if len(_VALID_REFERENCES) + len(checked) > _VALID_REFERENCES_MAX:
+        _VALID_REFERENCES.clear()  # bounded: no growth with the number of customers (M1)
+    _VALID_REFERENCES.update(dict.fromkeys(checked))
     versions = answer.versions
     dropped = crm.apply_entity_versions(versions) if versions is not None else set()
     for (key, entity, declared), values in zip(wanted, answer.values, strict=True):
