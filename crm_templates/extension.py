@@ -689,7 +689,11 @@ def _prefetch(
     for (key, entity, declared), values in zip(wanted, answer.values, strict=True):
         if entity.slug in dropped:
             continue  # defined differently now: the lazy path reads the new definition
-        state.cache[key] = (frozenset(declared), freeze({k: values.get(k) for k in declared}))
+        if all(type(v) in _SCALARS or v is None for v in values.values()):
+            frozen = FrozenDict({k: values.get(k) for k in declared})  # nothing to freeze inside
+        else:
+            frozen = freeze({k: values.get(k) for k in declared})
+        state.cache[key] = (frozenset(declared), frozen)
     return answer
 
 

@@ -20,6 +20,7 @@ A read: a read-only store view (`crm_templates.access`) passes it through.
 
 from __future__ import annotations
 
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -79,7 +80,33 @@ _CUSTOMER_SQL = (
     "FROM customers WHERE id = ?"
 )
 _CREATED_ID = itemgetter(1, 2)  # created_at, id: newest first when sorted in reverse
-_decode = json.JSONDecoder().decode
+_DECODER = json.JSONDecoder()
+# The C scanner behind json.loads, without its two whitespace regex passes.
+_scan = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """``json.loads(text)`` for the store's own compact JSON documents: the C scanner straight
+    away (stored values never start with whitespace); anything else takes `json.loads`' path,
+    errors included."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    if end != len(text):
+        return _DECODER.decode(text)
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(pairs: int, versions: bool, customer: bool) -> str:
+    """The prefetch statement's text (the same text each time: sqlite3 keeps it prepared)."""
+    parts = [_PAIR_SQL.format(tag=tag) for tag in range(pairs)]
+    if versions:
+        parts.append(_VERSIONS_SQL)
+    if customer:
+        parts.append(_CUSTOMER_SQL)
+    return " UNION ALL ".join(parts)
 
 
 class SQLitePrefetch(Prefetch):
@@ -103,15 +130,12 @@ class SQLitePrefetch(Prefetch):
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
-        parts = [_PAIR_SQL.format(tag=tag) for tag in range(len(pairs))]
         params = [part for pair in pairs for part in pair]
-        if entity_versions:
-            parts.append(_VERSIONS_SQL)
         if customer is not None:
-            parts.append(_CUSTOMER_SQL)
             params.append(customer)
+        sql = _statement(len(pairs), entity_versions, customer is not None)
         with store._use() as conn:
-            rows = conn.execute(" UNION ALL ".join(parts), params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         versions: dict[str, int] | None = {} if entity_versions else None
         record: Customer | None = None
         if len(rows) > 1:
