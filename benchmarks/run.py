@@ -16,6 +16,7 @@ from typing import Any
 
 MODULES = {
     "B1": "benchmarks.b1_render",
+    "B1m": "benchmarks.b1m_render",
     "B2": "benchmarks.b2_set_field",
     "B3": "benchmarks.b3_async",
     "B4": "benchmarks.b4_scale",
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. B2,B3")
     args = parser.parse_args(argv)
-    wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()] or list(MODULES)
+    by_upper = {name.upper(): name for name in MODULES}  # --only b1m or B1M finds B1m
+    wanted = [
+        by_upper.get(w.strip().upper(), w.strip()) for w in args.only.split(",") if w.strip()
+    ] or list(MODULES)
     results: list[dict[str, Any]] = []
     for bench_id in wanted:
         try:

@@ -66,6 +66,7 @@ STORE_READS = frozenset(
         "stage_totals",
         "stage_cards",
         "aggregate",  # the Reports tab's aggregations (issue 12)
+        "prefetch_values",  # crm_templates.storage.prefetch (issue 14, item 1)
     }
 )
 #: Every public method of the `Store` interface.

@@ -33,6 +33,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
 from types import FrameType
@@ -49,10 +50,12 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
+from .compiled_reads import install_generator, note_new_template, resolve_plan, static_module
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
 from .service import WriteResult
+from .storage.prefetch import Prefetched
 from .values import check_reference
 
 if TYPE_CHECKING:
@@ -158,9 +161,14 @@ class RenderState:
     the next visitor through a module Jinja had cached).
     """
 
-    __slots__ = ("bound", "cache", "modules", "root")
+    __slots__ = ("bound", "cache", "modules", "refresh", "root", "start")
 
-    def __init__(self) -> None:
+    def __init__(self, start: Template | None = None) -> None:
+        # The template whose render this is, until the render's first context prefetches its
+        # compiled reads (then None).
+        self.start = start
+        # Whether the prefetch also checks the service's entity cache (`fold_entity_refresh`).
+        self.refresh = False
         self.cache: dict[tuple[Any, ...], Any] = {}
         # (context, the customer_id that context names, service, service's customer, the
         # root's customer_id used for a context naming none) of the last lookup, reused while
@@ -192,6 +200,79 @@ class RenderState:
 _CURRENT_RENDER: ContextVar[RenderState | None] = ContextVar("crm_render_state", default=None)
 
 
+class PagePrefetch:
+    """What `prefetch_page` fetched before a page render: the session customer's record and
+    the page's planned values for that customer, for the render that `fold_entity_refresh`
+    hands it to (and for no other: it is consumed by the next render started in the block)."""
+
+    __slots__ = ("cache", "customer", "customer_id")
+
+    def __init__(
+        self,
+        customer_id: str | None,
+        customer: Any,
+        cache: dict[tuple[Any, ...], Any],
+    ) -> None:
+        self.customer_id = customer_id
+        self.customer = customer
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        return "<crm page prefetch>"
+
+
+# Set by `fold_entity_refresh` for the next render started in this thread or task.
+_FOLD_REFRESH: ContextVar[list[PagePrefetch | None] | None] = ContextVar(
+    "crm_fold_refresh", default=None
+)
+
+
+@contextmanager
+def fold_entity_refresh(prefetched: PagePrefetch | None = None) -> Iterator[None]:
+    """The next render started inside the block runs `Crm.refresh_entities` at its start,
+    folded into its compiled reads' prefetch (one store round trip for both; issue 14,
+    item 3) — or, given `prefetch_page`'s answer, starts from the values (and the refresh)
+    that made. The page server wraps each page render in it instead of calling
+    ``refresh_entities()`` itself. A render that has nothing to prefetch still refreshes,
+    at its start, before any CRM read."""
+    token = _FOLD_REFRESH.set([prefetched])
+    try:
+        yield
+    finally:
+        _FOLD_REFRESH.reset(token)
+
+
+def _new_state(template: Template) -> RenderState:
+    state = RenderState(template)
+    fold = _FOLD_REFRESH.get()
+    if fold:
+        given = fold.pop()
+        if given is None:
+            state.refresh = True
+        else:
+            # Keyed by the customer they were read for: served only to a context naming
+            # that customer, as the lazy path would serve them.
+            state.cache.update(given.cache)
+    return state
+
+
+def prefetch_page(template: Template, crm: Crm, customer_id: str | None) -> PagePrefetch:
+    """For the page server, before it builds a page's context: ONE store round trip reading
+    the session customer's record (``customer_id``, not yet checked — the values are keyed by
+    it and only a render whose context names that customer is served them), every entity's
+    version (applied as `Crm.refresh_entities` would) and the template's planned values for
+    that customer (issue 14, item 3). Pass the answer to `fold_entity_refresh`."""
+    state = RenderState()
+    reads = resolve_plan(template) if customer_id is not None else []
+    state.refresh = True
+    found = _prefetch(state, crm, customer_id, reads, customer_record=True)
+    record = found.customer if found is not None else None
+    if found is None:
+        crm.refresh_entities()
+        record = None if customer_id is None else crm.get_customer(customer_id)
+    return PagePrefetch(customer_id, record, state.cache)
+
+
 def current_render_state() -> RenderState | None:
     """The `RenderState` of the render running in this thread or task, or None outside one."""
     return _CURRENT_RENDER.get()
@@ -205,22 +286,35 @@ class RenderScopedTemplate(Template):
     into the code iterating it (or into another stream interleaved with it).
     """
 
+    crm_read_plan: Any = None
+
+    @classmethod
+    def _from_namespace(
+        cls, environment: Environment, namespace: Any, globals: Any
+    ) -> RenderScopedTemplate:
+        template = super()._from_namespace(environment, namespace, globals)
+        assert isinstance(template, RenderScopedTemplate)
+        # Written by compiled_reads.PlanningCodeGenerator (None: compiled without it).
+        template.crm_read_plan = namespace.get("crm_read_plan")
+        note_new_template(environment)
+        return template
+
     def render(self, *args: Any, **kwargs: Any) -> str:
-        token = _CURRENT_RENDER.set(RenderState())
+        token = _CURRENT_RENDER.set(_new_state(self))
         try:
             return super().render(*args, **kwargs)
         finally:
             _CURRENT_RENDER.reset(token)
 
     async def render_async(self, *args: Any, **kwargs: Any) -> str:
-        token = _CURRENT_RENDER.set(RenderState())
+        token = _CURRENT_RENDER.set(_new_state(self))
         try:
             return await super().render_async(*args, **kwargs)
         finally:
             _CURRENT_RENDER.reset(token)
 
     def generate(self, *args: Any, **kwargs: Any) -> Iterator[str]:
-        state = RenderState()
+        state = _new_state(self)
         stream = super().generate(*args, **kwargs)
         while True:
             token = _CURRENT_RENDER.set(state)
@@ -233,7 +327,7 @@ class RenderScopedTemplate(Template):
             yield chunk
 
     async def generate_async(self, *args: Any, **kwargs: Any) -> AsyncGenerator[str, object]:
-        state = RenderState()
+        state = _new_state(self)
         stream = super().generate_async(*args, **kwargs)
         try:
             while True:
@@ -252,11 +346,15 @@ class RenderScopedTemplate(Template):
         """Jinja caches a module imported without context on the template, for the process;
         cache it in the render instead, and outside a render (``template.module`` from
         Python) not at all: its top-level values may be CRM reads for whoever asked first."""
-        if ctx is not None and ctx.globals_keys - self.globals.keys():
+        state = _CURRENT_RENDER.get()
+        if state is not None and static_module(self):
+            # Its top level runs nothing (compiled_reads, "static"): Jinja's per-process
+            # module holds no one's data; its macros read for the render calling them.
+            return super()._get_default_module(ctx)
+        if ctx is not None and _extra_globals(ctx, self):
             return super()._get_default_module(ctx)  # Jinja's own uncached case
         if self.environment.is_async:
             return super()._get_default_module(ctx)  # raises Jinja's "not in async mode"
-        state = _CURRENT_RENDER.get()
         if state is None:
             return self.make_module()
         module = state.modules.get(self)
@@ -265,15 +363,26 @@ class RenderScopedTemplate(Template):
         return module
 
     async def _get_default_module_async(self, ctx: Context | None = None) -> Any:
-        if ctx is not None and ctx.globals_keys - self.globals.keys():
-            return await super()._get_default_module_async(ctx)
         state = _CURRENT_RENDER.get()
+        if state is not None and static_module(self):
+            return await super()._get_default_module_async(ctx)
+        if ctx is not None and _extra_globals(ctx, self):
+            return await super()._get_default_module_async(ctx)
         if state is None:
             return await self.make_module_async()
         module = state.modules.get(self)
         if module is None:
             module = state.modules[self] = await self.make_module_async()
         return module
+
+
+def _extra_globals(ctx: Context, template: Template) -> bool:
+    """Jinja's ``ctx.globals_keys - template.globals.keys()`` (globals the importing render has
+    that the template lacks), without iterating a ChainMap key by key."""
+    maps = getattr(template.globals, "maps", None)
+    if maps is None:
+        return bool(ctx.globals_keys - template.globals.keys())
+    return bool(ctx.globals_keys.difference(*maps))
 
 
 class _RenderScoped(Context):
@@ -288,6 +397,8 @@ class _RenderScoped(Context):
         state = _CURRENT_RENDER.get()
         if state is not None and state.root is None:
             state.root = self
+            if state.start is not None:
+                _start_render(self, state)
 
     def resolve_or_missing(self, key: str) -> Any:
         """Context variables, then template globals, then the CRM functions.
@@ -349,6 +460,7 @@ def _scoped(environment: Environment) -> None:
         environment.template_class = type(
             f"Crm{base_t.__name__}", (RenderScopedTemplate, base_t), {}
         )
+    install_generator(environment)
     if not issubclass(environment.undefined, _CrmUndefined):
         base_u = environment.undefined
         environment.undefined = type(
@@ -506,6 +618,85 @@ def _cached_values(
     return hit
 
 
+# Reference pairs `check_reference` accepted lately (strings only, no data; bounded): most
+# renders prefetch for a customer whose id was checked on an earlier request.
+_VALID_REFERENCES: dict[tuple[str, str], None] = {}
+_VALID_REFERENCES_MAX = 4096
+
+
+def _start_render(context: Context, state: RenderState) -> None:
+    """At a render's first context: fetch every value its compiled read plan names for the
+    render's customer in one store round trip, into the render's read cache (with the entity
+    versions too when the render folds in `Crm.refresh_entities`). Anything the prefetch cannot
+    serve is left to the lazy path, which reports errors where the template reads."""
+    template, state.start = state.start, None
+    reads = resolve_plan(template) if template is not None else []
+    if not reads and not state.refresh:
+        return
+    try:
+        crm, customer = _service(context, state)
+    except CrmError:
+        return  # no service installed, a bad customer id: the first read says so
+    if _prefetch(state, crm, customer, reads) is None and state.refresh:
+        crm.refresh_entities()
+
+
+def _prefetch(
+    state: RenderState,
+    crm: Crm,
+    customer: str | None,
+    reads: Sequence[tuple[Any, ...]],
+    customer_record: bool = False,
+) -> Prefetched | None:
+    """The prefetch of `_start_render` (and `prefetch_page`, which also reads the customer's
+    record); None when it did not reach the store."""
+    wanted: list[tuple[tuple[Any, ...], Entity, list[str]]] = []
+    checked: set[tuple[str, str]] = set()
+    for slug, rtype, rid in reads:
+        if rid is None:
+            if customer is None:
+                continue
+            rtype, rid = "customer", customer
+        key = (slug, rtype, rid, "values")
+        if key in state.cache:
+            continue
+        try:
+            # Folding the refresh in: a cached definition is checked by the versions read in
+            # the same round trip (a changed one is dropped with its values, below).
+            entity = (crm.known_entity(slug) if state.refresh else None) or crm.get_entity(slug)
+            if (rtype, rid) not in checked and (rtype, rid) not in _VALID_REFERENCES:
+                check_reference(rtype, rid)
+                checked.add((rtype, rid))
+        except CrmError:
+            continue  # an unknown entity or bad reference: the read itself reports it
+        wanted.append((key, entity, entity.field_keys))
+    with_customer = customer if customer_record else None
+    if not wanted and not state.refresh and with_customer is None:
+        return None
+    try:
+        answer = crm.store.prefetch_values(
+            [(k[0], k[1], k[2], keys) for k, _, keys in wanted],
+            entity_versions=state.refresh,
+            customer=with_customer,
+        )
+    except CrmError:
+        return None  # the lazy path reads (and reports a failing store) call by call
+    if len(_VALID_REFERENCES) + len(checked) > _VALID_REFERENCES_MAX:
+        _VALID_REFERENCES.clear()  # bounded: no growth with the number of customers (M1)
+    _VALID_REFERENCES.update(dict.fromkeys(checked))
+    versions = answer.versions
+    dropped = crm.apply_entity_versions(versions) if versions is not None else set()
+    for (key, entity, declared), values in zip(wanted, answer.values, strict=True):
+        if entity.slug in dropped:
+            continue  # defined differently now: the lazy path reads the new definition
+        if all(type(v) in _SCALARS or v is None for v in values.values()):
+            frozen = FrozenDict({k: values.get(k) for k in declared})  # nothing to freeze inside
+        else:
+            frozen = freeze({k: values.get(k) for k in declared})
+        state.cache[key] = (frozenset(declared), frozen)
+    return answer
+
+
 def _read(
     state: RenderState, crm: Crm, customer: str | None, spec: FunctionSpec, o: dict[str, Any]
 ) -> Any:
@@ -567,8 +758,15 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     The commonest call on a page, so it skips option parsing and service lookup when their
     results are already known: same context, same ``customer_id``, the entity's values cached.
     """
+    if len(kwargs) != 2:
+        return missing
+    return _cached_value(context, kwargs.get("slug"), kwargs.get("fieldKey"))
+
+
+def _cached_value(context: Context, slug: Any, key: Any) -> Any:
+    """`_cached_field` with the options unpacked (``missing``: take the general path)."""
     state = _CURRENT_RENDER.get()
-    if state is None or len(kwargs) != 2:
+    if state is None:
         return missing
     bound = state.bound
     if bound is None or bound[0] is not context or bound[3] is None:
@@ -583,14 +781,53 @@ def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
     # changed it ({% set customer_id = ... %}) since the cached lookup.
     if cid is None and root is not None and root is not context and _customer_id(root) != bound[4]:
         return missing
-    slug = kwargs.get("slug")
-    key = kwargs.get("fieldKey")
     if type(slug) is not str or type(key) is not str:
         return missing
     hit = state.cache.get((slug, "customer", bound[3], "values"))
     if hit is None or key not in hit[0]:
         return missing
     return hit[1][key]
+
+
+def fast_field(
+    context: Context,
+    obj: Any,
+    slug: str,
+    key: str,
+    style: str,
+    loop_vars: dict[str, Any] | None = None,
+    block_vars: dict[str, Any] | None = None,
+) -> Any:
+    """``GetCrmField(slug='…', fieldKey='…')`` with constant arguments, as compiled by
+    `crm_templates.compiled_reads` (issue 14, item 1): when ``obj`` is the CRM function and the
+    sandbox allows calling it, the value comes from the render's cache (or `invoke`) without
+    Jinja's call machinery — the same answer the call would give. Anything else ``obj`` may be
+    (a variable or global shadowing the name) goes through Jinja's own call. ``style``:
+    ``"kw"`` or ``"dict"``, how the template passed the options; ``loop_vars``/``block_vars``:
+    what Jinja passes a call in a loop or block (the function's context is derived from them,
+    as `jinja2.runtime.Context.call` does)."""
+    env = context.environment
+    if (obj is _GET_FIELD_PASCAL or obj is _GET_FIELD_CAMEL) and (
+        not env.sandboxed or env.is_safe_callable(obj)  # type: ignore[attr-defined]
+    ):
+        if loop_vars:
+            context = context.derived(loop_vars)
+        if block_vars:
+            context = context.derived(block_vars)
+        value = _cached_value(context, slug, key)
+        if value is not missing:
+            return value
+        return invoke(context, _GET_FIELD, (), {"slug": slug, "fieldKey": key})
+    options: dict[str, Any] = {"slug": slug, "fieldKey": key}
+    args: tuple[Any, ...] = (options,) if style == "dict" else ()
+    kwargs = {} if style == "dict" else dict(options)
+    if loop_vars is not None:
+        kwargs["_loop_vars"] = loop_vars
+    if block_vars is not None:
+        kwargs["_block_vars"] = block_vars
+    if env.sandboxed:
+        return env.call(context, obj, *args, **kwargs)  # type: ignore[attr-defined]
+    return context.call(obj, *args, **kwargs)
 
 
 def invoke(
@@ -674,6 +911,9 @@ GLOBALS: dict[str, CrmFunction] = {
     for spec in FUNCTIONS.values()
     for name in (spec.name, spec.camel_name)
 }
+
+_GET_FIELD_PASCAL = GLOBALS["GetCrmField"]
+_GET_FIELD_CAMEL = GLOBALS["getCrmField"]
 
 # --- filters --------------------------------------------------------------------------------
 
@@ -854,6 +1094,10 @@ def do_crm_stage(context: Context, value: Any, slug: str | None = None) -> Marku
 @pass_context
 def do_crm_field(context: Context, slug: Any, key: Any, **options: Any) -> Any:
     """``{{ 'slug' | crm_field('key') }}``: GetCrmField on a slug."""
+    if not options:
+        value = _cached_value(context, slug, key)  # what invoke's cached path answers
+        if value is not missing:
+            return value
     return invoke(context, FUNCTIONS["GetCrmField"], ({"slug": slug, "fieldKey": key},), options)
 
 
@@ -985,11 +1229,15 @@ __all__ = [
     "CrmTemplateError",
     "FrozenDict",
     "FrozenList",
+    "PagePrefetch",
     "RenderScopedTemplate",
     "RenderState",
     "current_render_state",
+    "fast_field",
+    "fold_entity_refresh",
     "freeze",
     "misspelling_hint",
     "none_as_empty",
+    "prefetch_page",
     "stage_badge",
 ]

@@ -292,14 +292,32 @@ class Crm:
         by another process too (issue 12, item 2: an admin edit is seen by every process of a
         site at its next request, not after ``entity_cache_seconds``). One store query
         (`Store.entity_versions`); the page server calls it once per page request."""
-        shared = self._shared
-        if not shared.schemas:
+        if not self._shared.schemas:
             return
-        versions = self._store.entity_versions()
+        self.apply_entity_versions(self._store.entity_versions())
+
+    def apply_entity_versions(self, versions: Mapping[str, int]) -> set[str]:
+        """`refresh_entities` with the versions already read (``Store.entity_versions``, or
+        the compiled reads' prefetch, which reads them in the same round trip): drops each
+        cached definition whose stored version differs and counts the others as just read
+        (their ``entity_cache_seconds`` start again). Returns the slugs dropped."""
+        shared = self._shared
+        dropped: set[str] = set()
+        now = time.monotonic()
         with shared.lock:
             for slug, schema in list(shared.schemas.items()):
                 if versions.get(slug) != schema.entity.version:
                     del shared.schemas[slug]
+                    dropped.add(slug)
+                else:
+                    shared.schemas[slug] = replace(schema, loaded=now)
+        return dropped
+
+    def known_entity(self, slug: str) -> Entity | None:
+        """The cached definition of ``slug`` however old, or None: for a caller that checks
+        its version in the same round trip (`apply_entity_versions`)."""
+        schema = self._shared.schemas.get(slug)
+        return None if schema is None else schema.entity
 
     def get_entity(self, slug: str) -> Entity:
         """The entity with this slug (`UnknownEntityError` if there is none)."""

@@ -76,11 +76,18 @@ class CountingStore(SQLiteStore):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self.calls: dict[str, int] = {"latest_values": 0, "find_entries": 0}
+        self.calls: dict[str, int] = {"latest_values": 0, "find_entries": 0, "prefetch_values": 0}
 
     def latest_values(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         self.calls["latest_values"] += 1
         return super().latest_values(*args, **kwargs)
+
+    def prefetch_values(self, reads: Any, **kwargs: Any) -> Any:
+        # Compiled reads (issue 14): one query for the entities a template names at render
+        # start; "latest_values" keeps counting entity fetches, whichever query made them.
+        self.calls["prefetch_values"] += 1
+        self.calls["latest_values"] += len(reads)
+        return super().prefetch_values(reads, **kwargs)
 
     def find_entries(self, *args: Any, **kwargs: Any) -> list[Any]:
         self.calls["find_entries"] += 1
@@ -532,6 +539,7 @@ def test_get_crm_field_calls_share_one_query(env: Environment, store: CountingSt
     )
     assert out == "80.0 70.0 kg kg 70 kgkgkg Sam"
     assert store.calls["latest_values"] == 2  # one per entity
+    assert store.calls["prefetch_values"] == 1  # both in one query (issue 14, item 1)
 
 
 def test_cache_is_per_render(env: Environment, store: CountingStore) -> None:

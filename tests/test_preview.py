@@ -132,6 +132,8 @@ def test_reads_pass_through(seeded: Crm) -> None:
         "stage_totals": ("notes", newest.pipeline_id, "text"),
         "stage_cards": ("notes", newest.pipeline_id, [newest.stage_id], 5),
         "aggregate": ("notes", [Aggregation("terms", "text")]),
+        # crm_templates.storage.prefetch (issue 14, item 1)
+        "prefetch_values": ([("notes", "customer", "cus_a", ["text"])],),
     }
     assert set(calls) | {"iter_entries"} == STORE_READS
     for name, args in calls.items():
@@ -216,6 +218,9 @@ SERVICE_READS = {
     # Cache upkeep only (issue 12, item 2): they drop cached definitions, never write.
     "forget_entity",
     "refresh_entities",
+    # ... and the same with versions read elsewhere; a cached definition (issue 14, item 3).
+    "apply_entity_versions",
+    "known_entity",
     "get_customer",
     "get_entity",
     "get_entries_by_ids",

@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..errors import CrmValidationError, PreviewError
+from ..extension import PagePrefetch, fold_entity_refresh, prefetch_page
 from ..functions import BY_NAME
 from ..model import Customer
 from ..service import Crm
@@ -38,7 +39,9 @@ from .builtin_pages import base_context, render_builtin
 from .customers import (
     current_customer,
     is_signed_in,
+    preload_customer,
     request_crm,
+    session_customer_id,
     session_visitor_id,
 )
 from .preview import preview_crm
@@ -305,8 +308,17 @@ def serve(path: str) -> BaseResponse:
 def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
     if request.method == "POST" and route.backend is None:
         abort(405)
-    # An entity edited by another process (the admin) is seen now, not after the cache time.
-    state().crm.refresh_entities()
+    # An entity edited by another process (the admin) is seen now, not after the cache time:
+    # before a page backend runs; else in the page's one store round trip, with the session
+    # customer's record and the template's compiled reads (issue 14, item 3).
+    prefetched: PagePrefetch | None = None
+    if route.backend is not None or route.template is None:
+        state().crm.refresh_entities()
+    elif preview is None:
+        template = state().env.get_template(route.template)
+        cid = session_customer_id()
+        prefetched = prefetch_page(template, state().crm, cid)
+        preload_customer(cid, prefetched.customer)
     page = Page(crm=request_crm(), path=route.url, previewed=preview)
     if route.backend is not None:
         answer = _run_backend(route, page)
@@ -321,7 +333,9 @@ def _serve_page(route: PageRoute, preview: Customer | None) -> BaseResponse:
         preview=preview is not None,
         variables=Variables(page.variables),
     )
-    html = state().env.get_template(route.template).render(context)
+    template = state().env.get_template(route.template)
+    with fold_entity_refresh(prefetched):
+        html = template.render(context)
     response = Response(html, status=page.status, mimetype="text/html")
     # Pages show one customer's data: never keep them in shared caches.
     response.headers["Cache-Control"] = "private, no-store"

@@ -48,6 +48,7 @@ from .listing import SQLITE_SCHEMA as _LISTING_SCHEMA
 from .listing import SQLiteListing
 from .operators import SQLITE_SCHEMA as _OPERATORS_SCHEMA
 from .operators import SQLiteOperators
+from .prefetch import SQLitePrefetch
 from .security import (
     CLAIM,
     EXPIRING_KINDS,
@@ -301,6 +302,7 @@ class SQLiteStore(
     SQLiteAudit,
     SQLiteAggregations,
     SQLiteApiKeys,
+    SQLitePrefetch,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""

@@ -1,0 +1,339 @@
+"""Compiled CRM reads (issue 14, item 1): what a template will read, found when it is compiled.
+
+The extension installs `PlanningCodeGenerator` as the environment's code generator. When Jinja
+compiles a template it walks the parsed AST and writes a *read plan* into the compiled module
+(``crm_read_plan``), so the plan is cached exactly as the compiled code is — per template
+object, rebuilt when Jinja reloads an edited template, kept in a bytecode cache with the code.
+A plan is ``(reads, references, static)``:
+
+- ``reads``: ``(slug, referenceType, referenceId)`` triples for every value read whose entity
+  slug (and reference, when given) are constants — ``GetCrmField``/``GetCrmFields`` (either
+  spelling, keyword or one-dict style), the ``crm_field``/``crm_fields`` filters and
+  ``'slug' | crm_render('key')``/``crm_text``. ``referenceType``/``referenceId`` are ``None``
+  for the default reference (the render's customer).
+- ``references``: the constant names of the templates it ``{% extends %}``, ``{% include %}``s
+  and ``{% import %}``s / ``{% from … import %}``s (their macros included).
+- ``static``: whether, imported as a module, the template's top level (everything outside its
+  macro bodies) calls nothing — no call, filter, test, include, import, extends or block — so
+  its module cannot hold anything read for one customer. Such a module is kept per process,
+  as Jinja keeps modules; any other module is made per render (issue 8). Macro bodies run when
+  called, in the calling render, and read for that render's customer.
+
+At render start `resolve_plan` follows the references (through ``env.get_template``, so an
+edited layout or macro file brings its new plan) and the extension fetches every triple for the
+render's customer in one store round trip (`Store.prefetch_values`) into the render's own read
+cache — the cache the lazy path fills, so semantics cannot diverge. Reads with a dynamic slug,
+key set or reference, and templates named by an expression, keep the lazy cached path.
+
+The generator also compiles ``GetCrmField(slug='…', fieldKey='…')`` with constant arguments
+into a direct call of
+`crm_templates.extension.fast_field`, which serves a cached value without Jinja's sandboxed
+call machinery and hands anything else (a variable shadowing the name, a callable the sandbox
+refuses) to Jinja's own call.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment as JinjaEnvironment
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
+
+from .functions import ALIASES
+
+if TYPE_CHECKING:
+    from jinja2 import Environment, Template
+
+Read = tuple[str, "str | None", "str | None"]
+Plan = tuple[tuple[Read, ...], tuple[str, ...], bool]
+
+_VALUE_CALLS = frozenset({"GetCrmField", "getCrmField", "GetCrmFields", "getCrmFields"})
+_FIELD_CALLS = frozenset({"GetCrmField", "getCrmField"})
+_VALUE_FILTERS = frozenset({"crm_field", "crm_fields"})
+_RENDER_FILTERS = frozenset({"crm_render", "crm_text"})
+_PLAN_OPTIONS = frozenset({"slug", "fieldKey", "fieldKeys", "referenceType", "referenceId"})
+_EXTENSION = __name__.rsplit(".", 1)[0] + ".extension"
+
+
+def _const(node: nodes.Node | None) -> Any:
+    """The constant value of ``node`` (a literal, a list/tuple/dict of literals), or raise
+    `nodes.Impossible`."""
+    if node is None:
+        raise nodes.Impossible()
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.List | nodes.Tuple):
+        return [_const(item) for item in node.items]
+    raise nodes.Impossible()
+
+
+def _const_dict(node: nodes.Node) -> dict[Any, Any] | None:
+    """A dict literal of constants (Jinja's optimizer may have folded it into a `Const`)."""
+    if isinstance(node, nodes.Const):
+        return node.value if type(node.value) is dict else None
+    if not isinstance(node, nodes.Dict):
+        return None
+    return {_const(pair.key): _const(pair.value) for pair in node.items}
+
+
+def _call_options(call: nodes.Call) -> dict[str, Any] | None:
+    """A call's options when all are constants (one dict literal and/or keywords)."""
+    if call.dyn_args is not None or call.dyn_kwargs is not None or len(call.args) > 1:
+        return None
+    out: dict[str, Any] = {}
+    try:
+        if call.args:
+            given = _const_dict(call.args[0])
+            if given is None:
+                return None
+            for key, value in given.items():
+                out[ALIASES.get(key, key)] = value
+        for keyword in call.kwargs:
+            out[ALIASES.get(keyword.key, keyword.key)] = _const(keyword.value)
+    except (nodes.Impossible, TypeError):  # TypeError: an unhashable constant key
+        return None
+    return out
+
+
+def _read_of(options: dict[str, Any]) -> Read | None:
+    """The plan triple of a value read's constant options, or None (lazy path)."""
+    if not options.keys() <= _PLAN_OPTIONS:
+        return None
+    slug = options.get("slug")
+    rtype = options.get("referenceType")
+    rid = options.get("referenceId")
+    if type(slug) is not str or not slug:
+        return None
+    if rid is None:
+        if rtype not in (None, "customer"):
+            return None  # another reference type needs an id: the service answers
+        return (slug, None, None)
+    if type(rtype) is not str or type(rid) is not str:
+        return None
+    return (slug, rtype, rid)
+
+
+def _template_names(node: nodes.Node) -> Iterator[str]:
+    """Constant template names of an extends/include/import node."""
+    try:
+        value = _const(node.template)  # type: ignore[attr-defined]
+    except nodes.Impossible:
+        return
+    for name in value if isinstance(value, list | tuple) else [value]:
+        if type(name) is str:
+            yield name
+
+
+def plan_of(tree: nodes.Template) -> Plan:
+    """The read plan of one parsed template (its own reads and the templates it names)."""
+    reads: dict[Read, None] = {}
+    for call in tree.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Name) and call.node.name in _VALUE_CALLS:
+            options = _call_options(call)
+            read = None if options is None else _read_of(options)
+            if read is not None:
+                reads[read] = None
+    for flt in tree.find_all(nodes.Filter):
+        if flt.name not in _VALUE_FILTERS | _RENDER_FILTERS:
+            continue
+        if not isinstance(flt.node, nodes.Const) or type(flt.node.value) is not str:
+            continue
+        if flt.name in _RENDER_FILTERS:
+            # 'slug' | crm_render('key'): GetCrmField of the render's customer.
+            if len(flt.args) == 1 and isinstance(flt.args[0], nodes.Const) and not flt.kwargs:
+                reads[(flt.node.value, None, None)] = None
+            continue
+        if flt.dyn_args is not None or flt.dyn_kwargs is not None:
+            continue
+        try:
+            keywords: list[nodes.Keyword] = flt.kwargs  # type: ignore[assignment]
+            options = {ALIASES.get(k.key, k.key): _const(k.value) for k in keywords}
+        except nodes.Impossible:
+            continue
+        read = _read_of({**options, "slug": flt.node.value})
+        if read is not None:
+            reads[read] = None
+    names: dict[str, None] = {}
+    for kind in (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport):
+        for node in tree.find_all(kind):
+            names.update(dict.fromkeys(_template_names(node)))
+    return tuple(reads), tuple(names), _static(tree)
+
+
+# Nodes that may run code or pull in another template when a module is made.
+_DYNAMIC = (
+    nodes.Call,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Extends,
+    nodes.Block,
+    nodes.CallBlock,
+    nodes.FilterBlock,
+)
+
+
+def _static(tree: nodes.Template) -> bool:
+    """True when the template's top level, outside macro bodies, runs nothing (see module
+    docstring, ``static``)."""
+    for node in tree.body:
+        if isinstance(node, nodes.Macro):
+            continue  # its body and its defaults run when it is called
+        if isinstance(node, _DYNAMIC) or any(True for _ in node.find_all(_DYNAMIC)):
+            return False
+    return True
+
+
+def static_module(template: Any) -> bool:
+    """Whether ``template``'s compiled plan says its module may be kept per process."""
+    plan = getattr(template, "crm_read_plan", None)
+    return plan is not None and len(plan) > 2 and plan[2] is True
+
+
+def constant_get_field(node: nodes.Call) -> tuple[str, str, str] | None:
+    """``(slug, fieldKey, style)`` of ``GetCrmField(slug='…', fieldKey='…')`` or
+    ``GetCrmField({'slug': '…', 'fieldKey': '…'})`` with string constants (style ``kw`` or
+    ``dict``); None for any other call."""
+    if not isinstance(node.node, nodes.Name) or node.node.name not in _FIELD_CALLS:
+        return None
+    if node.dyn_args is not None or node.dyn_kwargs is not None:
+        return None
+    try:
+        if node.args:
+            if len(node.args) != 1 or node.kwargs:
+                return None
+            found = _const_dict(node.args[0])
+            if found is None:
+                return None
+            given, style = found, "dict"
+        else:
+            given = {k.key: _const(k.value) for k in node.kwargs}
+            style = "kw"
+    except (nodes.Impossible, TypeError):
+        return None
+    if given.keys() != {"slug", "fieldKey"}:
+        return None
+    slug, key = given["slug"], given["fieldKey"]
+    if type(slug) is not str or type(key) is not str:
+        return None
+    return slug, key, style
+
+
+class PlanningCodeGenerator(CodeGenerator):
+    """Jinja's code generator, plus ``crm_read_plan`` in each compiled module and direct calls
+    for constant ``GetCrmField`` reads (mixed into the environment's own generator class)."""
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        plan = plan_of(node)  # before code generation, which may fold constants
+        super().visit_Template(node, frame)
+        self.writeline(f"crm_read_plan = {plan!r}")
+        self.writeline(f"from {_EXTENSION} import fast_field as crm_fast_field")
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        fast = None
+        if not (forward_caller or self.environment.is_async):
+            fast = constant_get_field(node)
+        if fast is None:
+            super().visit_Call(node, frame, forward_caller=forward_caller)
+            return
+        self.write("crm_fast_field(context, ")
+        self.visit(node.node, frame)
+        slug, key, style = fast
+        # Loop and block variables, which Jinja's call would pass on (Context.call derives
+        # the function's context from them).
+        loop_vars = "_loop_vars" if frame.loop_frame else "None"
+        block_vars = "_block_vars" if frame.block_frame else "None"
+        self.write(f", {slug!r}, {key!r}, {style!r}, {loop_vars}, {block_vars})")
+
+
+def install_generator(environment: Environment) -> None:
+    """Make the environment's code generator plan CRM reads (idempotent; keeps a generator
+    class the application set, by subclassing it)."""
+    base = environment.code_generator_class
+    if not issubclass(base, PlanningCodeGenerator):
+        environment.code_generator_class = type(
+            f"CrmPlanning{base.__name__}", (PlanningCodeGenerator, base), {}
+        )
+
+
+def _named(environment: Environment, name: str, parent: str | None) -> Any:
+    """The template ``name`` as Jinja's template cache holds it, else loaded.
+
+    The cached one may be older than its file until the render's own ``get_template`` reloads
+    it (the stat Jinja's auto-reload makes is not repeated here): a plan is only what to
+    prefetch, and a read it misses takes the lazy path, so one render with an older plan still
+    renders the new template correctly."""
+    cache = environment.cache
+    loader = environment.loader
+    if cache is not None and loader is not None and _plain_join(environment):
+        found = cache.get((weakref.ref(loader), name))
+        if found is not None:
+            return found
+    return environment.get_template(name, parent)
+
+
+def _plain_join(environment: Environment) -> bool:
+    return type(environment).join_path is JinjaEnvironment.join_path
+
+
+def note_new_template(environment: Environment) -> None:
+    """Called for every template object the environment makes (a first load, a reload of an
+    edited file, ``from_string``): resolved plans made before are worked out again."""
+    environment.crm_template_generation = (  # type: ignore[attr-defined]
+        getattr(environment, "crm_template_generation", 0) + 1
+    )
+
+
+def resolve_plan(template: Template) -> list[Read]:
+    """Every read of ``template`` and the templates it names, transitively (cycles and
+    templates that fail to load are skipped: the render reports those itself).
+
+    Kept on the template until the environment makes any new template object
+    (`note_new_template`) — an edited layout or macro file is reloaded as a new object."""
+    generation = getattr(template.environment, "crm_template_generation", 0)
+    memo = getattr(template, "crm_resolved_plan", None)
+    if memo is not None and memo[0] == generation:
+        found: list[Read] = memo[1]
+        return found
+    reads = _resolve(template)
+    template.crm_resolved_plan = (generation, reads)  # type: ignore[attr-defined]
+    return reads
+
+
+def _resolve(template: Template) -> list[Read]:
+    environment = template.environment
+    reads: dict[Read, None] = {}
+    seen: set[str] = set()
+    stack: list[Any] = [template]
+    while stack:
+        current = stack.pop()
+        plan: Plan | None = getattr(current, "crm_read_plan", None)
+        if plan is None:
+            continue
+        reads.update(dict.fromkeys(plan[0]))
+        for name in plan[1]:
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                stack.append(_named(environment, name, current.name))
+            except Exception:  # the render itself raises Jinja's error
+                continue
+    return list(reads)
+
+
+__all__ = [
+    "Plan",
+    "PlanningCodeGenerator",
+    "constant_get_field",
+    "install_generator",
+    "note_new_template",
+    "plan_of",
+    "resolve_plan",
+    "static_module",
+]

@@ -1,0 +1,250 @@
+"""One store round trip for every value a page will read (issue 14, item 1).
+
+`Prefetch` is the part of the `Store` contract the Jinja extension's compiled reads use
+(`crm_templates.compiled_reads`): at the start of a render it asks, in ONE call, for the newest
+value of each declared key of several (entity, reference) pairs — the same answer
+`Store.latest_values` gives for each pair — and, optionally, every entity's stored version, so
+the page server's per-request entity-cache check (`Crm.refresh_entities`) rides on the same
+round trip.
+
+- SQLite (`SQLitePrefetch`): one statement — one ``ix_entries_ref`` index search per pair,
+  ``UNION ALL`` the ``entities`` versions; each pair's rows newest first (``created_at``, then
+  ``id``, as ``latest_values`` orders them), the first value of each key wins.
+- Elasticsearch/OpenSearch (`ElasticsearchPrefetch`): one ``_msearch`` — per pair and key the
+  newest entry holding the key (``latest_values``' searches), plus one search of the entities
+  index for the versions. Inside `batch()` buffered writes are laid over the hits, as
+  ``latest_values`` does.
+
+A read: a read-only store view (`crm_templates.access`) passes it through.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from ..model import Customer, customer_from_dict
+
+if TYPE_CHECKING:
+    from .elasticsearch import ElasticsearchStore
+    from .sqlite import SQLiteStore
+
+#: One pair to prefetch: (entity slug, reference type, reference id, keys wanted).
+PrefetchRead = tuple[str, str, str, Sequence[str]]
+
+
+class Prefetched(NamedTuple):
+    """What `Prefetch.prefetch_values` answers."""
+
+    values: list[dict[str, Any]]
+    versions: dict[str, int] | None
+    customer: Customer | None
+
+
+class Prefetch(ABC):
+    """The contract's batched read of newest values (implemented by every backend)."""
+
+    @abstractmethod
+    def prefetch_values(
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
+        """`Prefetched` ``(values, versions, customer)`` in one store round trip.
+
+        ``values[i]`` is ``latest_values(*reads[i])``: each key's value in the newest entry of
+        that entity and reference holding it (absent keys are omitted). ``versions`` is
+        `EntityQueries.entity_versions` (every entity's stored version by slug) when
+        ``entity_versions`` is true, else None. ``customer`` is ``get_customer(customer)``
+        when a customer id is given (the page server's session customer), else None. With
+        nothing asked, no round trip.
+        """
+
+
+# Rows are (tag, created_at, id, payload): tag i >= 0 an entry of the i-th distinct pair, -1 an
+# entity's version (slug in the id column), -2 the customer's record. Few columns: every column
+# of every row becomes a Python object.
+_PAIR_SQL = (
+    "SELECT {tag}, created_at, id, values_json FROM entries "
+    "WHERE entity = ? AND reference_type = ? AND reference_id = ?"
+)
+_VERSIONS_SQL = "SELECT -1, '', slug, version FROM entities"
+_CUSTOMER_SQL = (
+    "SELECT -2, '', id, json_array(email, first_name, last_name, created_at) "
+    "FROM customers WHERE id = ?"
+)
+_CREATED_ID = itemgetter(1, 2)  # created_at, id: newest first when sorted in reverse
+_DECODER = json.JSONDecoder()
+# The C scanner behind json.loads, without its two whitespace regex passes.
+_scan = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """``json.loads(text)`` for the store's own compact JSON documents: the C scanner straight
+    away (stored values never start with whitespace); anything else takes `json.loads`' path,
+    errors included."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _DECODER.decode(text)
+    if end != len(text):
+        return _DECODER.decode(text)
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(pairs: int, versions: bool, customer: bool) -> str:
+    """The prefetch statement's text (the same text each time: sqlite3 keeps it prepared)."""
+    parts = [_PAIR_SQL.format(tag=tag) for tag in range(pairs)]
+    if versions:
+        parts.append(_VERSIONS_SQL)
+    if customer:
+        parts.append(_CUSTOMER_SQL)
+    return " UNION ALL ".join(parts)
+
+
+class SQLitePrefetch(Prefetch):
+    """`Prefetch` on SQLite: one statement, a ``UNION ALL`` of one ``ix_entries_ref`` index
+    search per pair (and the ``entities`` versions, the customer's row). The rows are put
+    newest first in Python — one sort of a few dozen tuples costs less than SQLite's temporary
+    B-tree for an ``ORDER BY`` over the compound (measured: 12 µs against 36 µs for two pairs
+    and the versions)."""
+
+    def prefetch_values(
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
+        store = cast("SQLiteStore", self)
+        pairs: dict[tuple[str, str, str], int] = {}
+        for index, (entity, rtype, rid, _keys) in enumerate(reads):
+            pairs.setdefault((entity, rtype, rid), index)
+        found: list[dict[str, Any]] = [{} for _ in reads]
+        if not pairs and not entity_versions and customer is None:
+            return Prefetched(found, None, None)
+        params = [part for pair in pairs for part in pair]
+        if customer is not None:
+            params.append(customer)
+        sql = _statement(len(pairs), entity_versions, customer is not None)
+        with store._use() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        versions: dict[str, int] | None = {} if entity_versions else None
+        record: Customer | None = None
+        if len(rows) > 1:
+            # Newest first (version and customer rows, with empty created_at, last): each
+            # pair's rows then come in `latest_values`' order, whatever pairs interleave.
+            rows.sort(key=_CREATED_ID, reverse=True)
+        wanted = [set(reads[index][3]) for index in pairs.values()]
+        results = [found[index] for index in pairs.values()]
+        for tag, _created, ident, payload in rows:
+            if tag < 0:
+                if tag == -1:
+                    versions[ident] = int(payload)  # type: ignore[index]
+                else:
+                    email, first, last, created = _decode(payload)
+                    record = Customer(ident, email, first, last, created)
+                continue
+            remaining = wanted[tag]
+            if not remaining:
+                continue  # every key of this pair has its newest value already
+            values = _decode(payload)
+            held = remaining.intersection(values)
+            if held:
+                out = results[tag]
+                for key in held:
+                    out[key] = values[key]
+                remaining -= held
+        # A pair named twice shares one answer (each its own keys).
+        for index, (entity, rtype, rid, keys) in enumerate(reads):
+            first = pairs[(entity, rtype, rid)]
+            if first != index:
+                asked = set(keys)
+                found[index] = {k: v for k, v in found[first].items() if k in asked}
+        return Prefetched(found, versions, record)
+
+
+class ElasticsearchPrefetch(Prefetch):
+    """`Prefetch` on Elasticsearch/OpenSearch: one ``_msearch``."""
+
+    def prefetch_values(
+        self,
+        reads: Sequence[PrefetchRead],
+        *,
+        entity_versions: bool = False,
+        customer: str | None = None,
+    ) -> Prefetched:
+        store = cast("ElasticsearchStore", self)
+        from .elasticsearch import _NEWEST, _entry_filters, _matches, _query, _reason
+
+        overlay = store._overlay() or {}
+        searches: list[dict[str, Any]] = []
+        asked: list[tuple[int, str]] = []  # (index into reads, key) per entry search
+        for index, (entity, rtype, rid, keys) in enumerate(reads):
+            for key in dict.fromkeys(keys):
+                asked.append((index, key))
+                searches.append({"index": store._entries})
+                searches.append(
+                    {
+                        "query": _query(_entry_filters(entity, rtype, rid, key)),
+                        "sort": _NEWEST,
+                        "size": 1 + len(overlay),
+                        "seq_no_primary_term": True,
+                        "track_total_hits": False,
+                    }
+                )
+        if entity_versions:
+            searches.append({"index": store.indices["entities"]})
+            searches.append(
+                {"query": {"match_all": {}}, "size": 10_000, "_source": ["slug", "version"]}
+            )
+        if customer is not None:
+            # Writes refresh (see elasticsearch.py, "Consistency"): a search sees what a GET
+            # would.
+            searches.append({"index": store.indices["customers"]})
+            searches.append({"query": {"ids": {"values": [customer]}}, "size": 1})
+        found: list[dict[str, Any]] = [{} for _ in reads]
+        if not searches:
+            return Prefetched(found, None, None)
+        with store._translate("prefetching values"):
+            responses = store.client.msearch(searches=searches)["responses"]
+        for result in responses:
+            if "error" in result:
+                raise store._error(
+                    int(result.get("status", 500)),
+                    _reason(result, str(result["error"])),
+                    "prefetching values",
+                )
+        for (index, key), result in zip(asked, responses, strict=False):
+            entity, rtype, rid, _keys = reads[index]
+            entries = [store._entry_hit(h) for h in result["hits"]["hits"]]
+            if overlay:
+
+                def holds(e: Any, key: str = key, r: PrefetchRead = reads[index]) -> bool:
+                    return _matches(e, r[0], r[1], r[2], key)
+
+                entries = store._merge(entries, overlay, holds)
+            if entries:
+                found[index][key] = entries[0].values[key]
+        extra = iter(responses[len(asked) :])
+        versions: dict[str, int] | None = None
+        if entity_versions:
+            versions = {
+                hit["_source"]["slug"]: int(hit["_source"]["version"])
+                for hit in next(extra)["hits"]["hits"]
+            }
+        record: Customer | None = None
+        if customer is not None:
+            hits = next(extra)["hits"]["hits"]
+            record = customer_from_dict(hits[0]["_source"]) if hits else None
+        return Prefetched(found, versions, record)
+
+
+__all__ = ["ElasticsearchPrefetch", "Prefetch", "PrefetchRead", "Prefetched", "SQLitePrefetch"]
