@@ -88,6 +88,11 @@ STORE_SERVER_READS = frozenset(
         "list_operators",
         "has_operators",
         "list_audit_records",
+        # crm_templates.storage.webhooks (issue 13, item 8): endpoints hold signing secrets
+        "get_webhook_endpoint",
+        "list_webhook_endpoints",
+        "get_webhook_delivery",
+        "list_webhook_deliveries",
     }
 )
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import events
+from . import webhooks as _webhooks  # noqa: F401  (connects the receiver that queues webhooks)
 from .access import (
     REASSIGN_REFUSALS,
     IdSource,

@@ -844,7 +844,8 @@ def _write(
     before the error is raised."""
     # Entry signals (crm_templates.events) are sent when the unit ends: after the commit on
     # SQLite (nothing for a failed import); on a search cluster, for what was applied.
-    with events.unit(events.current_actor() or events.IMPORT):
+    who = events.current_actor()
+    with events.unit(events.IMPORT if who is None else events.Actor("import", str(who))):
         _write_rows(crm, creates, updates, undo=undo, progress=progress)
 
 

@@ -25,6 +25,7 @@ from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
 from .operators import OperatorStore
+from .webhooks import WebhookStore
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -45,6 +46,7 @@ class Store(
     OperatorStore,
     AuditStore,
     Aggregations,
+    WebhookStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

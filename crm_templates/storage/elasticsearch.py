@@ -75,6 +75,7 @@ from .history import ElasticsearchStageHistory
 from .listing import ElasticsearchListing
 from .operators import MAPPING as _OPERATORS_MAPPING
 from .operators import ElasticsearchOperators
+from .webhooks import DELIVERIES_MAPPING, ENDPOINTS_MAPPING, ElasticsearchWebhooks
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -153,6 +154,8 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
     "stage_history": _HISTORY_MAPPING,
     "operators": _OPERATORS_MAPPING,
     "audit": _AUDIT_MAPPING,
+    "webhook_endpoints": ENDPOINTS_MAPPING,
+    "webhook_deliveries": DELIVERIES_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -413,6 +416,7 @@ class ElasticsearchStore(
     ElasticsearchOperators,
     ElasticsearchAudit,
     SearchAggregations,
+    ElasticsearchWebhooks,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

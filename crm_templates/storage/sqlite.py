@@ -60,6 +60,8 @@ from .security import (
     recent,
 )
 from .sqlite_aggregations import SQLiteAggregations
+from .webhooks import SQLITE_SCHEMA as _WEBHOOKS_SCHEMA
+from .webhooks import SQLiteWebhooks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -253,6 +255,7 @@ class SQLiteStore(
     SQLiteOperators,
     SQLiteAudit,
     SQLiteAggregations,
+    SQLiteWebhooks,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
@@ -269,7 +272,7 @@ class SQLiteStore(
         self._closed = False
         with self._translate():
             first = self._connect()
-            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA)
+            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA + _WEBHOOKS_SCHEMA)
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first

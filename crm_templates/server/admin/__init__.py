@@ -45,6 +45,7 @@ def operators_only() -> ResponseReturnValue | None:
 
 # The views register their routes on `bp` when imported (one module per concern).
 from . import (  # noqa: E402,F401
+    acting,
     audit,
     boards,
     customers,
@@ -55,4 +56,5 @@ from . import (  # noqa: E402,F401
     playground,
     reports,
     transfer,
+    webhooks,
 )
