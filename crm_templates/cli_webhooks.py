@@ -89,7 +89,7 @@ def list_command(as_json: bool, store_url: str) -> None:
 
     with _store(store_url) as store:
         found = webhooks.list_endpoints(store)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": e.id,
             "url": e.url,

@@ -56,8 +56,8 @@ from renderers import RenderOptions
 from .errors import CrmUsageError
 from .extension import CrmExtension, OnError, none_as_empty
 from .service import Crm
-from .webhooks import DeliveryWorker, start_worker
 from .storage import open_store
+from .webhooks import DeliveryWorker, start_worker
 
 if TYPE_CHECKING:
     from jinja2 import Environment

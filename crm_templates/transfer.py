@@ -871,7 +871,7 @@ def _write_rows(
             for pairs in _chunks(updates, BATCH):
                 with store.batch():
                     stored = [store.update_entry(new, old.version) for new, old in pairs]
-                for (new, old), after in zip(pairs, stored, strict=True):
+                for (_, old), after in zip(pairs, stored, strict=True):
                     _note_update(store, old, after)
                 bar.update(len(pairs))
     except CrmError as exc:

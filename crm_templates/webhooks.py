@@ -191,8 +191,10 @@ def check_url(url: Any, *, allow_private: bool = False) -> str:
             address = ipaddress.ip_address(host)
         except ValueError:
             address = None
-        if host == "localhost" or host.endswith(".localhost") or (
-            address is not None and not _public(address)
+        if (
+            host == "localhost"
+            or host.endswith(".localhost")
+            or (address is not None and not _public(address))
         ):
             raise CrmValidationError(
                 f"webhook URL {url!r} points at a loopback or private address; set "
@@ -625,7 +627,7 @@ class DeliveryWorker:
         attempts = delivery.attempts + 1
         now = time.time()
         done = utc_now()
-        common = {
+        common: dict[str, Any] = {
             "attempts": attempts,
             "last_status": result.status,
             "last_error": result.error,
@@ -651,10 +653,13 @@ class DeliveryWorker:
             )
         if not self.store.finish_webhook_delivery(outcome, self.owner):
             log.warning(
-                "webhook delivery %s: the lease ran out before the attempt was recorded", delivery.id
+                "webhook delivery %s: the lease ran out before the attempt was recorded",
+                delivery.id,
             )
         elif not result.ok:
-            log.info("webhook delivery %s failed (%s): %s", delivery.id, outcome.status, result.error)
+            log.info(
+                "webhook delivery %s failed (%s): %s", delivery.id, outcome.status, result.error
+            )
 
 
 def start_worker(store: Store, settings: Settings | None = None) -> DeliveryWorker:

@@ -112,7 +112,8 @@ _ENDPOINT_FIELDS = tuple(f.name for f in fields(WebhookEndpoint))
 
 def delivery_from_dict(data: dict[str, Any]) -> WebhookDelivery:
     """The delivery a stored document or row describes."""
-    return WebhookDelivery(**{name: data.get(name) for name in _DELIVERY_FIELDS})
+    values: dict[str, Any] = {name: data.get(name) for name in _DELIVERY_FIELDS}
+    return WebhookDelivery(**values)
 
 
 class WebhookStore(ABC):
