@@ -277,9 +277,8 @@ def test_actor_parsing_and_acting_as_rules() -> None:
     assert events.Actor.parse("system") == events.SYSTEM
     assert events.Actor.parse("op_9") == events.Actor("operator", "op_9")
     assert events.Actor.parse("operator") == events.Actor("operator", "operator")
-    with pytest.raises(ValueError, match="actor type"):
-        with events.acting_as("robot", "x"):
-            pass
+    with pytest.raises(ValueError, match="actor type"), events.acting_as("robot", "x"):
+        pass
     with events.acting_as("api_key", "key_1") as who:
         assert events.current_actor() == who
         assert events.actor_for("cus_1") == who
