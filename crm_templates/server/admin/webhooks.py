@@ -77,7 +77,7 @@ def webhook_log(webhook_id: str) -> ResponseReturnValue:
     )
     return render_admin(
         "admin/webhook.html",
-        title=f"Webhook {endpoint.url}",
+        title="Webhook deliveries",
         breadcrumbs=[("Webhooks", url_for("crm_admin.webhooks"))],
         endpoint=endpoint,
         deliveries=found,
