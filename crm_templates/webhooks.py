@@ -120,13 +120,15 @@ class Settings:
     backoff: float = 30.0  #: the first retry's delay; doubles per attempt
     backoff_cap: float = 3_600.0
     poll_interval: float = 5.0  #: how often the worker looks for due deliveries
-    batch: int = 5  #: deliveries claimed at once
+    batch: int = 1  #: deliveries claimed at once (each claim's lease covers them all)
     allow_private: bool = False
 
     @property
     def lease_seconds(self) -> float:
-        """How long a claim holds: longer than any attempt of a batch can take."""
-        return self.batch * (self.timeout * 3 + 5)
+        """How long a claim holds: longer than the batch's attempts can take (each: a
+        connection and a read, ``timeout`` each, plus 5 s). A delivery claimed by a process
+        that died is sent again once its lease ran out."""
+        return self.batch * (self.timeout * 2 + 5)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
