@@ -49,12 +49,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from blinker import Namespace
+from blinker.base import make_id
 
 from .ids import utc_now
 
@@ -246,29 +247,35 @@ def _deferred(store: Any) -> bool:
     return bool(getattr(local, "depth", 0)) or getattr(local, "batch", None) is not None
 
 
-@contextmanager
-def unit(actor: Actor | None = None) -> Iterator[None]:
+class unit:  # used like a function: ``with events.unit(actor):``
     """A unit of work: the notes made inside are sent when the outermost unit ends.
 
     If the block raises, the notes it made while its writes were waiting for a commit are
     dropped (the transaction or batch does not commit); notes of writes already applied stay.
     Nested units join the outer one (the service wraps each retry attempt in one).
     ``actor`` (default: the enclosing unit's, else `actor_for` with no customer) is who the
-    notes made inside are attributed to.
+    notes made inside are attributed to. A class, not a generator: it is on every write.
     """
-    j = _journal
-    j.actors.append(actor or (j.actors[-1] if j.actors else actor_for(None)))
-    j.depth += 1
-    mark = len(j.notes)
-    try:
-        yield
-    except BaseException:
-        j.notes[mark:] = [n for n in j.notes[mark:] if n[1]]
-        raise
-    finally:
+
+    __slots__ = ("actor", "mark")
+
+    def __init__(self, actor: Actor | None = None) -> None:
+        self.actor = actor
+        self.mark = 0
+
+    def __enter__(self) -> None:
+        j = _journal
+        j.actors.append(self.actor or (j.actors[-1] if j.actors else actor_for(None)))
+        j.depth += 1
+        self.mark = len(j.notes)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        j = _journal
+        if exc_type is not None and len(j.notes) > self.mark:
+            j.notes[self.mark :] = [n for n in j.notes[self.mark :] if n[1]]
         j.actors.pop()
         j.depth -= 1
-        if j.depth == 0:
+        if j.depth == 0 and j.notes:
             ready, j.notes = j.notes, []
             for event, _ in ready:
                 send(event)
@@ -300,7 +307,8 @@ def note(
     succeeded. ``entry`` is the entry after the change (before it for ``entry.deleted``); the
     keywords fill in what a write without the entry at hand knows. ``before`` gives the
     ``from_*`` placement of a stage change."""
-    if not SIGNALS[name].receivers:
+    signal = SIGNALS[name]
+    if not signal.receivers or (_gates and not _wanted(signal, store, name)):
         return
     ref = reference
     if ref is None and entry is not None:
@@ -333,6 +341,32 @@ def note(
         _journal.notes.append((event, not _deferred(store)))
 
 
+# Receivers that only want some stores' events, with the test (store, event name) -> bool
+# they were connected with (`connect_gated`): when only such receivers listen and none wants
+# this store's event, a write builds no event at all (the webhooks receiver on a store
+# without webhooks costs one cached look-up per write).
+_gates: dict[Any, Callable[[Any, str], bool]] = {}
+
+
+def connect_gated(
+    receiver: Callable[..., None], wants: Callable[[Any, str], bool], names: Iterable[str]
+) -> None:
+    """Connect ``receiver`` (strongly) to the signals ``names``, to be called only for events
+    of stores where ``wants(store, name)`` is true."""
+    for name in names:
+        SIGNALS[name].connect(receiver, weak=False)
+    _gates[make_id(receiver)] = wants
+
+
+def _wanted(signal: NamedSignal, store: Any, name: str) -> bool:
+    """Whether a receiver of ``signal`` for ``store``'s events wants this one."""
+    for receiver in signal.receivers_for(store):
+        gate = _gates.get(make_id(receiver))
+        if gate is None or gate(store, name):
+            return True
+    return False
+
+
 def send(event: EntryEvent) -> None:
     """Send ``event`` on its signal now. Each receiver runs in turn; one that raises is logged
     and the others still run (the write already happened)."""
@@ -348,9 +382,13 @@ def send(event: EntryEvent) -> None:
             )
 
 
-def listening(name: str) -> bool:
-    """True when some receiver is connected to the signal ``name``."""
-    return bool(SIGNALS[name].receivers)
+def listening(name: str, store: Any = None) -> bool:
+    """True when some receiver wants the signal ``name`` (for ``store``'s events, when given:
+    a gated receiver counts only if it wants that store's)."""
+    signal = SIGNALS[name]
+    if not signal.receivers:
+        return False
+    return store is None or not _gates or _wanted(signal, store, name)
 
 
 __all__ = [
@@ -363,6 +401,7 @@ __all__ = [
     "EntryEvent",
     "acting_as",
     "actor_for",
+    "connect_gated",
     "current_actor",
     "entry_created",
     "entry_deleted",

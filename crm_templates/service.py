@@ -924,7 +924,7 @@ class Crm:
         store = self.store
 
         def apply() -> WriteResult:
-            if not events.listening("entry.deleted"):
+            if not events.listening("entry.deleted", store):
                 return WriteResult(ok=True, deleted=store.delete_entries(slug, *ref))
             # Someone listens: find the entries first, so each delete can be reported. On
             # SQLite the section is one transaction; on a search cluster an entry created
@@ -1450,7 +1450,7 @@ class Crm:
         with events.unit(events.actor_for(self._current_customer(create=False))):
             before = (
                 self.store.get_entry(entry_id)
-                if isinstance(entry_id, str) and events.listening("entry.deleted")
+                if isinstance(entry_id, str) and events.listening("entry.deleted", self.store)
                 else None
             )
             deleted = self.store.delete_entry(entry_id)

@@ -20,9 +20,9 @@ fails the insert loses them with an error in the log. Endpoints are read at most
 `ENDPOINT_CACHE_SECONDS` per store and process (a new endpoint added by another process gets
 events from then on).
 
-**Delivering** (`DeliveryWorker`: a thread the page server / `crm_templates.flask.CrmTemplates`
-starts and stops, or ``crm-templates webhooks deliver [--once]`` for cron): claim due
-deliveries under a lease (two processes never send one delivery at the same time; see
+**Delivering** (`DeliveryWorker`: a thread the page server and the Flask integration's
+``CrmTemplates`` start and stop, or ``crm-templates webhooks deliver [--once]`` for cron): claim
+due deliveries under a lease (two processes never send one delivery at the same time; see
 `crm_templates.storage.webhooks`), POST the stored body with headers
 
 * ``CRM-Webhook-Id``: the event id (``evt_…``; the same on every retry: deduplicate on it),
@@ -388,8 +388,15 @@ def _on_entry_event(store: Any, event: events.EntryEvent) -> None:
         )
 
 
-for _signal in events.SIGNALS.values():
-    _signal.connect(_on_entry_event, weak=False)
+def _wants(store: Any, name: str) -> bool:
+    """Whether ``store`` has an active webhook for the event ``name`` (cached)."""
+    try:
+        return any(name in e.events for e in _active_endpoints(store))
+    except Exception:  # the store failed: let the receiver try (and log) the enqueue
+        return True
+
+
+events.connect_gated(_on_entry_event, _wants, events.EVENT_NAMES)
 
 
 # --- signing ---------------------------------------------------------------------------------

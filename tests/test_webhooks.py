@@ -581,3 +581,14 @@ def test_a_killed_server_delivers_the_queued_event_after_a_restart(
         delivered[json.loads(raw)["id"]] = json.loads(raw)
     assert set(delivered) == events_queued
     assert {b["data"]["entity"] for b in delivered.values()} == {"weight-tracker"}
+
+
+def test_a_store_without_webhooks_builds_no_events(deals: Crm) -> None:
+    store = deals.store
+    assert not webhooks.events.listening("entry.created", store)
+    assert not webhooks.events.listening("entry.stage_changed", store)
+    endpoint = add(deals, "http://127.0.0.1:9/x", ["entry.stage_changed"])
+    assert webhooks.events.listening("entry.stage_changed", store)
+    assert not webhooks.events.listening("entry.created", store)
+    webhooks.set_active(store, endpoint.id, False)
+    assert not webhooks.events.listening("entry.stage_changed", store)
