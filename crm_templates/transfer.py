@@ -865,8 +865,9 @@ def _write_rows(
                 inserted.extend(e.id for e in chunk)  # before: a failed bulk may apply some
                 with store.batch():
                     store.insert_entries(chunk)
-                for e in chunk:
-                    events.note("entry.created", store, e)
+                if events.listening("entry.created", store):  # once per chunk
+                    for e in chunk:
+                        events.note("entry.created", store, e)
                 bar.update(len(chunk))
             for pairs in _chunks(updates, BATCH):
                 with store.batch():

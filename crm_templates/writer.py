@@ -165,8 +165,9 @@ class AsyncWriter:
 
     def _insert_run(self, run: list[tuple[Entry, Any]]) -> None:
         self.store.insert_entries([entry for entry, _ in run])
-        for entry, actor in run:
-            events.note("entry.created", self.store, entry, actor=actor)
+        if events.listening("entry.created", self.store):  # once per run, not per entry
+            for entry, actor in run:
+                events.note("entry.created", self.store, entry, actor=actor)
 
     def _apply(self, batch: list[PendingWrite]) -> None:
         # Entry signals (crm_templates.events) go out from this thread when the unit around
