@@ -201,3 +201,38 @@ def test_the_app_runs_the_worker_only_with_webhooks_and_stops_it(
     extension = CrmTemplates(off)
     assert extension.state(off).webhooks is None
     extension.close(off)
+
+
+def test_a_playground_render_that_writes_sends_nothing(app: Any) -> None:
+    ann, _ = seed_two_customers(app)
+    crm = app.extensions["crm"].crm
+    webhooks.add_endpoint(crm.store, "http://127.0.0.1:9/x", ["*"], allow_private=True)
+    seen: list[events.EntryEvent] = []
+
+    def record(sender: Any, event: events.EntryEvent) -> None:
+        seen.append(event)
+
+    for signal in events.SIGNALS.values():
+        signal.connect(record, weak=False)
+    try:
+        client = operator_client(app)
+        source = (
+            "{{ SetCrmField(slug='deals', fieldKey='note', value='from the playground') }}"
+            "{{ MoveCrmToStage(slug='deals', stageSlug='won') }}"
+            "{{ CreateCrmEntry(slug='deals', values={'amount': 1}) }}rendered"
+        )
+        response = client.post(
+            "/admin/playground/render",
+            data={
+                "csrf_token": csrf_token(client, "/admin/playground"),
+                "source": source,
+                "customer": ann.id,
+            },
+        )
+        assert response.status_code == 200
+        assert "rendered" in response.get_data(as_text=True)
+    finally:
+        for signal in events.SIGNALS.values():
+            signal.disconnect(record)
+    assert seen == []
+    assert crm.store.list_webhook_deliveries() == []
