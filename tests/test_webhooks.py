@@ -506,7 +506,7 @@ def test_two_processes_never_deliver_one_delivery_twice(store_url: str, receiver
 
 @pytest.mark.slow
 def test_a_killed_server_delivers_the_queued_event_after_a_restart(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, store_url: str
 ) -> None:
     import shutil
 
@@ -514,14 +514,13 @@ def test_a_killed_server_delivers_the_queued_event_after_a_restart(
 
     site = tmp_path / "site"
     shutil.copytree(SAMPLES / "weight_tracker", site, ignore=shutil.ignore_patterns("instance"))
-    db = tmp_path / "crm.db"
-    url = f"sqlite:///{db}"
+    url = store_url
     # A short timeout: a delivery the kill interrupts mid-attempt is claimed again once its
     # lease (2 * timeout + 5 s) ran out.
     env = {"CRM_WEBHOOKS_ALLOW_PRIVATE": "1", "CRM_WEBHOOKS_BACKOFF": "0.3",
            "CRM_WEBHOOKS_POLL": "0.2", "CRM_WEBHOOKS_TIMEOUT": "1"}  # fmt: skip
     receiver.answers = [500] * 1000  # down until the restart
-    first = Served(site, db, env=env)
+    first = Served(site, None, "--store", url, env=env)
     try:
         added = cli("webhooks", "add", receiver.url, "--event", "entry.created", "--store", url)
         secret = added.stdout.split("signing secret (shown only now): ", 1)[1].strip()
@@ -559,7 +558,7 @@ def test_a_killed_server_delivers_the_queued_event_after_a_restart(
         store.close()
     events_queued = {json.loads(d.body)["id"] for d in queued}
     receiver.answers = []
-    second = Served(site, db, env=env)
+    second = Served(site, None, "--store", url, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
