@@ -1,4 +1,4 @@
-"""``crm-templates webhooks add|list|remove|pause|resume|deliveries|retry|deliver``: webhook
+"""``crm-templates webhooks add|list|remove|pause|resume|deliveries|retry|prune|deliver``: webhook
 endpoints and their delivery log (issue 13, item 8; `crm_templates.webhooks`).
 
 Every command takes ``--store URL`` / ``--site DIR`` (`crm_templates.cli_store`). ``add``
@@ -213,6 +213,24 @@ def retry_command(delivery_id: str, store_url: str) -> None:
             {"delivery_id": delivery.id, "webhook_id": delivery.endpoint_id},
         )
     click.echo(f"queued delivery {delivery.id} again")
+
+
+@webhooks_group.command("prune")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    help="Delete delivered and failed deliveries that finished more than this many days ago.",
+)
+@store_options(create=False)
+def prune_command(days: float, store_url: str) -> None:
+    """Shorten the delivery log (pending deliveries are kept)."""
+    from . import webhooks
+
+    with _store(store_url) as store:
+        deleted = webhooks.prune(store, days)
+    click.echo(f"deleted {deleted} finished deliveries older than {days:g} days")
 
 
 @webhooks_group.command("deliver")

@@ -58,6 +58,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,6 +85,8 @@ MAX_URL = 2048
 ENDPOINT_CACHE_SECONDS = 2.0
 #: How much of a response body is read (and dropped) before the connection closes.
 MAX_RESPONSE = 65_536
+#: How often a running worker prunes the delivery log (seconds).
+PRUNE_EVERY = 3_600.0
 #: A signature older or newer than this many seconds fails `verify` (replays).
 DEFAULT_TOLERANCE = 300
 
@@ -121,6 +124,7 @@ class Settings:
     backoff_cap: float = 3_600.0
     poll_interval: float = 5.0  #: how often the worker looks for due deliveries
     batch: int = 1  #: deliveries claimed at once (each claim's lease covers them all)
+    keep_days: float = 30.0  #: the worker prunes finished deliveries older than this, hourly
     allow_private: bool = False
 
     @property
@@ -133,7 +137,8 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         """Settings from ``CRM_WEBHOOKS_TIMEOUT``, ``_MAX_ATTEMPTS``, ``_MAX_AGE``,
-        ``_BACKOFF``, ``_BACKOFF_CAP``, ``_POLL`` and ``_ALLOW_PRIVATE``; keywords win.
+        ``_BACKOFF``, ``_BACKOFF_CAP``, ``_POLL``, ``_KEEP_DAYS`` and ``_ALLOW_PRIVATE``;
+        keywords win.
         `CrmValidationError` for a value that is not a positive number."""
         attempts = _env_float("CRM_WEBHOOKS_MAX_ATTEMPTS", cls.max_attempts)
         values: dict[str, Any] = {
@@ -143,6 +148,7 @@ class Settings:
             "backoff": _env_float("CRM_WEBHOOKS_BACKOFF", cls.backoff),
             "backoff_cap": _env_float("CRM_WEBHOOKS_BACKOFF_CAP", cls.backoff_cap),
             "poll_interval": _env_float("CRM_WEBHOOKS_POLL", cls.poll_interval),
+            "keep_days": _env_float("CRM_WEBHOOKS_KEEP_DAYS", cls.keep_days),
             "allow_private": allow_private_from_env(),
         }
         values.update(overrides)
@@ -320,6 +326,17 @@ def deliveries(
     return store.list_webhook_deliveries(
         endpoint_id=endpoint_id, status="failed" if failed else None, limit=limit
     )
+
+
+def prune(store: Store, older_than_days: float) -> int:
+    """Delete delivered and failed deliveries that finished more than ``older_than_days``
+    days ago (pending ones stay); how many. `CrmValidationError` for a negative age."""
+    if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
+        raise CrmValidationError(f"the age must be a number of days; got {older_than_days!r}")
+    if older_than_days < 0:
+        raise CrmValidationError(f"the age must be 0 days or more; got {older_than_days!r}")
+    cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
+    return store.prune_webhook_deliveries(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def retry(store: Store, delivery_id: str) -> WebhookDelivery:
@@ -584,8 +601,15 @@ class DeliveryWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        pruned_at = 0.0
         while not self._stopping.is_set():
             self._wakeup.clear()
+            if time.monotonic() - pruned_at > PRUNE_EVERY:
+                pruned_at = time.monotonic()
+                try:
+                    prune(self.store, self.settings.keep_days)
+                except Exception:
+                    log.exception("pruning the webhook delivery log failed")
             try:
                 sent = self.run_once()
             except Exception:
@@ -708,6 +732,7 @@ __all__ = [
     "get_endpoint",
     "list_endpoints",
     "post",
+    "prune",
     "remove_endpoint",
     "retry",
     "set_active",

@@ -591,3 +591,37 @@ def test_a_store_without_webhooks_builds_no_events(deals: Crm) -> None:
     assert not webhooks.events.listening("entry.created", store)
     webhooks.set_active(store, endpoint.id, False)
     assert not webhooks.events.listening("entry.stage_changed", store)
+
+
+def test_pruning_keeps_pending_and_recent_deliveries(deals: Crm) -> None:
+    endpoint = add(deals, "http://127.0.0.1:9/x")
+
+    def made(ident: str, status: str, finished_at: str | None) -> webhooks.WebhookDelivery:
+        return webhooks.WebhookDelivery(
+            id=ident, endpoint_id=endpoint.id, event="entry.created", entry_id="e",
+            created_at="2020-01-01T00:00:00.000000Z", body="{}", status=status,
+            finished_at=finished_at,
+        )  # fmt: skip
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    deals.store.enqueue_webhook_deliveries(
+        [
+            made("whd_1", "delivered", "2020-01-01T00:00:00.000000Z"),
+            made("whd_2", "failed", "2020-01-02T00:00:00.000000Z"),
+            made("whd_3", "delivered", now),
+            made("whd_4", "pending", None),
+        ]
+    )
+    assert webhooks.prune(deals.store, 30) == 2
+    assert sorted(d.id for d in deals.store.list_webhook_deliveries()) == ["whd_3", "whd_4"]
+    assert webhooks.prune(deals.store, 0) == 1  # finished "now" is older than 0 days by now
+    assert [d.id for d in deals.store.list_webhook_deliveries()] == ["whd_4"]
+    with pytest.raises(CrmValidationError, match="0 days or more"):
+        webhooks.prune(deals.store, -1)
+
+
+def test_the_cli_prunes(store_url: str) -> None:
+    done = cli("webhooks", "prune", "--days", "7", "--store", store_url)
+    assert done.returncode == 0 and "deleted 0 finished deliveries older than 7 days" in done.stdout
+    bad = cli("webhooks", "prune", "--days", "-1", "--store", store_url)
+    assert bad.returncode == 2 and "--days" in bad.stderr

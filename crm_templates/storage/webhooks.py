@@ -172,6 +172,11 @@ class WebhookStore(ABC):
         """Up to ``limit`` deliveries matching the filters, newest first."""
 
     @abstractmethod
+    def prune_webhook_deliveries(self, finished_before: str) -> int:
+        """Delete ``delivered`` and ``failed`` deliveries that finished before
+        ``finished_before`` (ISO 8601 UTC, as stored); how many were deleted."""
+
+    @abstractmethod
     def retry_webhook_delivery(self, delivery_id: str, now: float) -> bool:
         """Make a delivery that is not being sent due again now (status ``pending``, attempts
         0, ``queued_at`` now); False when there is none or it is being sent."""
@@ -353,6 +358,15 @@ class SQLiteWebhooks(WebhookStore):
         with self._use() as conn:
             rows = conn.execute(sql, [*params, limit]).fetchall()
         return [_delivery(row) for row in rows]
+
+    def prune_webhook_deliveries(self, finished_before: str) -> int:
+        with self._use() as conn:
+            cursor = conn.execute(
+                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') "
+                "AND finished_at < ?",
+                (finished_before,),
+            )
+            return cursor.rowcount
 
     def retry_webhook_delivery(self, delivery_id: str, now: float) -> bool:
         with self._use() as conn:
@@ -602,6 +616,24 @@ class ElasticsearchWebhooks(WebhookStore):
                 track_total_hits=False,
             )
         return [delivery_from_dict(h["_source"]) for h in response["hits"]["hits"]]
+
+    def prune_webhook_deliveries(self, finished_before: str) -> int:
+        query = {
+            "bool": {
+                "filter": [
+                    {"terms": {"status": ["delivered", "failed"]}},
+                    {"range": {"finished_at": {"lt": finished_before}}},
+                ]
+            }
+        }
+        with self._translate("pruning the webhook delivery log"):
+            response = self.client.delete_by_query(
+                index=self.indices["webhook_deliveries"],
+                query=query,
+                refresh=True,
+                conflicts="proceed",
+            )
+        return int(response.get("deleted", 0))
 
     def retry_webhook_delivery(self, delivery_id: str, now: float) -> bool:
         from ..errors import ConflictError
