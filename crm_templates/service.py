@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import events
-from . import webhooks as _webhooks  # noqa: F401  (connects the receiver that queues webhooks)
+from . import webhooks as _webhooks  # importing it connects the receiver that queues webhooks
 from .access import (
     REASSIGN_REFUSALS,
     IdSource,
@@ -149,6 +149,7 @@ class Crm:
         failure_log: str | Path | None = None,
     ) -> None:
         writer = AsyncWriter(store, batch_size=batch_size, failure_log=failure_log)
+        _webhooks.prime(store)  # the store's webhook list, read once here, not on a write
         self._shared = _Shared(store, writer, entity_cache_seconds)
         self._customer = customer
         self.read_only = read_only

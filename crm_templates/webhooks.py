@@ -16,9 +16,10 @@ window between the two.
 after the write committed and before the write call returns. Nothing is lost once that insert
 is done (a restart finds the queue in the store); a process killed between the write's commit
 and the queue insert (the receiver's own few milliseconds) loses those events, and a store that
-fails the insert loses them with an error in the log. Endpoints are read at most every
-`ENDPOINT_CACHE_SECONDS` per store and process (a new endpoint added by another process gets
-events from then on).
+fails the insert loses them with an error in the log. A process reads a store's endpoint
+list when its service is made, then keeps a copy: re-read off the write path once older than
+`ENDPOINT_CACHE_SECONDS` (30 s), every poll by a running worker, and at once after a change made
+in the same process; so an endpoint added by another process gets events within that time.
 
 **Delivering** (`DeliveryWorker`: a thread the page server and the Flask integration's
 ``CrmTemplates`` start and stop, or ``crm-templates webhooks deliver [--once]`` for cron): claim
@@ -81,8 +82,9 @@ DELIVERY_PREFIX = "whd_"
 EVENT_PREFIX = "evt_"
 SECRET_PREFIX = "whsec_"
 MAX_URL = 2048
-#: How long a process keeps a store's endpoint list before reading it again (seconds).
-ENDPOINT_CACHE_SECONDS = 2.0
+#: How old a process's copy of a store's endpoint list may get before it is read again, off
+#: the write path (seconds); a running delivery worker re-reads it every poll.
+ENDPOINT_CACHE_SECONDS = 30.0
 #: How much of a response body is read (and dropped) before the connection closes.
 MAX_RESPONSE = 65_536
 #: How often a running worker prunes the delivery log (seconds).
@@ -247,16 +249,74 @@ def _forget(store: Store) -> None:
         _cache.pop(store, None)
 
 
-def _active_endpoints(store: Store) -> list[WebhookEndpoint]:
-    now = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get(store)
-    if cached is not None and now - cached[0] < ENDPOINT_CACHE_SECONDS:
-        return cached[1]
+def _load(store: Store) -> list[WebhookEndpoint]:
+    """Read the store's active endpoints into the cache."""
     found = [e for e in store.list_webhook_endpoints() if e.active]
     with _cache_lock:
-        _cache[store] = (now, found)
+        _cache[store] = (time.monotonic(), found)
     return found
+
+
+class _Refresher:
+    """One daemon thread re-reading stale endpoint lists, so a write never waits for (or
+    pays a round trip for) that read; it holds the stores weakly."""
+
+    def __init__(self) -> None:
+        self._wanted: dict[int, weakref.ref[Store]] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def ask(self, store: Store) -> None:
+        with self._cond:
+            self._wanted[id(store)] = weakref.ref(store)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="crm-webhooks-endpoints", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._wanted:
+                    self._cond.wait()
+                refs = list(self._wanted.values())
+                self._wanted.clear()
+            for ref in refs:
+                store = ref()
+                if store is None:
+                    continue
+                try:
+                    _load(store)
+                except Exception as exc:  # a closed or unreachable store: keep the old copy
+                    log.debug("could not re-read the webhooks of %s: %s", store.url, exc)
+                del store
+
+
+_refresher = _Refresher()
+
+
+def _active_endpoints(store: Store) -> list[WebhookEndpoint]:
+    """The store's active endpoints: read once per process (`prime`, or the first write),
+    then from the cache, re-read in the background once older than
+    `ENDPOINT_CACHE_SECONDS` (and at once after this process changes them)."""
+    with _cache_lock:
+        cached = _cache.get(store)
+    if cached is None:
+        return _load(store)
+    if time.monotonic() - cached[0] >= ENDPOINT_CACHE_SECONDS:
+        _refresher.ask(store)
+    return cached[1]
+
+
+def prime(store: Store) -> None:
+    """Read the store's webhook list now (the service does when it is made), so the first
+    write does not; errors are left for the first write to meet."""
+    try:
+        _load(store)
+    except Exception as exc:
+        log.debug("could not read the webhooks of %s yet: %s", store.url, exc)
 
 
 def add_endpoint(
@@ -604,6 +664,10 @@ class DeliveryWorker:
         pruned_at = 0.0
         while not self._stopping.is_set():
             self._wakeup.clear()
+            try:
+                _load(self.store)  # this process sees other processes' webhook changes
+            except Exception:
+                log.exception("reading the webhooks failed; trying again later")
             if time.monotonic() - pruned_at > PRUNE_EVERY:
                 pruned_at = time.monotonic()
                 try:
