@@ -91,6 +91,11 @@ STORE_SERVER_READS = frozenset(
         "list_audit_records",
         "get_api_key",  # crm_templates.storage.api_keys (issue 13, item 3)
         "list_api_keys",
+        # crm_templates.storage.webhooks (issue 13, item 8): endpoints hold signing secrets
+        "get_webhook_endpoint",
+        "list_webhook_endpoints",
+        "get_webhook_delivery",
+        "list_webhook_deliveries",
     }
 )
 

@@ -105,6 +105,7 @@ def schema_command(name: str, markdown: bool) -> None:
 from .cli_apikeys import register as _register_apikeys  # noqa: E402
 from .cli_data import register as _register_data  # noqa: E402
 from .cli_operators import register as _register_operators  # noqa: E402
+from .cli_webhooks import register as _register_webhooks  # noqa: E402
 from .lint import lint as _lint  # noqa: E402
 from .migrate import migrate_command as _migrate  # noqa: E402
 from .server.cli import register as _register_server  # noqa: E402
@@ -115,3 +116,4 @@ _register_server(main)
 _register_data(main)
 _register_operators(main)
 _register_apikeys(main)
+_register_webhooks(main)

@@ -57,6 +57,7 @@ from .errors import CrmUsageError
 from .extension import CrmExtension, OnError, none_as_empty
 from .service import Crm
 from .storage import open_store
+from .webhooks import DeliveryWorker, start_worker
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -75,6 +76,7 @@ CONFIG: dict[str, tuple[str, Any]] = {
     "CRM_ON_ERROR": ("on_error", None),  # None: "raise" under DEBUG/TESTING, else "log"
     "CRM_LOCALE": ("locale", "en_US"),  # crm_render's number/date formatting (renderers)
     "CRM_TIMEZONE": ("timezone", "UTC"),  # crm_render's datetime zone
+    "CRM_WEBHOOKS_WORKER": ("webhooks_worker", True),  # False: deliver with the CLI instead
 }
 _OPTION_KEYS = {option: key for key, (option, _) in CONFIG.items()}
 
@@ -130,6 +132,9 @@ class CrmState:
         self.render_options = render_options
         self._closed = False
         self._close_lock = threading.Lock()
+        #: The webhook delivery worker (`crm_templates.webhooks`), or None when
+        #: ``CRM_WEBHOOKS_WORKER`` is off; its thread runs once the store has webhooks.
+        self.webhooks: DeliveryWorker | None = None
 
     # --- the current customer -------------------------------------------------------------
 
@@ -199,6 +204,10 @@ class CrmState:
             if self._closed:
                 return
             self._closed = True
+        # Queued async writes first (their webhooks are queued in the store), then the worker.
+        self.crm.flush()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         self.crm.close()
 
 
@@ -276,6 +285,8 @@ class CrmTemplates:
                 ensure_schema(crm, schema)
             state = CrmState(self, crm, store_url, on_error, render_options)
             state.install(app.jinja_env)
+            if self._setting(app, "CRM_WEBHOOKS_WORKER"):
+                state.webhooks = start_worker(crm.store)
         except BaseException:
             crm.close()
             raise

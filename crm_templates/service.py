@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import events
+from . import webhooks as _webhooks  # importing it connects the receiver that queues webhooks
 from .access import (
     REASSIGN_REFUSALS,
     IdSource,
@@ -147,6 +149,7 @@ class Crm:
         failure_log: str | Path | None = None,
     ) -> None:
         writer = AsyncWriter(store, batch_size=batch_size, failure_log=failure_log)
+        _webhooks.prime(store)  # the store's webhook list, read once here, not on a write
         self._shared = _Shared(store, writer, entity_cache_seconds)
         self._customer = customer
         self.read_only = read_only
@@ -475,7 +478,9 @@ class Crm:
         """Run a read-modify-write attempt, retrying when a concurrent writer won the race."""
         for n in range(RETRIES):
             try:
-                return attempt()
+                # A unit per attempt: a failed attempt's uncommitted changes send no signal.
+                with events.unit():
+                    return attempt()
             except ConflictError:
                 if n == RETRIES - 1:
                     raise ConflictError(
@@ -497,16 +502,24 @@ class Crm:
         ``inserts`` marks a write that only inserts those entries, so the writer can group it
         with its neighbours into one statement or bulk request.
         """
+        # Who writes, taken now: an async write runs later on the writer's thread.
+        actor = events.actor_for(self._current_customer(create=False))
+
+        def run() -> WriteResult:
+            with events.unit(actor):
+                return apply()
+
         if self._flag(o, "async"):
-            self._shared.writer.submit(PendingWrite(spec.name, dict(o), apply, inserts))
+            self._shared.writer.submit(PendingWrite(spec.name, dict(o), run, inserts, actor))
             return WriteResult(ok=True, pending=True)
-        return apply()
+        return run()
 
     def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
         """Write one new entry (now or queued); the id is known up front, so both return it."""
 
         def apply() -> WriteResult:
             self.store.insert_entries([entry])
+            events.note("entry.created", self.store, entry)
             return WriteResult(ok=True, id=entry.id, created=True)
 
         result = self._write(spec, o, apply, (entry,))
@@ -784,6 +797,14 @@ class Crm:
             if force:
                 merged = store.merge_into_newest(slug, *ref, values, self._now())
                 if merged is not None:
+                    events.note(
+                        "entry.updated",
+                        store,
+                        entity=slug,
+                        entry_id=merged,
+                        reference=ref,
+                        changes=values,
+                    )
                     return WriteResult(ok=True, id=merged, created=False)
             with store.atomic():
                 recent = store.find_entries(slug, *ref, limit=1 if force else SCAN_DEPTH)
@@ -795,11 +816,13 @@ class Crm:
                 if target is None:
                     entry = self._new_entry(schema, ref, values)
                     store.insert_entries([entry])
+                    events.note("entry.created", store, entry)
                     return WriteResult(ok=True, id=entry.id, created=True)
                 updated = replace(
                     target, values={**target.values, **values}, updated_at=self._now()
                 )
-                store.update_entry(updated, target.version)
+                stored = store.update_entry(updated, target.version)
+                events.note("entry.updated", store, stored, changes=values)
                 return WriteResult(ok=True, id=target.id, created=False)
 
         return self._retry(attempt)
@@ -921,13 +944,23 @@ class Crm:
         ref = self._reference(o, write=False)
         if ref is None:
             return WriteResult(ok=True, deleted=0)
-        return self._write(
-            spec,
-            o,
-            lambda: WriteResult(
-                ok=True, deleted=self.store.delete_entries(schema.entity.slug, *ref)
-            ),
-        )
+        slug = schema.entity.slug
+        store = self.store
+
+        def apply() -> WriteResult:
+            if not events.listening("entry.deleted", store):
+                return WriteResult(ok=True, deleted=store.delete_entries(slug, *ref))
+            # Someone listens: find the entries first, so each delete can be reported. On
+            # SQLite the section is one transaction; on a search cluster an entry created
+            # between the find and the delete is deleted unreported.
+            with store.atomic():
+                doomed = store.find_entries(slug, *ref, limit=None)
+                deleted = store.delete_entries(slug, *ref) if doomed else 0
+                for e in doomed:
+                    events.note("entry.deleted", store, e)
+            return WriteResult(ok=True, deleted=deleted)
+
+        return self._write(spec, o, apply)
 
     def _relation_entry(self, slug: str, ref: tuple[str, str], key: str) -> Entry | None:
         """The entry a relation call without ``entryId`` acts on: the newest entry holding the
@@ -1007,15 +1040,17 @@ class Crm:
                     assert ref is not None
                     created = self._new_entry(schema, ref, {field.key: new})
                     store.insert_entries([created])
+                    events.note("entry.created", store, created)
                     return WriteResult(ok=True, id=created.id, changed=True)
                 # Nothing to remove leaves the entry alone: one that never held the key does not
                 # gain an empty list (issue 10: it did, and reported changed: True).
                 if new == current or (not adding and current is None):
                     return WriteResult(ok=True, id=entry.id, changed=False)
                 values = {**entry.values, field.key: new}
-                store.update_entry(
+                stored = store.update_entry(
                     replace(entry, values=values, updated_at=self._now()), entry.version
                 )
+                events.note("entry.updated", store, stored, changes={field.key: new})
                 return WriteResult(ok=True, id=entry.id, changed=True)
 
         return self._write(spec, o, lambda: self._retry(attempt))
@@ -1083,7 +1118,7 @@ class Crm:
                     total = len(entries) if all_entries else store.count_entries(entity.slug, *ref)
                 now = self._now()
                 for e in entries:
-                    store.update_entry(
+                    stored = store.update_entry(
                         replace(e, pipeline_id=pipeline.id, stage_id=stage.id, updated_at=now),
                         e.version,
                     )
@@ -1092,6 +1127,7 @@ class Crm:
                     moved = stage_changes([e], pipeline.id, stage.id, now, actor)
                     if moved:
                         store.append_stage_changes(moved)
+                        events.note("entry.stage_changed", store, stored, before=e, at=now)
             result = WriteResult(
                 ok=bool(entries),
                 moved=len(entries),
@@ -1236,9 +1272,15 @@ class Crm:
                         )
                     )
                 store.insert_entries(made)
+                for e in made:
+                    events.note("entry.created", store, e)
                 removed = False
                 if remove:
-                    removed = all([store.delete_entry(e.id) for e in sources])
+                    gone = [store.delete_entry(e.id) for e in sources]
+                    for e, deleted in zip(sources, gone, strict=True):
+                        if deleted:
+                            events.note("entry.deleted", store, e)
+                    removed = all(gone)
             ids = [e.id for e in reversed(made)]
             return WriteResult(ok=True, id=ids[0], ids=ids, moved=moved, removed_from_old=removed)
 
@@ -1316,12 +1358,13 @@ class Crm:
             newest = store.find_entries(slug, *target, limit=1)
             if not newest:
                 for e in taken:
-                    store.update_entry(
+                    stored = store.update_entry(
                         replace(
                             e, reference_type=target[0], reference_id=target[1], updated_at=now
                         ),
                         e.version,
                     )
+                    events.note("entry.updated", store, stored, previous_reference=source)
                 return len(taken), False
             keys = sorted({k for e in taken for k in e.values})
             held = store.latest_values(slug, *target, keys)
@@ -1332,11 +1375,13 @@ class Crm:
                         added.setdefault(key, value)
             if added:
                 keep = newest[0]
-                store.update_entry(
+                stored = store.update_entry(
                     replace(keep, values={**keep.values, **added}, updated_at=now), keep.version
                 )
+                events.note("entry.updated", store, stored, changes=added)
             for e in taken:
-                store.delete_entry(e.id)
+                if store.delete_entry(e.id):
+                    events.note("entry.deleted", store, e)
             return len(taken), True
 
     # === Python-only helpers (admin, server, CLI) ==========================================
@@ -1402,7 +1447,7 @@ class Crm:
                     f"entry {entry_id!r} was changed by someone else (version "
                     f"{expected_version} → {current.version}); reload it and try again"
                 )
-            return self.store.update_entry(
+            stored = self.store.update_entry(
                 replace(
                     current,
                     values={**current.values, **changes},
@@ -1411,13 +1456,31 @@ class Crm:
                 ),
                 current.version,
             )
+            events.note(
+                "entry.updated",
+                self.store,
+                stored,
+                changes=changes,
+                title=title if title is not None and title != current.title else None,
+            )
+            return stored
 
-        return self._retry(attempt)
+        with events.unit(events.actor_for(self._current_customer(create=False))):
+            return self._retry(attempt)
 
     @_writes
     def delete_entry(self, entry_id: str) -> bool:
-        """Delete one entry by id."""
-        return self.store.delete_entry(entry_id)
+        """Delete one entry by id (False when there was none)."""
+        with events.unit(events.actor_for(self._current_customer(create=False))):
+            before = (
+                self.store.get_entry(entry_id)
+                if isinstance(entry_id, str) and events.listening("entry.deleted", self.store)
+                else None
+            )
+            deleted = self.store.delete_entry(entry_id)
+            if deleted and before is not None:
+                events.note("entry.deleted", self.store, before)
+            return deleted
 
     # --- customers ------------------------------------------------------------------------
 

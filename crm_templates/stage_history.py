@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .errors import CrmValidationError, EntryNotFoundError, PreviewError, StaleEntryError
 from .ids import new_id, utc_now
 from .model import Entity, Entry
@@ -172,13 +173,15 @@ def move_entry(
             made = changes([current], pipeline_id, stage_id, at, actor)
             if made:
                 store.append_stage_changes(made)
+                events.note("entry.stage_changed", store, stored, before=current, at=at)
             return stored
 
     if crm.read_only:
         from .access import preview_message
 
         raise PreviewError(preview_message("move_entry()"))
-    return crm._retry(attempt)
+    with events.unit(events.current_actor() or events.Actor.parse(actor)):
+        return crm._retry(attempt)
 
 
 def stage_names(entity: Entity) -> dict[str | None, str]:

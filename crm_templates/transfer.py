@@ -52,11 +52,13 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, TextIO, TypeVar
 
+from . import events
 from .errors import ConflictError, CrmError, CrmValidationError
 from .functions import suggest
 from .ids import new_id, timestamp, utc_now
 from .model import Entity, Entry, Field
 from .service import Crm
+from .storage.base import Store
 from .values import check_entry_id, check_plain_string, check_reference, coerce
 
 T = TypeVar("T")
@@ -840,6 +842,21 @@ def _write(
     failure with ``undo``, entries this call tried to insert that are there after all (a
     store without transactions, or a bulk request that failed in part) are deleted again
     before the error is raised."""
+    # Entry signals (crm_templates.events) are sent when the unit ends: after the commit on
+    # SQLite (nothing for a failed import); on a search cluster, for what was applied.
+    who = events.current_actor()
+    with events.unit(events.IMPORT if who is None else events.Actor("import", str(who))):
+        _write_rows(crm, creates, updates, undo=undo, progress=progress)
+
+
+def _write_rows(
+    crm: Crm,
+    creates: Sequence[Entry],
+    updates: Sequence[tuple[Entry, Entry]],
+    *,
+    undo: bool,
+    progress: bool | None,
+) -> None:
     store = crm.store
     inserted: list[str] = []
     try:
@@ -848,18 +865,24 @@ def _write(
                 inserted.extend(e.id for e in chunk)  # before: a failed bulk may apply some
                 with store.batch():
                     store.insert_entries(chunk)
+                if events.listening("entry.created", store):  # once per chunk
+                    for e in chunk:
+                        events.note("entry.created", store, e)
                 bar.update(len(chunk))
             for pairs in _chunks(updates, BATCH):
                 with store.batch():
-                    for new, old in pairs:
-                        store.update_entry(new, old.version)
+                    stored = [store.update_entry(new, old.version) for new, old in pairs]
+                for (_, old), after in zip(pairs, stored, strict=True):
+                    _note_update(store, old, after)
                 bar.update(len(pairs))
     except CrmError as exc:
         removed = 0
         if undo and inserted:
             for ids in _chunks(inserted, BATCH):
-                for entry_id in store.get_entries_by_ids(ids):
-                    removed += store.delete_entry(entry_id)
+                for entry_id, entry in store.get_entries_by_ids(ids).items():
+                    if store.delete_entry(entry_id):
+                        removed += 1
+                        events.note("entry.deleted", store, entry)
         if removed:
             raise type(exc)(
                 f"{exc}; the {removed} entries written before the failure were deleted again: "
@@ -870,6 +893,26 @@ def _write(
                 f"{exc}: an entry changed while importing; run the import again"
             ) from exc
         raise
+
+
+def _note_update(store: Store, old: Entry, new: Entry) -> None:
+    """The entry signals of one imported update: ``entry.updated`` for changed values, title
+    or reference, ``entry.stage_changed`` for a new placement."""
+    changes = {k: v for k, v in new.values.items() if old.values.get(k, ABSENT) != v}
+    changes.update({k: None for k in old.values if k not in new.values})
+    title = new.title if new.title != old.title else None
+    moved_ref = (old.reference_type, old.reference_id) != (new.reference_type, new.reference_id)
+    if changes or title is not None or moved_ref:
+        events.note(
+            "entry.updated",
+            store,
+            new,
+            changes=changes,
+            title=title,
+            previous_reference=(old.reference_type, old.reference_id) if moved_ref else None,
+        )
+    if (old.pipeline_id, old.stage_id) != (new.pipeline_id, new.stage_id):
+        events.note("entry.stage_changed", store, new, before=old)
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import events
 from .errors import CrmError, StoreUnavailable
 from .ids import utc_now
 from .model import Entry
@@ -43,6 +44,9 @@ class PendingWrite:
     #: Set when the write is nothing but inserting these entries: runs of such writes are
     #: inserted together (one executemany / one bulk request) instead of one by one.
     inserts: tuple[Entry, ...] = ()
+    #: Who asked for the write (`crm_templates.events.Actor`), for the entry signals the
+    #: writer sends for grouped inserts.
+    actor: Any = None
 
 
 @dataclass(frozen=True)
@@ -174,21 +178,30 @@ class AsyncWriter:
                     self._done += len(batch)
                     self._cond.notify_all()
 
+    def _insert_run(self, run: list[tuple[Entry, Any]]) -> None:
+        self.store.insert_entries([entry for entry, _ in run])
+        if events.listening("entry.created", self.store):  # once per run, not per entry
+            for entry, actor in run:
+                events.note("entry.created", self.store, entry, actor=actor)
+
     def _apply(self, batch: list[PendingWrite]) -> None:
+        # Entry signals (crm_templates.events) go out from this thread when the unit around
+        # the batch ends, i.e. after the batch committed; a failed batch sends none, and each
+        # write replayed below sends its own once it committed.
         for attempt in range(self.retries):
             try:
-                with self.store.batch():
-                    run: list[Entry] = []
+                with events.unit(), self.store.batch():
+                    run: list[tuple[Entry, Any]] = []
                     for write in batch:
                         if write.inserts:
-                            run.extend(write.inserts)
+                            run.extend((entry, write.actor) for entry in write.inserts)
                             continue
                         if run:
-                            self.store.insert_entries(run)
+                            self._insert_run(run)
                             run = []
                         write.apply()
                     if run:
-                        self.store.insert_entries(run)
+                        self._insert_run(run)
                 return
             except StoreUnavailable as exc:  # transient: back off and retry the whole batch
                 log.warning("async batch of %d failed (%s); retrying", len(batch), exc)
@@ -198,7 +211,7 @@ class AsyncWriter:
         # Replay one by one so a single bad write does not lose the others.
         for write in batch:
             try:
-                with self.store.batch():
+                with events.unit(), self.store.batch():
                     write.apply()
             except Exception as exc:
                 self._record(write, exc)

@@ -65,6 +65,14 @@ def test_every_main_view_fits_a_phone_in_light_and_dark(
     )
     assert made["ok"], made
     create_key(crm.store, name="A checkout with a long name " + "x" * 40, scope="write")
+    from crm_templates import webhooks
+
+    # A webhook with a long URL and a delivery in its log (a closed loopback port: the
+    # delivery fails without leaving the machine).
+    hook = webhooks.add_endpoint(
+        crm.store, "http://127.0.0.1:9/" + "hooks/" * 12 + "crm", ["*"], allow_private=True
+    )
+    crm.set_field(slug="deals", fieldKey="note", value="hooked", referenceId=ann.id)
     server = LiveServer(application)
     views = {
         "dashboard": "/admin/",
@@ -80,6 +88,8 @@ def test_every_main_view_fits_a_phone_in_light_and_dark(
         "audit": "/admin/audit",
         "api-keys": "/admin/api-keys",
         "import": "/admin/entities/deals/import",
+        "webhooks": "/admin/webhooks",
+        "webhook": f"/admin/webhooks/{hook.id}",
         "error": "/admin/entities/nope",
         "sign-in": "/operator/sign-in",
     }

@@ -17,6 +17,7 @@ CASES = [
     ("crm_templates", ["jinja2", "flask", "renderers", "click", "elasticsearch"]),
     ("crm_templates.service", ["jinja2", "flask", "renderers", "click", "elasticsearch"]),
     ("crm_templates.storage.sqlite", ["jinja2", "flask", "renderers", "elasticsearch"]),
+    ("crm_templates.webhooks", ["jinja2", "flask", "renderers", "click", "elasticsearch", "requests"]),
     ("crm_templates.extension", ["flask", "crm_templates.storage.sqlite", "crm_templates.storage.elasticsearch", "crm_templates.server"]),
     # Integration modules (issue 11): Flask's and Starlette's own, never the page server, and
     # neither pulls in the other framework or Flask-Login.

@@ -91,6 +91,8 @@ class Browser:
             "entities": sorted((e.slug, e.version) for e in store.list_entities()),
             "api_keys": [k.to_dict() for k in store.list_api_keys()],
             "outbox": len(self.server.outbox),
+            "webhooks": [(w.id, w.active) for w in store.list_webhook_endpoints()],
+            "deliveries": [(d.id, d.status) for d in store.list_webhook_deliveries()],
             "session": session,
             "hits": {
                 key: store.count_rate_hits(key, 3600)
@@ -156,6 +158,23 @@ class Browser:
         self.operator()
         store = self.server.crm.store
         self.extra["entry"] = next(e.id for e in store.iter_entries("weight-tracker"))
+
+    def operator_webhook(self) -> None:
+        """An operator, a webhook (``extra['webhook']``) and a failed delivery of it
+        (``extra['delivery']``)."""
+        from crm_templates import webhooks
+
+        self.operator()
+        store = self.server.crm.store
+        # A closed loopback port: a delivery the retry wakes fails without leaving the machine.
+        hook = webhooks.add_endpoint(store, "http://127.0.0.1:9/crm", ["*"], allow_private=True)
+        self.extra["webhook"] = hook.id
+        done = webhooks.WebhookDelivery(
+            id="whd_0", endpoint_id=hook.id, event="entry.created", entry_id="e1",
+            created_at="2026-01-01T00:00:00.000000Z", body="{}", status="failed", attempts=8,
+        )  # fmt: skip
+        store.enqueue_webhook_deliveries([done])
+        self.extra["delivery"] = done.id
 
     def property_id(self) -> None:
         store = self.server.crm.store
@@ -247,6 +266,19 @@ ROWS: list[Row] = [
     # the admin's import upload (issue 11, item 5): a post without a file is refused (422)
     Row("/admin/entities/<slug>/import", WT, at("/admin/entities/weight-tracker/import"),
         Browser.operator, empty, (422, False), (422, False)),
+    # webhooks (issue 13, item 8): a JSON body carries no form fields (no URL, no active flag)
+    Row("/admin/webhooks", WT, at("/admin/webhooks"), Browser.operator,
+        lambda b: {"url": "https://hooks.example.com/a", "events": "entry.created"},
+        (200, True), (422, False)),
+    Row("/admin/webhooks/<webhook_id>/active", WT,
+        lambda b: f"/admin/webhooks/{b.extra['webhook']}/active", Browser.operator_webhook,
+        lambda b: {"active": "0"}, (303, True), (400, False)),
+    Row("/admin/webhooks/<webhook_id>/remove", WT,
+        lambda b: f"/admin/webhooks/{b.extra['webhook']}/remove", Browser.operator_webhook,
+        empty, (303, True), (303, True)),
+    Row("/admin/webhooks/deliveries/<delivery_id>/retry", WT,
+        lambda b: f"/admin/webhooks/deliveries/{b.extra['delivery']}/retry",
+        Browser.operator_webhook, empty, (303, True), (303, True)),
     # the admin (issue 12): a JSON body carries no form fields, so no value or stage
     Row("/admin/entries/<entry_id>/values/<field_key>", WT,
         lambda b: f"/admin/entries/{b.extra['entry']}/values/goal_weight", Browser.operator_entry,

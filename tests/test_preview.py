@@ -656,6 +656,10 @@ def test_security_record_reads_are_refused_in_a_preview_without_calling_them_wri
         ("list_audit_records", ()),
         ("get_api_key", ("key_0000000000000000",)),
         ("list_api_keys", ()),
+        ("get_webhook_endpoint", ("whe_x",)),
+        ("list_webhook_endpoints", ()),
+        ("get_webhook_delivery", ("whd_x",)),
+        ("list_webhook_deliveries", ()),
     ]:
         with pytest.raises(PreviewError) as info:
             getattr(store, name)(*args)

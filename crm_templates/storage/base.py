@@ -27,6 +27,7 @@ from .history import StageHistoryStore
 from .listing import EntryListing
 from .operators import OperatorStore
 from .prefetch import Prefetch
+from .webhooks import WebhookStore
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -49,6 +50,7 @@ class Store(
     Aggregations,
     ApiKeyStore,
     Prefetch,
+    WebhookStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

@@ -78,6 +78,7 @@ from .listing import ElasticsearchListing
 from .operators import MAPPING as _OPERATORS_MAPPING
 from .operators import ElasticsearchOperators
 from .prefetch import ElasticsearchPrefetch
+from .webhooks import DELIVERIES_MAPPING, ENDPOINTS_MAPPING, ElasticsearchWebhooks
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -157,6 +158,8 @@ _MAPPINGS: dict[str, dict[str, Any]] = {
     "operators": _OPERATORS_MAPPING,
     "audit": _AUDIT_MAPPING,
     "api_keys": _API_KEYS_MAPPING,
+    "webhook_endpoints": ENDPOINTS_MAPPING,
+    "webhook_deliveries": DELIVERIES_MAPPING,
 }
 
 _VENDOR_MEDIA_TYPE = re.compile(
@@ -419,6 +422,7 @@ class ElasticsearchStore(
     SearchAggregations,
     ElasticsearchApiKeys,
     ElasticsearchPrefetch,
+    ElasticsearchWebhooks,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

@@ -63,6 +63,8 @@ from .security import (
     recent,
 )
 from .sqlite_aggregations import SQLiteAggregations
+from .webhooks import SQLITE_SCHEMA as _WEBHOOKS_SCHEMA
+from .webhooks import SQLiteWebhooks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -303,6 +305,7 @@ class SQLiteStore(
     SQLiteAggregations,
     SQLiteApiKeys,
     SQLitePrefetch,
+    SQLiteWebhooks,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
@@ -321,7 +324,9 @@ class SQLiteStore(
         self._newest_ids: dict[tuple[str, str, str], str] = {}
         with self._translate():
             first = self._connect()
-            first.executescript(_SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA + _API_KEYS_SCHEMA)
+            first.executescript(
+                _SCHEMA + _OPERATORS_SCHEMA + _AUDIT_SCHEMA + _API_KEYS_SCHEMA + _WEBHOOKS_SCHEMA
+            )
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first

@@ -46,6 +46,7 @@ def operators_only() -> ResponseReturnValue | None:
 # The views register their routes on `bp` when imported (one module per concern).
 from . import (  # noqa: E402,F401
     api_keys,
+    acting,
     audit,
     boards,
     customers,
@@ -56,4 +57,5 @@ from . import (  # noqa: E402,F401
     playground,
     reports,
     transfer,
+    webhooks,
 )
