@@ -45,8 +45,8 @@ def operators_only() -> ResponseReturnValue | None:
 
 # The views register their routes on `bp` when imported (one module per concern).
 from . import (  # noqa: E402,F401
-    api_keys,
     acting,
+    api_keys,
     audit,
     boards,
     customers,
