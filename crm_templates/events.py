@@ -140,6 +140,24 @@ def acting_as(actor: Actor | str, actor_id: str | None = None) -> Iterator[Actor
         _actor.reset(token)
 
 
+def enter_actor(actor: Actor) -> contextvars.Token[Actor | None]:
+    """Attribute the changes made from now on in this context to ``actor``, for request hooks
+    that cannot wrap the request in `acting_as` (a Flask ``before_request``); undo it with
+    `leave_actor` and the returned token (in ``teardown_request``)."""
+    if actor.type not in ACTOR_TYPES:
+        raise ValueError(f"actor type must be one of {', '.join(ACTOR_TYPES)}; got {actor.type!r}")
+    return _actor.set(actor)
+
+
+def leave_actor(token: contextvars.Token[Actor | None]) -> None:
+    """Undo `enter_actor`. A token set in another context (a copied one) is ignored: there is
+    nothing to undo in this one."""
+    try:
+        _actor.reset(token)
+    except ValueError:
+        pass
+
+
 def current_actor() -> Actor | None:
     """The actor `acting_as` set for this context, or None."""
     return _actor.get()

@@ -21,7 +21,7 @@ def act_as_operator() -> None:
     """Set the actor for this request (after the guard let an operator in)."""
     operator = current_operator_id()
     if operator is not None:
-        setattr(g, _TOKEN, events._actor.set(events.Actor("operator", operator)))
+        setattr(g, _TOKEN, events.enter_actor(events.Actor("operator", operator)))
 
 
 @bp.teardown_request
@@ -29,7 +29,4 @@ def stop_acting(exc: BaseException | None) -> None:
     """Reset the actor: the thread serves other requests next."""
     token: contextvars.Token[events.Actor | None] | None = g.pop(_TOKEN, None)
     if token is not None:
-        try:
-            events._actor.reset(token)
-        except ValueError:  # set in another context (a copied one): nothing to undo here
-            pass
+        events.leave_actor(token)

@@ -27,6 +27,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from ... import events
 from ...errors import CrmError
 from ...service import Crm
 from .errors import ApiError, error_response, from_crm_error, from_http_exception, log
@@ -67,7 +68,18 @@ def authenticate() -> ResponseReturnValue | None:
         return error_response(
             int(exc.status), str(exc), {field: [str(exc)]}, challenge_headers(exc)
         )
+    # The entry signals and webhooks name the key as the author of this request's changes
+    # (`crm_templates.events`), not the customer an entry belongs to.
+    g.crm_api_actor = events.enter_actor(events.Actor("api_key", g.crm_api_key.id))
     return None
+
+
+@bp.teardown_request
+def stop_acting(exc: BaseException | None) -> None:
+    """Undo `authenticate`'s actor: the thread serves other requests next."""
+    token = g.pop("crm_api_actor", None)
+    if token is not None:
+        events.leave_actor(token)
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
