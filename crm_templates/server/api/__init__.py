@@ -15,7 +15,8 @@ also werkzeug's 404/405/413 and anything unexpected (500, logged) — under ``/a
 
 Installing: `init_api(app)` registers the blueprint and the JSON error handlers. The page
 server calls it (``CRM_API`` defaults to on); an app using `crm_templates.flask.CrmTemplates`
-passes ``api=True`` (or sets ``CRM_API = True``) — see `crm_templates.flask`.
+calls ``init_api(app)`` itself after the extension (the Flask integration does not import the
+server package).
 """
 
 from __future__ import annotations
