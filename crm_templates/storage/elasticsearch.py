@@ -41,6 +41,7 @@ from elastic_transport._node import NodeApiResponse
 from elastic_transport.client_utils import DEFAULT, DefaultType
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 
+from ..conflicts import DEFAULT_DEADLINE, parse_deadline
 from ..errors import (
     BadRequestError,
     ConflictError,
@@ -85,7 +86,15 @@ _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks 
     "http": ("http", False),
     "https": ("https", False),
 }
-_URL_OPTIONS = ("prefix", "verify_certs", "ca_certs", "api_key", "request_timeout", "refresh")
+_URL_OPTIONS = (
+    "prefix",
+    "verify_certs",
+    "ca_certs",
+    "api_key",
+    "request_timeout",
+    "refresh",
+    "conflict_deadline",
+)
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # index names: lower case, no leading _ - +
 _WINDOW = 10_000  # index.max_result_window: from + size beyond it needs search_after
 _PAGE = 1_000
@@ -321,7 +330,8 @@ class ClusterURL:
     ``user:pass@`` is basic auth. Query parameters, or keyword options of the same names:
     ``prefix`` (index name prefix, default ``crm_``), ``verify_certs``, ``ca_certs`` and
     ``api_key`` (``https`` schemes), ``request_timeout`` (seconds) and ``refresh`` (``true`` or
-    ``wait_for``).
+    ``wait_for``), ``conflict_deadline`` (seconds a conflicting write keeps retrying, default
+    10; `crm_templates.conflicts`).
     """
 
     url: str  #: the URL without credentials, for messages
@@ -330,6 +340,7 @@ class ClusterURL:
     prefix: str = DEFAULT_PREFIX
     refresh: str = "true"
     opensearch: bool = False
+    conflict_deadline: float = DEFAULT_DEADLINE
 
     @classmethod
     def parse(cls, url: str, **options: Any) -> ClusterURL:
@@ -395,6 +406,7 @@ class ClusterURL:
             prefix=prefix,
             refresh=str(settings.get("refresh", "true")).lower(),
             opensearch=opensearch,
+            conflict_deadline=parse_deadline(settings.get("conflict_deadline", DEFAULT_DEADLINE)),
         )
 
     def client(self) -> Elasticsearch:
@@ -426,6 +438,7 @@ class ElasticsearchStore(
         refresh: str = "true",
         opensearch: bool = False,
         startup_timeout: float = 5.0,
+        conflict_deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise CrmValidationError(
@@ -438,6 +451,7 @@ class ElasticsearchStore(
         self.url = url or "elasticsearch://"
         self.prefix = prefix
         self.refresh = refresh
+        self.conflict_deadline = parse_deadline(conflict_deadline)
         #: Index name by role: entries, entities, customers, customer_emails, security,
         #: stage_history.
         self.indices = {role: f"{prefix}{role}" for role in _MAPPINGS}
@@ -466,6 +480,7 @@ class ElasticsearchStore(
             prefix=target.prefix,
             refresh=target.refresh,
             opensearch=target.opensearch,
+            conflict_deadline=target.conflict_deadline,
         )
 
     # --- errors: the one place client exceptions become the core's ------------------------
