@@ -23,6 +23,7 @@ MODULES = {
     "B6": "benchmarks.b6_roundtrips",
     "B7": "benchmarks.b7_reports",
     "B8": "benchmarks.b8_entries_page",
+    "B10": "benchmarks.b10_contention",
 }
 
 
