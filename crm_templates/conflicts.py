@@ -28,7 +28,8 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -73,6 +74,17 @@ class ConflictStats:
 
 STATS = ConflictStats()
 
+# True while `retry_conflicts` runs an attempt: a store may then report a refused
+# compare-and-set as a conflict at once instead of spending a round trip to tell a real
+# conflict from a spurious one, since the caller re-reads and retries either way.
+_RETRYING: ContextVar[bool] = ContextVar("crm_retrying_conflicts", default=False)
+
+
+def retrying() -> bool:
+    """True inside an attempt run by `retry_conflicts` (the whole read-modify-write is retried
+    on `ConflictError`, so a store need not double-check a refused compare-and-set)."""
+    return _RETRYING.get()
+
 
 def backoff(n: int, base: float = BASE, cap: float = CAP) -> float:
     """The full-jitter sleep (seconds) after the ``n``-th conflict (n = 0 for the first)."""
@@ -90,8 +102,16 @@ def retry_conflicts(
     ``attempt`` must be a whole read-modify-write (it re-reads what it changes). Other errors
     propagate at once. After ``deadline`` seconds (monotonic clock, from the first attempt) the
     last conflict becomes `ConflictError` "gave up after … s and N attempts …"; a deadline of 0
-    makes one attempt. The first attempt costs nothing extra (no clock read, no allocation).
+    makes one attempt. The first attempt costs no clock read.
     """
+    token = _RETRYING.set(True)
+    try:
+        return _retry(attempt, deadline, sleep)
+    finally:
+        _RETRYING.reset(token)
+
+
+def _retry(attempt: Callable[[], T], deadline: float, sleep: Callable[[float], None]) -> T:
     try:
         return attempt()
     except ConflictError:
@@ -115,6 +135,32 @@ def retry_conflicts(
             return attempt()
         except ConflictError:
             continue
+
+
+def rounds(
+    deadline: float = DEFAULT_DEADLINE, *, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[int]:
+    """Round numbers 0, 1, 2, … for a hand-written compare-and-set loop, same rule as
+    `retry_conflicts`: before every round after the first, the full-jitter backoff; no new round
+    once ``deadline`` seconds have passed since the first (the loop then reports its failure).
+    Each round after the first counts as a conflict in `STATS`.
+
+    Used where a conflict is not an exception but a refused write (the search backend's
+    security records: token claims, rate-limit hits, session generations).
+    """
+    yield 0
+    start = time.monotonic()
+    n = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= deadline:
+            STATS.add(conflicts=1, gave_up=1)
+            return
+        pause = min(backoff(n), deadline - elapsed)
+        STATS.add(conflicts=1, slept=pause)
+        sleep(pause)
+        n += 1
+        yield n
 
 
 def parse_deadline(value: object) -> float:

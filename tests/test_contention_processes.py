@@ -23,7 +23,14 @@ import pytest
 
 from benchmarks import contention
 from crm_templates import ConflictError, CrmValidationError, open_store
-from crm_templates.conflicts import CAP, DEFAULT_DEADLINE, STATS, backoff, retry_conflicts
+from crm_templates.conflicts import (
+    CAP,
+    DEFAULT_DEADLINE,
+    STATS,
+    backoff,
+    retry_conflicts,
+    rounds,
+)
 
 PROCESSES = 8
 WRITES = 200
@@ -154,3 +161,61 @@ def test_a_bad_conflict_deadline_is_refused_before_connecting(bad: str) -> None:
     with pytest.raises(CrmValidationError, match="conflict_deadline must be a number of seconds"):
         # Port 1: nothing listens there; the setting is checked before any connection.
         open_store(f"opensearch://127.0.0.1:1?conflict_deadline={bad}")
+
+
+def test_rounds_back_off_until_the_deadline() -> None:
+    slept: list[float] = []
+    assert next(iter(rounds(10.0, sleep=slept.append))) == 0 and slept == []  # no pause first
+    start = time.monotonic()
+    seen = list(rounds(0.2))
+    assert 0.2 <= time.monotonic() - start < 3.0
+    assert seen[:3] == [0, 1, 2] and len(seen) > 10
+    assert list(rounds(0)) == [0]
+
+
+def test_a_lost_race_inside_the_retry_costs_no_extra_round_trip(
+    search_store_factory: Any,
+) -> None:
+    """A refused compare-and-set is re-checked with a GET only outside `retry_conflicts`: inside
+    it the caller re-reads anyway, and the GET would add a request to every lost race."""
+    from benchmarks.b6_roundtrips import Counter
+    from crm_templates.model import Entry
+
+    mine = search_store_factory()
+    theirs = search_store_factory(prefix=mine.prefix)
+    stamp = "2026-01-01T00:00:00.000000+00:00"
+    mine.insert_entries(
+        [
+            Entry(
+                id="e1",
+                entity="x",
+                reference_type="customer",
+                reference_id="c1",
+                values={"n": 1},
+                created_at=stamp,
+                updated_at=stamp,
+            )
+        ]
+    )
+    read = mine.find_entries("x", "customer", "c1")[0]  # remembers the seq_no of version 1
+    other = theirs.get_entry("e1")
+    assert other is not None
+    theirs.update_entry(replace(other, values={"n": 2}), 1)
+    counter = Counter(mine)
+
+    def lose() -> None:
+        mine.update_entry(replace(read, values={"n": 3}), read.version)
+
+    def inside_retry() -> None:
+        with pytest.raises(ConflictError, match="gave up"):
+            retry_conflicts(lose, 0)
+
+    def outside_retry() -> None:
+        with pytest.raises(ConflictError, match="changed concurrently"):
+            lose()
+
+    inside = counter.measure(inside_retry)
+    outside = counter.measure(outside_retry)
+    assert len(inside) == 1  # the refused conditional index only
+    assert len(outside) == 2  # the refused index, then the GET that finds version 2
+    assert theirs.get_entry("e1").values == {"n": 2}  # type: ignore[union-attr]

@@ -41,7 +41,7 @@ from elastic_transport._node import NodeApiResponse
 from elastic_transport.client_utils import DEFAULT, DefaultType
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 
-from ..conflicts import DEFAULT_DEADLINE, parse_deadline
+from ..conflicts import DEFAULT_DEADLINE, parse_deadline, retrying
 from ..errors import (
     BadRequestError,
     ConflictError,
@@ -625,7 +625,9 @@ class ElasticsearchStore(
 
         One request when this store read that version (its seq_no is remembered); otherwise a
         realtime GET first. A refused write with a remembered seq_no is re-checked once with a
-        GET, since the seq_no may have moved without the version changing (e.g. a migration).
+        GET, since the seq_no may have moved without the version changing (e.g. a migration) —
+        except inside `crm_templates.conflicts.retry_conflicts`, whose caller re-reads anyway:
+        there the GET would only add a round trip to every lost race.
         """
         seq = self._seqs.get(index, doc_id, expected_version)
         remembered = seq is not None
@@ -649,7 +651,7 @@ class ElasticsearchStore(
                         refresh=self.refresh,
                     )
             except ConflictError:
-                if not remembered:
+                if not remembered or retrying():  # the caller re-reads and retries anyway
                     raise ConflictError(f"{what}: it was changed concurrently") from None
                 remembered, seq = False, None
                 continue
