@@ -218,4 +218,4 @@ def test_a_lost_race_inside_the_retry_costs_no_extra_round_trip(
     outside = counter.measure(outside_retry)
     assert len(inside) == 1  # the refused conditional index only
     assert len(outside) == 2  # the refused index, then the GET that finds version 2
-    assert theirs.get_entry("e1").values == {"n": 2}  # type: ignore[union-attr]
+    assert theirs.get_entry("e1").values == {"n": 2}
