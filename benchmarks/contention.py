@@ -83,8 +83,19 @@ def problems(url: str, processes: int, writes: int) -> list[str]:
     return found
 
 
-def run(url: str, processes: int, writes: int, *, profile_dir: str | None = None) -> dict[str, Any]:
+def run(
+    url: str,
+    processes: int,
+    writes: int,
+    *,
+    asynchronous: bool = False,
+    profile_dir: str | None = None,
+) -> dict[str, Any]:
     """Run the workload; ``{seconds, wall, writes, errors, reports}``.
+
+    ``asynchronous``: the writes are ``async: true`` (queued on each process's background
+    writer, sent in ``_bulk`` batches), drained with ``flush()``; errors are then the writer's
+    recorded failures.
 
     ``seconds`` is the longest worker's own time from the go signal to its last write (all get
     the signal within microseconds); ``wall`` also counts closing the stores and the processes'
@@ -93,7 +104,8 @@ def run(url: str, processes: int, writes: int, *, profile_dir: str | None = None
     Raises RuntimeError when a worker crashes (its stderr in the message).
     """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [sys.executable, "-m", "benchmarks.contention", url, "", str(writes)]
+    mode = "async" if asynchronous else "sync"
+    args = [sys.executable, "-m", "benchmarks.contention", url, "", str(writes), mode]
     if profile_dir:
         args.append(profile_dir)
     workers = []
@@ -142,7 +154,7 @@ def run(url: str, processes: int, writes: int, *, profile_dir: str | None = None
     }
 
 
-def _worker(url: str, index: int, writes: int, profile_dir: str | None) -> None:
+def _worker(url: str, index: int, writes: int, mode: str, profile_dir: str | None) -> None:
     from crm_templates.conflicts import STATS
 
     crm = Crm(open_store(url))
@@ -162,15 +174,18 @@ def _worker(url: str, index: int, writes: int, profile_dir: str | None) -> None:
     STATS.reset()
     start = time.perf_counter()
     slowest = 0.0
+    options = {"force": True, "async": mode == "async"}
     for n in range(writes):
         t = time.perf_counter()
         try:
             view.set_fields(
-                slug=SLUG, fields={f"p{index}": n, f"s{index}": f"{index}:{n}"}, force=True
+                slug=SLUG, fields={f"p{index}": n, f"s{index}": f"{index}:{n}"}, **options
             )
         except Exception as exc:  # a report, not a crash: the caller counts errors
             errors.append(f"{type(exc).__name__}: {exc}")
         slowest = max(slowest, time.perf_counter() - t)
+    crm.flush()
+    errors += [f.error for f in crm.failed_writes]
     seconds = time.perf_counter() - start
     if profiler is not None:
         profiler.disable()
@@ -212,5 +227,9 @@ def _count_requests(store: Any) -> dict[str, int]:
 
 if __name__ == "__main__":
     _worker(
-        sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        sys.argv[4],
+        sys.argv[5] if len(sys.argv) > 5 else None,
     )
