@@ -14,7 +14,8 @@ writers, while how long a caller is willing to wait does not.
 
 The deadline is a store setting, ``conflict_deadline`` (seconds, default `DEFAULT_DEADLINE` =
 10): the search backend takes it as a store URL option (``opensearch://host:9200?
-conflict_deadline=30``); `Store.conflict_deadline` holds it. The loop is stdlib only: SPEC §2
+conflict_deadline=30``) and holds it as ``ElasticsearchStore.conflict_deadline``; `deadline_of`
+reads it from any store (the default where a store has none). The loop is stdlib only: SPEC §2
 allows the core no dependencies beyond value validation, and it is a dozen lines (tenacity or
 backoff would also cost a call-site object on every write, the hot path of B2).
 
@@ -161,6 +162,16 @@ def rounds(
         sleep(pause)
         n += 1
         yield n
+
+
+def deadline_of(store: object) -> float:
+    """The store's ``conflict_deadline`` (the search backend's setting), else the default.
+
+    Not part of the `Store` interface: a read-only view must refuse every backend extra, and a
+    store whose writes never conflict (SQLite) has no use for it.
+    """
+    value = getattr(store, "conflict_deadline", DEFAULT_DEADLINE)
+    return value if isinstance(value, float) else DEFAULT_DEADLINE
 
 
 def parse_deadline(value: object) -> float:

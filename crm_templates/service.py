@@ -32,7 +32,7 @@ from .access import (
     preview_message,
     read_only_store,
 )
-from .conflicts import retry_conflicts
+from .conflicts import deadline_of, retry_conflicts
 from .errors import (
     ConflictError,
     CrmUsageError,
@@ -454,7 +454,7 @@ class Crm:
         default 10; issue 14 item 3): see `crm_templates.conflicts`. Raises `ConflictError`
         only once that time has passed.
         """
-        return retry_conflicts(attempt, self._shared.store.conflict_deadline)
+        return retry_conflicts(attempt, deadline_of(self._shared.store))
 
     def _write(
         self,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .conflicts import retry_conflicts
+from .conflicts import deadline_of, retry_conflicts
 from .errors import CrmError, StoreUnavailable
 from .ids import utc_now
 from .model import Entry
@@ -188,9 +188,7 @@ class AsyncWriter:
         # conflict_deadline, like a synchronous write (issue 14 item 3).
         for write in batch:
             try:
-                retry_conflicts(
-                    functools.partial(self._replay, write), self.store.conflict_deadline
-                )
+                retry_conflicts(functools.partial(self._replay, write), deadline_of(self.store))
             except Exception as exc:
                 self._record(write, exc)
 

@@ -16,7 +16,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
-from ..conflicts import DEFAULT_DEADLINE
 from ..errors import CrmValidationError
 from ..model import Customer, Entity, Entry
 from .aggregations import Aggregations
@@ -59,10 +58,6 @@ class Store(
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""
-    #: Seconds the service keeps retrying a read-modify-write that lost a compare-and-set race
-    #: before raising `ConflictError` (jittered exponential backoff; `crm_templates.conflicts`,
-    #: issue 14 item 3). The search backend takes it as the ``conflict_deadline`` URL option.
-    conflict_deadline: float = DEFAULT_DEADLINE
 
     # --- lifecycle ------------------------------------------------------------------------
 
