@@ -26,6 +26,7 @@ MODULES = {
     "B8": "benchmarks.b8_entries_page",
     "B9": "benchmarks.b9_api",
     "M1": "benchmarks.m1_memory",
+    "B10": "benchmarks.b10_contention",
 }
 
 

@@ -111,7 +111,9 @@ class StoreUnavailable(StoreError):
 
 
 class ConflictError(StoreError):
-    """A concurrent writer won every optimistic-concurrency retry."""
+    """A concurrent writer changed the document first. A store's compare-and-set raises it;
+    the service retries and raises it only when the store's ``conflict_deadline`` (default
+    10 s; `crm_templates.conflicts`) passed without a win."""
 
 
 class StaleEntryError(CrmError):

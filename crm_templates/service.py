@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +34,7 @@ from .access import (
     preview_message,
     read_only_store,
 )
+from .conflicts import deadline_of, retry_conflicts
 from .errors import (
     ConflictError,
     CrmUsageError,
@@ -66,7 +66,6 @@ MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry holding the key
 _FIELD_ITEM_KEYS = ("fieldKey", "field_key", "value")
-RETRIES = 10
 
 
 # Most calls repeat the same (referenceType, referenceId): remember the pairs that passed.
@@ -475,20 +474,19 @@ class Crm:
         return first.id, first.stages[0].id
 
     def _retry(self, attempt: Callable[[], T]) -> T:
-        """Run a read-modify-write attempt, retrying when a concurrent writer won the race."""
-        for n in range(RETRIES):
-            try:
-                # A unit per attempt: a failed attempt's uncommitted changes send no signal.
-                with events.unit():
-                    return attempt()
-            except ConflictError:
-                if n == RETRIES - 1:
-                    raise ConflictError(
-                        f"gave up after {RETRIES} attempts: other writers kept changing the same "
-                        "entries; retry the operation"
-                    ) from None
-                time.sleep(random.uniform(0, 0.002 * 2**n))
-        raise AssertionError("unreachable")
+        """Run a read-modify-write attempt, retrying when a concurrent writer won the race.
+
+        Jittered exponential backoff bounded by the store's ``conflict_deadline`` (seconds,
+        default 10; issue 14 item 3): see `crm_templates.conflicts`. Raises `ConflictError`
+        only once that time has passed.
+        """
+
+        def attempt_as_unit() -> T:
+            # A unit per attempt: a failed attempt's uncommitted changes send no signal.
+            with events.unit():
+                return attempt()
+
+        return retry_conflicts(attempt_as_unit, deadline_of(self._shared.store))
 
     def _write(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import events
+from .conflicts import deadline_of, retry_conflicts
 from .errors import CrmError, StoreUnavailable
 from .ids import utc_now
 from .model import Entry
@@ -208,13 +210,20 @@ class AsyncWriter:
                 time.sleep(0.05 * 2**attempt)
             except Exception:
                 break
-        # Replay one by one so a single bad write does not lose the others.
+        # Replay one by one so a single bad write does not lose the others; a write that lost
+        # a compare-and-set race to another process (the search backend's `_bulk` reports it
+        # only at the end of the batch) is re-read and retried until the store's
+        # conflict_deadline, like a synchronous write (issue 14 item 3).
         for write in batch:
             try:
-                with events.unit(), self.store.batch():
-                    write.apply()
+                retry_conflicts(functools.partial(self._replay, write), deadline_of(self.store))
             except Exception as exc:
                 self._record(write, exc)
+
+    def _replay(self, write: PendingWrite) -> None:
+        # A unit per attempt: a failed attempt's uncommitted changes send no signal.
+        with events.unit(), self.store.batch():
+            write.apply()
 
     def _record(self, write: PendingWrite, exc: BaseException) -> None:
         failed = FailedWrite(

@@ -5,7 +5,9 @@ both, so any key fits the 512-byte id limit; the key itself is kept in the ``key
 operators. Every change is a compare-and-set: ``op_type=create`` for a new document, else
 ``if_seq_no`` / ``if_primary_term`` on the version just read with a realtime GET — no
 server-side scripts (SPEC §9). A refused write means another writer got there first: the
-operation reads again and decides again, a bounded number of times with a short random pause.
+operation reads again and decides again after a jittered exponential backoff, until the store's
+``conflict_deadline`` passes (`crm_templates.conflicts.rounds`; issue 14 item 3: a fixed count of
+rounds ran out under contention).
 Within one process, sections on one key are serialised by a lock, so only other processes
 can make a compare-and-set fail. Writes refresh like the rest of the store, so `purge` (a
 ``delete_by_query``) sees them.
@@ -14,11 +16,11 @@ can make a compare-and-set fail. Writes refresh like the rest of the store, so `
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..conflicts import rounds
 from ..errors import ConflictError, StoreUnavailable
 from .security import (
     CLAIM,
@@ -47,8 +49,6 @@ MAPPING: dict[str, Any] = {
         "hits": {"type": "double", "index": False},
     },
 }
-_ATTEMPTS = 30  # compare-and-set rounds before giving up (each round some writer wins)
-_PAUSE = 0.004  # seconds; the random pause before round n is up to n times this
 _LOCK_STRIPES = 64
 
 
@@ -102,14 +102,9 @@ class SecurityIndex:
 
     def _contended(self, what: str) -> StoreUnavailable:
         return StoreUnavailable(
-            f"{what} on {self.store.url}: other writers won {_ATTEMPTS} compare-and-set rounds "
-            "in a row; try again"
+            f"{what} on {self.store.url}: other writers kept winning the compare-and-set for "
+            f"the store's conflict_deadline ({self.store.conflict_deadline:g} s); try again"
         )
-
-    @staticmethod
-    def _pause(attempt: int) -> None:
-        if attempt:
-            time.sleep(random.uniform(0, _PAUSE * attempt))
 
     # --- claims ---------------------------------------------------------------------------
 
@@ -119,8 +114,7 @@ class SecurityIndex:
         doc = {"kind": CLAIM, "key": key, "expires_at": until}
         with self._lock(doc_id):
             current = None  # try to create first: a fresh key needs one request
-            for attempt in range(_ATTEMPTS):
-                self._pause(attempt)
+            for _ in rounds(self.store.conflict_deadline):
                 if self._write(doc_id, doc, current, what):
                     return True
                 current = self._read(doc_id, what)
@@ -139,8 +133,7 @@ class SecurityIndex:
         key, limit, window = check_key(key), check_limit(limit), check_window(window)
         doc_id, what = _doc_id(HITS, key), "recording a rate-limit hit"
         with self._lock(doc_id):
-            for attempt in range(_ATTEMPTS):
-                self._pause(attempt)
+            for _ in rounds(self.store.conflict_deadline):
                 current = self._read(doc_id, what)
                 source = {} if current is None else current["_source"]
                 updated = next_hits(
@@ -177,8 +170,7 @@ class SecurityIndex:
         key = check_key(key)
         doc_id, what = _doc_id(GENERATION, key), "bumping a session generation"
         with self._lock(doc_id):
-            for attempt in range(_ATTEMPTS):
-                self._pause(attempt)
+            for _ in rounds(self.store.conflict_deadline):
                 current = self._read(doc_id, what)
                 generation = 1 + (0 if current is None else int(current["_source"]["generation"]))
                 doc = {"kind": GENERATION, "key": key, "generation": generation}
