@@ -145,8 +145,11 @@ def _json_errors(app: Flask) -> None:
 
 def init_api(app: Flask) -> None:
     """Register the API on ``app`` (after the app's own error handlers, which it wraps)."""
+    from . import sessions
+
     app.register_blueprint(bp)
     _json_errors(app)
+    sessions.install(app)  # no cookie session under /api/crm (sessions.py)
 
 
 # The views register their operations on `bp` when imported (one module per concern).
