@@ -27,8 +27,10 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from ...api_keys import ApiAuthError
 from ...errors import CrmError
 from ...service import Crm
+from ..api_auth import authenticate_request, challenge_headers
 from .errors import ApiError, error_response, from_crm_error, from_http_exception, log
 from .spec import PREFIX
 
@@ -54,9 +56,6 @@ def _public() -> bool:
 @bp.before_request
 def authenticate() -> ResponseReturnValue | None:
     """Check the API key for the route's scope (see the module docstring)."""
-    from ...api_keys import ApiAuthError
-    from ..api_auth import authenticate_request, challenge_headers
-
     if _public() or request.endpoint == "crm_api.no_such_route":
         return None
     scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
