@@ -26,7 +26,7 @@ NESTED: dict[str, Any] = {"a": [1, {"b": [None, True, False, "x"]}], "": {"": []
 SAME = [
     {"plain": "text", "n": 1, "f": 0.1, "neg": -0.0, "big": 1.5e300, "small": 5e-324},
     {"unicode": "é 😀 \u2028\u2029 </script> \x00\x1f\x7f \\ \" '"},
-    {"keys": {1: "int", 1.5: "float", True: "bool", None: "none"}},
+    {"keys": {2: "int", 1.5: "float", True: "bool", None: "none"}},
     {"nested": NESTED, "tuple": (1, 2), "empty": [{}, []]},
     {"edge ints": [2**63 - 1, -(2**63), 2**64 - 1, 0]},
     [NESTED] * 3,
