@@ -173,3 +173,36 @@ def test_api_answers_keep_the_security_headers(world: ApiWorld) -> None:
         assert "Permissions-Policy" in headers
         if response.status_code >= 400:
             assert headers["Cache-Control"] == "no-store"
+
+
+def test_the_session_wrapper_keeps_the_apps_own_interface() -> None:
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+
+    from crm_templates.server.api import init_api
+
+    class Custom(SecureCookieSessionInterface):
+        def get_cookie_name(self, app: Flask) -> str:
+            return "custom_cookie"
+
+    app = Flask(__name__)
+    app.secret_key = "test"
+    app.session_interface = Custom()
+    init_api(app)
+    from crm_templates.server.api import sessions
+
+    sessions.install(app)  # again: wrapped once
+    wrapper = app.session_interface
+    assert type(wrapper).__name__ == "ApiSkipsSessions"
+    assert wrapper.inner.__class__ is Custom  # type: ignore[attr-defined]
+    assert wrapper.get_cookie_name(app) == "custom_cookie"
+
+    @app.get("/page")
+    def page() -> str:
+        from flask import session
+
+        session["seen"] = True
+        return "ok"
+
+    client = app.test_client()
+    assert "custom_cookie=" in client.get("/page").headers["Set-Cookie"]

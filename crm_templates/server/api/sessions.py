@@ -31,8 +31,15 @@ class ApiSkipsSessions(SessionInterface):
     """The app's session interface (``inner``) for every path but ``/api/crm`` and below,
     which get a `NullSession` that is never saved."""
 
+    _OWN = frozenset({"open_session", "save_session", "is_null_session", "make_null_session"})
+
     def __init__(self, inner: SessionInterface) -> None:
         self.inner = inner
+        # Everything else (cookie name, domain, flags, null_session_class …) is the inner
+        # interface's own, overrides included: extensions such as Flask-Login ask for them.
+        for name in dir(SessionInterface):
+            if not name.startswith("_") and name not in self._OWN:
+                setattr(self, name, getattr(inner, name))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
