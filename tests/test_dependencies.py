@@ -39,6 +39,7 @@ FIXED_IN = {
     "babel": ("2.9.1", "CVE-2021-42771"),
     "wtforms": ("3.0.0", "XSS in widget rendering"),
     "urllib3": ("2.7.0", "CVE-2026-21441, CVE-2026-44431, CVE-2026-44432"),
+    "orjson": ("3.9.15", "CVE-2024-27454: recursion in deeply nested input"),
 }
 
 

@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from werkzeug.datastructures import EnvironHeaders
+
 from ..api_keys import (
     ApiAuthError,
     ApiKey,
@@ -57,6 +59,11 @@ class _Request(Protocol):
 
 
 def _values(headers: _Headers | Mapping[str, str], name: str) -> list[str]:
+    if isinstance(headers, EnvironHeaders):
+        # A WSGI environ holds one value per header name (servers join repeated ones), and
+        # reading it by name is one dict look-up; getlist would walk the whole environ.
+        value = headers.get(name)
+        return [] if value is None else [value]
     if hasattr(headers, "getlist"):
         return list(headers.getlist(name))
     wanted = name.lower()

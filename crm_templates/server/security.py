@@ -133,20 +133,26 @@ def security_headers(response: Response) -> Response:
     """
     config = current_app.config
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", config["CRM_CONTENT_SECURITY_POLICY"])
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    public = response.status_code < 400 and request.path.startswith(PUBLIC_ASSET_PREFIXES)
-    headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin" if public else "same-origin")
-    headers.setdefault(
-        "Permissions-Policy", config.get("CRM_PERMISSIONS_POLICY", DEFAULT_PERMISSIONS_POLICY)
-    )
-    if _no_store(request.path, response.status_code):
+    path, status = request.path, response.status_code
+    public = status < 400 and path.startswith(PUBLIC_ASSET_PREFIXES)
+    # Each header unless the view set it. One pass over the response's headers for the names
+    # (Headers.setdefault scans them twice per header: 17 µs of every request; issue 13 B9).
+    present = {name.lower() for name, _ in headers.items()}
+    for name, value in (
+        ("Content-Security-Policy", config["CRM_CONTENT_SECURITY_POLICY"]),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "cross-origin" if public else "same-origin"),
+        ("Permissions-Policy", config.get("CRM_PERMISSIONS_POLICY", DEFAULT_PERMISSIONS_POLICY)),
+    ):
+        if name.lower() not in present:
+            headers.add(name, value)
+    if _no_store(path, status):
         headers["Cache-Control"] = "no-store"
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.is_secure and "strict-transport-security" not in present:
+        headers.add("Strict-Transport-Security", "max-age=31536000")
     return response
 
 

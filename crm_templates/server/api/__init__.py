@@ -29,8 +29,10 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from ... import events
+from ...api_keys import ApiAuthError
 from ...errors import CrmError
 from ...service import Crm
+from ..api_auth import authenticate_request, challenge_headers
 from .errors import ApiError, error_response, from_crm_error, from_http_exception, log
 from .spec import PREFIX
 
@@ -56,9 +58,6 @@ def _public() -> bool:
 @bp.before_request
 def authenticate() -> ResponseReturnValue | None:
     """Check the API key for the route's scope (see the module docstring)."""
-    from ...api_keys import ApiAuthError
-    from ..api_auth import authenticate_request, challenge_headers
-
     if _public() or request.endpoint == "crm_api.no_such_route":
         return None
     scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
@@ -158,8 +157,11 @@ def _json_errors(app: Flask) -> None:
 
 def init_api(app: Flask) -> None:
     """Register the API on ``app`` (after the app's own error handlers, which it wraps)."""
+    from . import sessions
+
     app.register_blueprint(bp)
     _json_errors(app)
+    sessions.install(app)  # no cookie session under /api/crm (sessions.py)
 
 
 # The views register their operations on `bp` when imported (one module per concern).

@@ -28,6 +28,7 @@ script's credential, not a customer's. Every write is audited (``entry.create``,
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlencode
 
@@ -72,8 +73,14 @@ def entry_or_404(entry_id: str) -> Entry:
 # --- cursors --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _serializer(secret_key: str | bytes) -> URLSafeSerializer:
+    # Made once per secret key: building one costs more than signing a cursor with it.
+    return URLSafeSerializer(secret_key, salt=_CURSOR_SALT)
+
+
 def _signer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.secret_key or "", salt=_CURSOR_SALT)
+    return _serializer(current_app.secret_key or "")
 
 
 def cursor_token(slug: str, key: Key) -> str:

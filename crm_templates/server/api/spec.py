@@ -15,7 +15,6 @@ Validation failures answer 422 with ``errors`` keyed by the parameter or the bod
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from flask import Blueprint, Response, request
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .encoding import dumps
 from .errors import ApiError
 
 PREFIX = "/api/crm"
@@ -56,6 +56,7 @@ class Operation:
     description: str = ""
     body_validator: Any = None
     query_validators: dict[str, Any] = field(default_factory=dict)
+    query_checks: dict[str, Callable[[Any], bool] | None] = field(default_factory=dict)
 
     @property
     def scope(self) -> str:
@@ -115,15 +116,63 @@ def _query_value(raw: str, schema: Mapping[str, Any]) -> Any:
     return raw
 
 
+#: Schema keywords `quick_check` understands; a schema with any other keyword is left to
+#: jsonschema alone.
+_QUICK_KEYWORDS = frozenset({"type", "minimum", "maximum", "minLength", "maxLength", "default"})
+
+
+def quick_check(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A fast "is this value valid" test for the simple schemas query parameters have
+    (``type`` integer, string or boolean with ``minimum``/``maximum``/``minLength``/
+    ``maxLength``), or None for any other schema. It agrees with jsonschema on validity
+    (booleans are not integers; lengths count code points); when it says invalid, jsonschema
+    is asked for the messages, so the answers stay jsonschema's. Running jsonschema on a valid
+    ``per_page`` cost ~15 µs of every listing (issue 13, item 7: B9)."""
+    if not set(schema) <= _QUICK_KEYWORDS:
+        return None
+    kind = schema.get("type")
+    low, high = schema.get("minimum"), schema.get("maximum")
+    shortest, longest = schema.get("minLength"), schema.get("maxLength")
+    if kind == "integer":
+
+        def integer(value: Any) -> bool:
+            return (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and (low is None or value >= low)
+                and (high is None or value <= high)
+            )
+
+        return integer
+    if kind == "string" and low is None and high is None:
+
+        def string(value: Any) -> bool:
+            return (
+                isinstance(value, str)
+                and (shortest is None or len(value) >= shortest)
+                and (longest is None or len(value) <= longest)
+            )
+
+        return string
+    if kind == "boolean" and low is high is shortest is longest is None:
+        return lambda value: isinstance(value, bool)
+    return None
+
+
 def parse_query(op: Operation) -> dict[str, Any]:
     """The operation's query parameters, typed and validated (422 naming each bad one)."""
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
+    args = request.args
     for name, schema in op.query.items():
-        if name not in request.args:
+        if name not in args:
             continue
-        raw = request.args.get(name, "")
+        raw = args.get(name, "")
         value = _query_value(raw, schema)
+        check = op.query_checks.get(name)
+        if check is not None and check(value):
+            values[name] = value
+            continue
         problems = _schema_errors(op.query_validators[name], value, name)
         if problems:
             errors[name] = [m for ms in problems.values() for m in ms]
@@ -152,12 +201,6 @@ def parse_body(op: Operation) -> Any:
     if problems:
         raise ApiError(422, "The body was not accepted.", problems)
     return body
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON in the order the API builds its objects (Flask's provider sorts keys, which
-    costs a tenth of a 100-entry page and tells a reader nothing)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def operation(
@@ -209,6 +252,7 @@ def operation(
         if op.body is not None:
             op.body_validator = Draft202012Validator(op.body)
         op.query_validators = {k: Draft202012Validator(v) for k, v in op.query.items()}
+        op.query_checks = {k: quick_check(v) for k, v in op.query.items()}
 
         @functools.wraps(view)
         def endpoint(**path_args: Any) -> Any:
@@ -226,7 +270,7 @@ def operation(
                     result, code, headers = result
                 else:
                     result, code = result
-            answer = Response(_dumps(result), status=code, mimetype="application/json")
+            answer = Response(dumps(result), status=code, mimetype="application/json")
             answer.headers.update(headers)
             return answer
 
