@@ -542,6 +542,12 @@ class ElasticsearchStore(
             raise StoreError(f"{what} on {self.url} failed: {exc}") from exc
         except UnicodeEncodeError as exc:
             raise not_text(exc) from exc
+        except ValueError as exc:
+            # The client refuses an empty document id (or another empty path part) before
+            # sending anything: client input, never a fault of ours (a 500 in the REST API).
+            if "Empty value passed for" not in str(exc):
+                raise
+            raise EntryNotFoundError(f"{what}: an empty id names nothing") from exc
 
     def _check_cluster(self, opensearch: bool, timeout: float) -> None:
         """Fail at startup, quickly and clearly, when the cluster is unreachable or mismatched."""
@@ -571,6 +577,8 @@ class ElasticsearchStore(
     # --- generic document helpers ---------------------------------------------------------
 
     def _get(self, index: str, doc_id: str, what: str, **params: Any) -> dict[str, Any] | None:
+        if not doc_id:  # no document has an empty id (SQLite finds no row either)
+            return None
         with self._translate(what):
             resp = self.client.options(ignore_status=404).get(index=index, id=doc_id, **params)
         if not resp.body.get("found"):
