@@ -19,7 +19,7 @@ import pytest
 
 from crm_templates import Crm, open_store
 from crm_templates.api_keys import create_key
-from tests.admin_world import CRM_YAML, PAGES
+from tests.admin_world import BACKENDS, CRM_YAML, PAGES
 from tests.api_world import API, ApiWorld, assert_error, make_api_world
 from tests.test_serve import Served
 
@@ -126,3 +126,39 @@ def test_repeated_lines_and_no_store_on_the_real_server(tmp_path: Path) -> None:
         assert " 401 " in status
     finally:
         served.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def both(request: pytest.FixtureRequest, tmp_path: Path) -> ApiWorld:
+    """The API world, once per backend."""
+    return make_api_world(tmp_path, request.param, request)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reference_id": ""}, "reference_id"),
+        ({"reference_id": "x" * 5000}, "reference_id"),
+        ({"reference_id": "x", "reference_type": "a b"}, "reference_type"),
+        ({"reference_id": "x", "title": "\ud800"}, "title"),
+        ({"reference_id": "x", "pipeline_id": "nope"}, "pipeline_id"),
+        ({"reference_id": "x", "pipeline_id": ""}, "pipeline_id"),
+        ({"reference_id": "x", "stage_id": "nope"}, "stage_id"),
+    ],
+)
+def test_entry_refusals_name_the_body_field(
+    both: ApiWorld, body: dict[str, object], field: str
+) -> None:
+    """The core's refusals of an entry's title, reference or placement name the field the
+    client sent (they answered 422 with ``errors: {}``); nothing is written."""
+    before = len(both.get("/entities/deals/entries?per_page=100").get_json()["data"])
+    got = assert_error(both.post("/entities/deals/entries", body), 422, field)
+    assert set(got["errors"]) == {field}, got
+    assert len(both.get("/entities/deals/entries?per_page=100").get_json()["data"]) == before
+
+
+def test_entry_title_refusal_on_update_names_the_field(both: ApiWorld) -> None:
+    made = both.post("/entities/deals/entries", {"reference_id": both.ann.id, "title": "A"})
+    entry = made.get_json()["id"]
+    assert_error(both.put(f"/entries/{entry}", {"title": "\ud800"}), 422, "title")
+    assert both.get(f"/entries/{entry}").get_json()["title"] == "A"
