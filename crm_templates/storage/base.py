@@ -22,6 +22,7 @@ from .aggregations import Aggregations
 from .api_keys import ApiKeyStore
 from .audit import AuditStore
 from .boards import BoardQueries
+from .conditional_delete import ConditionalDeleteStore
 from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
@@ -47,6 +48,7 @@ class Store(
     AuditStore,
     Aggregations,
     ApiKeyStore,
+    ConditionalDeleteStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

@@ -68,6 +68,7 @@ from .audit import MAPPING as _AUDIT_MAPPING
 from .audit import ElasticsearchAudit
 from .base import Store, not_text
 from .boards import ElasticsearchBoards
+from .conditional_delete import ElasticsearchConditionalDelete
 from .elasticsearch_aggregations import STRING_PART, SearchAggregations
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
@@ -417,6 +418,7 @@ class ElasticsearchStore(
     ElasticsearchAudit,
     SearchAggregations,
     ElasticsearchApiKeys,
+    ElasticsearchConditionalDelete,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
