@@ -1392,9 +1392,16 @@ class Crm:
         return self._retry(attempt)
 
     @_writes
-    def delete_entry(self, entry_id: str) -> bool:
-        """Delete one entry by id."""
-        return self.store.delete_entry(entry_id)
+    def delete_entry(self, entry_id: str, *, expected_version: int | None = None) -> bool:
+        """Delete one entry by id; False when there is none. With ``expected_version`` only
+        while the entry is still at that version, atomically (`StaleEntryError` otherwise,
+        nothing deleted; issue 13, item 4)."""
+        if expected_version is None:
+            return self.store.delete_entry(entry_id)
+        try:
+            return self.store.delete_entry_at_version(entry_id, expected_version)
+        except ConflictError as exc:
+            raise StaleEntryError(str(exc)) from None
 
     # --- customers ------------------------------------------------------------------------
 

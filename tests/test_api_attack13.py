@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crm_templates import Crm, open_store
 from crm_templates.api_keys import create_key
+from crm_templates.errors import ConflictError, StaleEntryError
 from tests.admin_world import BACKENDS, CRM_YAML, PAGES
 from tests.api_world import API, ApiWorld, assert_error, make_api_world
 from tests.test_serve import Served
@@ -162,3 +165,48 @@ def test_entry_title_refusal_on_update_names_the_field(both: ApiWorld) -> None:
     entry = made.get_json()["id"]
     assert_error(both.put(f"/entries/{entry}", {"title": "\ud800"}), 422, "title")
     assert both.get(f"/entries/{entry}").get_json()["title"] == "A"
+
+
+def _entry(crm: Any) -> str:
+    crm.ensure_entity({"slug": "deals", "fields": [{"key": "note", "type": "text"}]})
+    return str(crm.create_entry({"slug": "deals", "referenceId": "cus_a"})["id"])
+
+
+def test_delete_at_a_version_is_atomic_in_the_store(crm: Any) -> None:
+    """``DELETE /entries/{id}`` with If-Match was check-then-delete: an update landing between
+    the two was deleted with the entry. The store now deletes only at the version seen."""
+    entry = _entry(crm)
+    crm.update_entry(entry, {"note": "someone else's edit"})  # version 1 → 2
+    with pytest.raises(ConflictError):
+        crm.store.delete_entry_at_version(entry, 1)
+    with pytest.raises(StaleEntryError):
+        crm.delete_entry(entry, expected_version=1)
+    assert crm.get_entry(entry).values["note"] == "someone else's edit"  # nothing deleted
+    assert crm.delete_entry(entry, expected_version=2) is True
+    assert crm.get_entry(entry) is None
+    assert crm.store.delete_entry_at_version(entry, 2) is False  # gone: not a conflict
+    assert crm.delete_entry(entry, expected_version=2) is False
+
+
+def test_delete_at_a_version_inside_a_batch(crm: Any) -> None:
+    """The Elasticsearch store buffers writes in `batch()`; the conditional delete checks the
+    buffered version there (SQLite has no batch: the same call applies at once)."""
+    entry = _entry(crm)
+    batch = getattr(crm.store, "batch", None)
+    context = batch() if batch is not None else contextlib.nullcontext()
+    with context:
+        crm.update_entry(entry, {"note": "buffered"})
+        with pytest.raises(ConflictError):
+            crm.store.delete_entry_at_version(entry, 1)
+        assert crm.store.delete_entry_at_version(entry, 2) is True
+    assert crm.get_entry(entry) is None
+
+
+def test_api_delete_with_if_match(both: ApiWorld) -> None:
+    made = both.post("/entities/deals/entries", {"reference_id": both.ann.id, "title": "A"})
+    entry = made.get_json()["id"]
+    both.put(f"/entries/{entry}", {"title": "B"})  # version 2
+    assert_error(both.delete(f"/entries/{entry}", headers={"If-Match": '"1"'}), 409, "If-Match")
+    assert both.get(f"/entries/{entry}").status_code == 200
+    assert both.delete(f"/entries/{entry}", headers={"If-Match": '"2"'}).status_code == 200
+    assert_error(both.delete(f"/entries/{entry}", headers={"If-Match": '"2"'}), 404)

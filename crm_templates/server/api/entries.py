@@ -418,7 +418,13 @@ def delete_entry(entry_id: str, query: dict[str, Any]) -> Any:
     wanted = if_match()
     entry = entry_or_404(entry_id)
     check_version(entry.version, wanted, f"entry {entry_id!r}")
-    if not crm().delete_entry(entry_id):
+    try:
+        # With If-Match the store deletes only at that version, atomically: an update landing
+        # after the check above is not deleted with the entry.
+        deleted = crm().delete_entry(entry_id, expected_version=wanted)
+    except StaleEntryError as exc:
+        raise ApiError(409, str(exc), {"If-Match": [str(exc)]}) from None
+    if not deleted:
         raise ApiError(404, f"There is no entry {entry_id!r}.")
     record("entry.delete", entry_id=entry_id, entity=entry.entity)
     return {"deleted": True, "id": entry_id}
