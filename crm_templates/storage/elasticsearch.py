@@ -552,6 +552,8 @@ class ElasticsearchStore(
     # --- generic document helpers ---------------------------------------------------------
 
     def _get(self, index: str, doc_id: str, what: str, **params: Any) -> dict[str, Any] | None:
+        if not doc_id:  # no document has an empty id; the client would raise ValueError (a 500)
+            return None
         with self._translate(what):
             resp = self.client.options(ignore_status=404).get(index=index, id=doc_id, **params)
         if not resp.body.get("found"):
@@ -794,6 +796,8 @@ class ElasticsearchStore(
         return stored
 
     def delete_entity(self, slug: str) -> bool:
+        if not slug:  # as in `_get`: nothing has an empty id
+            return False
         with self._translate(f"deleting entity {slug!r}"):
             resp = self.client.options(ignore_status=404).delete(
                 index=self.indices["entities"], id=slug, refresh=self.refresh
@@ -1120,6 +1124,8 @@ class ElasticsearchStore(
         return deleted
 
     def delete_entry(self, entry_id: str) -> bool:
+        if not entry_id:  # as in `_get`: nothing has an empty id
+            return False
         overlay = self._overlay()
         if overlay is not None:
             pending = overlay.get(entry_id)
