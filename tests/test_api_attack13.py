@@ -210,3 +210,22 @@ def test_api_delete_with_if_match(both: ApiWorld) -> None:
     assert both.get(f"/entries/{entry}").status_code == 200
     assert both.delete(f"/entries/{entry}", headers={"If-Match": '"2"'}).status_code == 200
     assert_error(both.delete(f"/entries/{entry}", headers={"If-Match": '"2"'}), 404)
+
+
+def test_empty_ids_are_absent_not_a_failure(store: Any) -> None:
+    """Found by the local schemathesis run: ``POST /entities`` with ``slug: ""`` and
+    ``fields`` answered 500 on Elasticsearch (its client raises ValueError for an empty
+    document id). No record has an empty id: every lookup by one is "none"."""
+    assert store.get_entity("") is None
+    assert store.get_entry("") is None
+    assert store.get_customer("") is None
+    assert store.delete_entry("") is False
+    assert store.delete_entity("") is False
+    assert store.delete_entry_at_version("", 1) is False
+
+
+@pytest.mark.parametrize("extra", [{"fields": []}, {"preset": "deals"}, {"pipelines": []}, {}])
+def test_create_entity_with_an_empty_slug_is_422(both: ApiWorld, extra: dict[str, Any]) -> None:
+    before = [e["slug"] for e in both.get("/entities").get_json()["data"]]
+    assert_error(both.post("/entities", {"slug": "", **extra}), 422, "slug")
+    assert [e["slug"] for e in both.get("/entities").get_json()["data"]] == before
