@@ -1467,15 +1467,23 @@ class Crm:
             return self._retry(attempt)
 
     @_writes
-    def delete_entry(self, entry_id: str) -> bool:
-        """Delete one entry by id (False when there was none)."""
+    def delete_entry(self, entry_id: str, *, expected_version: int | None = None) -> bool:
+        """Delete one entry by id; False when there is none. With ``expected_version`` only
+        while the entry is still at that version, atomically (`StaleEntryError` otherwise,
+        nothing deleted; issue 13, item 4)."""
         with events.unit(events.actor_for(self._current_customer(create=False))):
             before = (
                 self.store.get_entry(entry_id)
                 if isinstance(entry_id, str) and events.listening("entry.deleted", self.store)
                 else None
             )
-            deleted = self.store.delete_entry(entry_id)
+            if expected_version is None:
+                deleted = self.store.delete_entry(entry_id)
+            else:
+                try:
+                    deleted = self.store.delete_entry_at_version(entry_id, expected_version)
+                except ConflictError as exc:
+                    raise StaleEntryError(str(exc)) from None
             if deleted and before is not None:
                 events.note("entry.deleted", self.store, before)
             return deleted

@@ -71,10 +71,16 @@ def _values(headers: _Headers | Mapping[str, str], name: str) -> list[str]:
 
 
 def _one(values: list[str], what: str) -> str | None:
-    """The single distinct non-blank value among ``values`` (None when there is none)."""
+    """The single distinct non-blank value among ``values`` (None when there is none).
+
+    A WSGI server hands the app repeated header lines joined into one value with commas
+    (PEP 3333 via RFC 9110 §5.3: waitress, gunicorn and werkzeug's own server all do), so each
+    value is split on commas first: two lines carrying the same key are one key, as on a test
+    client that keeps them apart. No key and no ``Bearer <key>`` credential contains a comma.
+    """
     if any(len(v) > MAX_HEADER for v in values):
         raise ApiKeyInvalid()
-    distinct = {v.strip(" \t") for v in values} - {""}
+    distinct = {part.strip(" \t") for v in values for part in v.split(",")} - {""}
     if len(distinct) > 1:
         raise ApiKeyInvalid(f"several {what} headers with different values; send one")
     return distinct.pop() if distinct else None

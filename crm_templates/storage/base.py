@@ -22,6 +22,7 @@ from .aggregations import Aggregations
 from .api_keys import ApiKeyStore
 from .audit import AuditStore
 from .boards import BoardQueries
+from .conditional_delete import ConditionalDeleteStore
 from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
@@ -51,6 +52,7 @@ class Store(
     ApiKeyStore,
     Prefetch,
     WebhookStore,
+    ConditionalDeleteStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

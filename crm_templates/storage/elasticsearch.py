@@ -69,6 +69,7 @@ from .audit import MAPPING as _AUDIT_MAPPING
 from .audit import ElasticsearchAudit
 from .base import Store, not_text
 from .boards import ElasticsearchBoards
+from .conditional_delete import ElasticsearchConditionalDelete
 from .elasticsearch_aggregations import STRING_PART, SearchAggregations
 from .elasticsearch_security import MAPPING as _SECURITY_MAPPING
 from .elasticsearch_security import SecurityIndex
@@ -435,6 +436,7 @@ class ElasticsearchStore(
     ElasticsearchApiKeys,
     ElasticsearchPrefetch,
     ElasticsearchWebhooks,
+    ElasticsearchConditionalDelete,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
@@ -825,6 +827,8 @@ class ElasticsearchStore(
         return stored
 
     def delete_entity(self, slug: str) -> bool:
+        if not slug:  # as in `_get`: nothing has an empty id
+            return False
         with self._translate(f"deleting entity {slug!r}"):
             resp = self.client.options(ignore_status=404).delete(
                 index=self.indices["entities"], id=slug, refresh=self.refresh
@@ -1151,6 +1155,8 @@ class ElasticsearchStore(
         return deleted
 
     def delete_entry(self, entry_id: str) -> bool:
+        if not entry_id:  # as in `_get`: nothing has an empty id
+            return False
         overlay = self._overlay()
         if overlay is not None:
             pending = overlay.get(entry_id)

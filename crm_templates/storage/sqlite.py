@@ -41,6 +41,7 @@ from .audit import SQLITE_SCHEMA as _AUDIT_SCHEMA
 from .audit import SQLiteAudit
 from .base import Store, not_text
 from .boards import SQLiteBoards
+from .conditional_delete import SQLiteConditionalDelete
 from .entity_queries import SQLiteEntityQueries
 from .history import SQLITE_SCHEMA as _HISTORY_SCHEMA
 from .history import SQLiteStageHistory
@@ -306,6 +307,7 @@ class SQLiteStore(
     SQLiteApiKeys,
     SQLitePrefetch,
     SQLiteWebhooks,
+    SQLiteConditionalDelete,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""

@@ -82,15 +82,40 @@ def stop_acting(exc: BaseException | None) -> None:
         events.leave_actor(token)
 
 
+@bp.after_request
+def never_stored(response: Response) -> Response:
+    """``Cache-Control: no-store`` on every answer but the public description.
+
+    An API answer holds customer data and is authorised by a header a shared cache does not
+    know to key on (``EF-Access-Key``; RFC 9111 §3.5 protects only ``Authorization``), so
+    without this a proxy could store one client's answer and hand it to another (found in the
+    issue-13 attack review)."""
+    if not _public():
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+#: The catch-all also takes these, so that Flask's automatic answer to them (200 with an
+#: ``Allow`` of the catch-all's own methods, without a key) never answers a path no
+#: operation serves.
+_CATCH_ALL_METHODS = (*_METHODS, "OPTIONS", "TRACE")
 
 
-@bp.route("/", defaults={"rest": ""}, methods=_METHODS, strict_slashes=False)
-@bp.route("/<path:rest>", methods=_METHODS)
+@bp.route(
+    "/",
+    defaults={"rest": ""},
+    methods=_CATCH_ALL_METHODS,
+    strict_slashes=False,
+    provide_automatic_options=False,
+)
+@bp.route("/<path:rest>", methods=_CATCH_ALL_METHODS, provide_automatic_options=False)
 def no_such_route(rest: str) -> Response:
     """Everything under ``/api/crm`` that no operation serves: 405 (with ``Allow``) when the
     path takes other methods, else 404 — the API's own answer, so that no site page or other
-    route (and none of their CSRF rules) ever answers below ``/api/crm``."""
+    route (and none of their CSRF rules) ever answers below ``/api/crm``. ``OPTIONS`` on a
+    path an operation serves is Flask's automatic answer (after the key check); on any other
+    path it is 404 like every method."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
     allowed = []
     for method in _METHODS:

@@ -32,10 +32,11 @@ from ...api_shapes import (
 )
 from ...model import Entity, Field, Pipeline, Stage
 from ...presets import PRESETS, preset
+from ...schema import check_slug
 from . import bp, crm, record
 from . import schemas as s
 from .conditional import etag, if_match
-from .entries import entity_or_404
+from .entries import check_fields, entity_or_404
 from .errors import ApiError
 from .spec import operation
 
@@ -142,6 +143,7 @@ def create_entity(query: dict[str, Any], body: dict[str, Any]) -> Any:
     service = crm()
     slug = body["slug"]
     if any(k in body for k in ("preset", "fields", "pipelines")):
+        check_fields({"slug": lambda: check_slug(slug)})  # named, before any store lookup
         if service.store.get_entity(slug) is not None:
             message = f"an entity with slug {slug!r} already exists"
             raise ApiError(422, message, {"slug": [message]})

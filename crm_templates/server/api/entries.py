@@ -40,7 +40,7 @@ from ...errors import CrmError, EntryNotFoundError, StaleEntryError
 from ...model import Customer, Entity, Entry
 from ...stage_history import move_entry
 from ...storage.listing import EntryQuery, Key
-from ...values import coerce
+from ...values import check_plain_string, check_reference, coerce
 from . import actor, bp, crm, record
 from . import schemas as s
 from .conditional import check_version, etag, if_match
@@ -277,6 +277,23 @@ def check_values(entity: Entity, values: Any) -> None:
         raise ApiError(422, "A value was not accepted.", errors)
 
 
+def check_fields(checks: dict[str, Any]) -> None:
+    """422 naming each body field the core refuses. ``checks`` maps a body field (``title``,
+    ``reference_id`` …) to a callable running the core's own check of it (the same functions
+    CreateCrmEntry and `Crm.update_entry` run), so a refusal names the field the client sent
+    instead of the core's option name with ``errors: {}`` (found in the issue-13 attack
+    review). The service checks again when it writes."""
+    errors: dict[str, list[str]] = {}
+    for field, check in checks.items():
+        try:
+            check()
+        except CrmError as exc:
+            errors[field] = [str(exc)]
+    if errors:
+        message = next(iter(errors.values()))[0] if len(errors) == 1 else None
+        raise ApiError(422, message or "A value was not accepted.", errors)
+
+
 def _answer(entry: Entry, status: int = 200) -> Any:
     return entry_json(entry), status, etag(entry.version)
 
@@ -307,6 +324,15 @@ def create_entry(slug: str, query: dict[str, Any], body: dict[str, Any]) -> Any:
     on ``stage_id``/``pipeline_id`` (ids or slugs) or the default pipeline's first stage."""
     entity = entity_or_404(slug)
     check_values(entity, body.get("values"))
+    pipeline, stage = body.get("pipeline_id"), body.get("stage_id")
+    checks: dict[str, Any] = {
+        "title": lambda: check_plain_string("title", body.get("title")),
+        "reference_type": lambda: check_reference(body.get("reference_type", "customer"), "x"),
+        "reference_id": lambda: check_reference("customer", body["reference_id"]),
+        "pipeline_id": lambda: crm().placement_for(entity.slug, pipeline),
+    }
+    check_fields(checks)
+    check_fields({"stage_id": lambda: crm().placement_for(entity.slug, pipeline, stage)})
     options: dict[str, Any] = {
         "slug": entity.slug,
         "referenceType": body.get("reference_type", "customer"),
@@ -364,6 +390,7 @@ def update_entry(entry_id: str, query: dict[str, Any], body: dict[str, Any]) -> 
     entry = entry_or_404(entry_id)
     values = body.get("values") or {}
     check_values(entity_or_404(entry.entity), values)
+    check_fields({"title": lambda: check_plain_string("title", body.get("title"))})
     try:
         stored = crm().update_entry(
             entry_id, values, title=body.get("title"), expected_version=wanted
@@ -398,7 +425,13 @@ def delete_entry(entry_id: str, query: dict[str, Any]) -> Any:
     wanted = if_match()
     entry = entry_or_404(entry_id)
     check_version(entry.version, wanted, f"entry {entry_id!r}")
-    if not crm().delete_entry(entry_id):
+    try:
+        # With If-Match the store deletes only at that version, atomically: an update landing
+        # after the check above is not deleted with the entry.
+        deleted = crm().delete_entry(entry_id, expected_version=wanted)
+    except StaleEntryError as exc:
+        raise ApiError(409, str(exc), {"If-Match": [str(exc)]}) from None
+    if not deleted:
         raise ApiError(404, f"There is no entry {entry_id!r}.")
     record("entry.delete", entry_id=entry_id, entity=entry.entity)
     return {"deleted": True, "id": entry_id}
