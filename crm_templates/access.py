@@ -90,6 +90,7 @@ STORE_SERVER_READS = frozenset(
         "list_audit_records",
         "get_api_key",  # crm_templates.storage.api_keys (issue 13, item 3)
         "list_api_keys",
+        "session_state",  # crm_templates.storage.session_state (issue 14, B5)
     }
 )
 

@@ -26,6 +26,7 @@ from .entity_queries import EntityQueries
 from .history import StageHistoryStore
 from .listing import EntryListing
 from .operators import OperatorStore
+from .session_state import SessionStateStore
 
 
 def not_text(exc: UnicodeEncodeError) -> CrmValidationError:
@@ -47,6 +48,7 @@ class Store(
     AuditStore,
     Aggregations,
     ApiKeyStore,
+    SessionStateStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

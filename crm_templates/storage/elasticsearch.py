@@ -77,6 +77,7 @@ from .history import ElasticsearchStageHistory
 from .listing import ElasticsearchListing
 from .operators import MAPPING as _OPERATORS_MAPPING
 from .operators import ElasticsearchOperators
+from .session_state import ElasticsearchSessionState
 
 DEFAULT_PREFIX = "crm_"
 _SCHEMES: dict[str, tuple[str, bool]] = {  # URL scheme -> (HTTP scheme, speaks OpenSearch)
@@ -417,6 +418,7 @@ class ElasticsearchStore(
     ElasticsearchAudit,
     SearchAggregations,
     ElasticsearchApiKeys,
+    ElasticsearchSessionState,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""

@@ -61,6 +61,7 @@ from .security import (
     now_or,
     recent,
 )
+from .session_state import SQLiteSessionState
 from .sqlite_aggregations import SQLiteAggregations
 
 _SCHEMA = """
@@ -314,6 +315,7 @@ class SQLiteStore(
     SQLiteAudit,
     SQLiteAggregations,
     SQLiteApiKeys,
+    SQLiteSessionState,
     Store,
 ):
     """Store backed by one SQLite database file (or a shared in-memory database)."""
