@@ -102,4 +102,4 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     now = utc_now()
     pipeline_id, stage_id = _placement(schema.entity)
     entry = Entry(new_id(), slug, rtype, rid, {key: stored}, "", pipeline_id, stage_id, now, now)
-    return crm._insert(_SPEC, dict(options), entry)
+    return crm._insert(_SPEC, options, entry)  # `Crm._write` keeps a copy for the writer

@@ -510,8 +510,7 @@ class SQLiteStore(
     def insert_entries(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
-        rows = [_entry_params(e) for e in entries]
-        whole = len(rows) - len(rows) % ROWS_PER_INSERT
+        whole = len(entries) - len(entries) % ROWS_PER_INSERT
         with self.atomic(), self._use() as conn:
             # Runs of rows go in multi-row INSERTs (issue 14, B3): executemany steps one row at
             # a time and hands the interpreter lock back on every row, so an async writer
@@ -520,11 +519,13 @@ class SQLiteStore(
             if whole:
                 sql = _insert_sql(ROWS_PER_INSERT)
                 for start in range(0, whole, ROWS_PER_INSERT):
-                    conn.execute(
-                        sql, [v for row in rows[start : start + ROWS_PER_INSERT] for v in row]
-                    )
-            if whole < len(rows):
-                conn.executemany(_insert_sql(1), rows[whole:])
+                    params: list[Any] = []
+                    add = params.extend  # one flat list, no tuple per row
+                    for e in entries[start : start + ROWS_PER_INSERT]:
+                        add(_entry_params(e))
+                    conn.execute(sql, params)
+            if whole < len(entries):
+                conn.executemany(_insert_sql(1), [_entry_params(e) for e in entries[whole:]])
 
     def get_entries_by_ids(self, ids: Sequence[str]) -> dict[str, Entry]:
         unique = list(dict.fromkeys(ids))
