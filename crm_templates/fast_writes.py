@@ -12,7 +12,8 @@ It takes a call when:
 - ``slug``, ``fieldKey`` (and ``referenceType``/``referenceId`` when given) are ``str`` and
   ``async`` is a bool: option parsing and the option nesting check
   (`functions._check_depth`) then have nothing to fold or refuse;
-- the service is not read-only, its entity definition is cached and fresh, the key is declared
+- the service is a `Crm` itself (a subclass may override any step of the general path, such
+  as ``_now``), not read-only, its entity definition is cached and fresh, the key is declared
   and the entity has no reference fields (reference values need a store read to check);
 - the reference is known without creating a customer (an explicit ``referenceId`` or a view
   bound to a customer id).

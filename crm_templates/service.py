@@ -862,7 +862,7 @@ class Crm:
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
         """AddCrmFieldValue: always a new entry holding the value (history)."""
-        if not kwargs:
+        if not kwargs and type(self) is Crm:  # a subclass may override any step below
             fast = fast_writes.add_field_value(self, options)
             if fast is not None:
                 return fast

@@ -196,3 +196,21 @@ _scalars = st.one_of(
 @given(st.dictionaries(st.text(), _scalars, max_size=3))
 def test_encoding_one_value_equals_the_encoder(values: dict[str, Any]) -> None:
     assert sqlite_module._encode_values(values) == sqlite_module._encode(values)
+
+
+def test_a_subclass_overriding_a_step_takes_the_general_path(tmp_path: Path) -> None:
+    class Clocked(Crm):
+        def _now(self) -> str:
+            return "2001-02-03T04:05:06.000000Z"
+
+    crm = Clocked(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    try:
+        crm.ensure_entity(slug=DATA, entityMode="data", fields=[{"key": "n", "type": "number"}])
+        crm.get_entity(DATA)
+        options = {"slug": DATA, "fieldKey": "n", "value": 1, "referenceId": "c1", "async": True}
+        made = crm.add_field_value(options)
+        crm.flush()
+        entry = crm.store.get_entries_by_ids([made["id"]])[made["id"]]
+        assert entry.created_at == entry.updated_at == "2001-02-03T04:05:06.000000Z"
+    finally:
+        crm.close()
