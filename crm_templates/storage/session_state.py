@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class SessionStateStore(ABC):
-    """The session check's read (`crm_templates.server.sessions.is_current`)."""
+    """The session check's read (the page server's `sessions.is_current`)."""
 
     @abstractmethod
     def session_state(self, claim_key: str, generation_key: str) -> tuple[bool, int]:
