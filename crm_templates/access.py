@@ -96,6 +96,7 @@ STORE_SERVER_READS = frozenset(
         "list_webhook_endpoints",
         "get_webhook_delivery",
         "list_webhook_deliveries",
+        "session_state",  # crm_templates.storage.session_state (issue 14, B5)
     }
 )
 

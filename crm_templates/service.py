@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import events
+from . import events, fast_writes
 from . import webhooks as _webhooks  # importing it connects the receiver that queues webhooks
 from .access import (
     REASSIGN_REFUSALS,
@@ -56,7 +56,7 @@ from .schema import build_entity, check_slug, check_unicode, parse_fields, parse
 from .stage_history import changes as stage_changes
 from .stage_history import customer_actor
 from .storage.base import Store
-from .values import check_plain_string, check_reference, coerce, shown
+from .values import check_plain_string, check_reference, check_reference_cached, coerce, shown
 from .writer import AsyncWriter, FailedWrite, PendingWrite
 
 T = TypeVar("T")
@@ -68,9 +68,7 @@ SCAN_DEPTH = 100  # SetCrmField without force looks this far back for an entry h
 _FIELD_ITEM_KEYS = ("fieldKey", "field_key", "value")
 
 
-# Most calls repeat the same (referenceType, referenceId): remember the pairs that passed.
-# Invalid pairs raise, and lru_cache does not cache exceptions.
-_check_reference_cached = functools.lru_cache(maxsize=4096)(check_reference)
+_check_reference_cached = check_reference_cached  # one bounded cache, shared with fast_writes
 
 
 class _Same(enum.Enum):
@@ -902,6 +900,10 @@ class Crm:
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> WriteResult:
         """AddCrmFieldValue: always a new entry holding the value (history)."""
+        if not kwargs and type(self) is Crm:  # a subclass may override any step below
+            fast = fast_writes.add_field_value(self, options)
+            if fast is not None:
+                return fast
         spec = FUNCTIONS["AddCrmFieldValue"]
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])

@@ -10,6 +10,7 @@ item 3). Reference targets are checked for existence by the service (it needs th
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import reprlib
@@ -253,6 +254,11 @@ def check_reference(reference_type: Any, reference_id: Any) -> None:
             f'referenceId may not contain any of {{}}[]"\\ ; got {reference_id!r}'
         )
     _plain("referenceId", reference_id)
+
+
+# Most writes repeat the same (referenceType, referenceId): remember the pairs that passed
+# (bounded). Invalid pairs raise, and lru_cache does not cache exceptions.
+check_reference_cached = functools.lru_cache(maxsize=4096)(check_reference)
 
 
 def check_plain_string(name: str, value: Any, *, required: bool = False) -> str | None:

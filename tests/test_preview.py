@@ -648,6 +648,7 @@ def test_security_record_reads_are_refused_in_a_preview_without_calling_them_wri
     for name, args in [
         ("session_generation", ("k",)),
         ("is_token_claimed", ("k",)),
+        ("session_state", ("k", "k")),
         ("count_rate_hits", ("k", 60.0)),
         ("get_operator", ("op_x",)),
         ("get_operator_by_email", ("a@example.com",)),

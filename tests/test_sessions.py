@@ -203,7 +203,7 @@ def test_anonymous_pages_read_no_session_records(make: Any) -> None:
     post(client, "/save")
     store = crm_of(app).store
     calls: list[str] = []
-    for name in ("is_token_claimed", "session_generation"):
+    for name in ("is_token_claimed", "session_generation", "session_state"):
         original = getattr(store, name)
 
         def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -216,7 +216,8 @@ def test_anonymous_pages_read_no_session_records(make: Any) -> None:
     ann = signed_in(app)
     calls.clear()
     ann.get("/read")
-    assert sorted(calls) == ["is_token_claimed", "session_generation"]  # once per request
+    # Both checks (revoked? generation?) in one store read, once per request (issue 14, B5).
+    assert calls == ["session_state"]
 
 
 # --- operator lockout -------------------------------------------------------------------------

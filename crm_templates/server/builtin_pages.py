@@ -88,18 +88,9 @@ def base_context(
     the reason for the error, such as a 413)."""
     from .customers import is_operator, session_visitor_id
     from .pages import RequestView
-    from .urls import current_url
 
     view = (
-        RequestView.current()
-        if with_form
-        else RequestView(
-            path=request.path,
-            method=request.method,
-            url=current_url(),
-            args=request.args.to_dict(),
-            form={},
-        )
+        RequestView.current() if with_form else RequestView(request.path, request.method, form={})
     )
 
     return {

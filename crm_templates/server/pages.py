@@ -57,29 +57,74 @@ bp = Blueprint("crm_pages", __name__)
 assets = Blueprint("crm_assets", __name__, static_folder="static", static_url_path="/_crm/static")
 
 
-@dataclass(frozen=True)
 class RequestView:
     """What templates see as ``request``: plain copies, never Flask's request object.
 
     Templates run sandboxed; the real request would hand them the WSGI environ, the session
-    interface and the app.
+    interface and the app. ``path`` and ``method`` are taken at once; ``url`` (`urls.current_url`),
+    ``args`` and ``form`` (a dict of the form fields, for a POST) are copied from the current
+    request the first time a template reads them, then kept (issue 14, B5: most pages never
+    read them, and building ``url`` alone costs tens of microseconds). Given to the
+    constructor, they are used as they are.
     """
 
-    path: str
-    method: str
-    url: str
-    args: dict[str, str]
-    form: dict[str, str]
+    __slots__ = ("_args", "_form", "_url", "method", "path")
+
+    def __init__(
+        self,
+        path: str,
+        method: str,
+        url: str | None = None,
+        args: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.method = method
+        self._url = url
+        self._args = args
+        self._form = form
 
     @classmethod
     def current(cls) -> RequestView:
-        """A view of the current Flask request."""
-        return cls(
-            path=request.path,
-            method=request.method,
-            url=current_url(),
-            args=request.args.to_dict(),
-            form=request.form.to_dict() if request.method == "POST" else {},
+        """A view of the current Flask request (its form, for a POST, read when first asked)."""
+        return cls(request.path, request.method)
+
+    @property
+    def url(self) -> str:
+        """The request's URL as templates see it (`urls.current_url`)."""
+        if self._url is None:
+            self._url = current_url()
+        return self._url
+
+    @property
+    def args(self) -> dict[str, str]:
+        """The query string's arguments (the first value of each)."""
+        if self._args is None:
+            self._args = request.args.to_dict()
+        return self._args
+
+    @property
+    def form(self) -> dict[str, str]:
+        """A POST's form fields (the first value of each); empty for other methods."""
+        if self._form is None:
+            self._form = request.form.to_dict() if self.method == "POST" else {}
+        return self._form
+
+    def _fields(self) -> tuple[str, str, str, dict[str, str], dict[str, str]]:
+        return (self.path, self.method, self.url, self.args, self.form)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestView):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable dicts inside, as before
+
+    def __repr__(self) -> str:
+        path, method, url, args, form = self._fields()
+        return (
+            f"RequestView(path={path!r}, method={method!r}, url={url!r}, args={args!r}, "
+            f"form={form!r})"
         )
 
 

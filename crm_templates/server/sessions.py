@@ -92,7 +92,8 @@ def start(slot: SessionSlot, owner: str) -> None:
 
 def is_current(slot: SessionSlot, owner: str) -> bool:
     """True when ``slot``'s session id is not revoked and its generation is ``owner``'s current
-    one (two store reads, once per request)."""
+    one (one store read, `Store.session_state`, once per request: never cached across
+    requests, so a revocation by any process counts from the next request)."""
     cache = f"crm_session_ok:{slot.sid_key}"
     if cache in g:
         return bool(g.get(cache))
@@ -100,10 +101,8 @@ def is_current(slot: SessionSlot, owner: str) -> bool:
     generation = session.get(slot.generation_key)
     ok = False
     if isinstance(sid, str) and isinstance(generation, int):
-        store = _store()
-        ok = not store.is_token_claimed(REVOKED + sid) and (
-            store.session_generation(owner) == generation
-        )
+        revoked, current = _store().session_state(REVOKED + sid, owner)
+        ok = not revoked and current == generation
     setattr(g, cache, ok)
     return ok
 

@@ -28,6 +28,7 @@ from .history import StageHistoryStore
 from .listing import EntryListing
 from .operators import OperatorStore
 from .prefetch import Prefetch
+from .session_state import SessionStateStore
 from .webhooks import WebhookStore
 
 
@@ -53,6 +54,7 @@ class Store(
     Prefetch,
     WebhookStore,
     ConditionalDeleteStore,
+    SessionStateStore,
     ABC,
 ):
     """Storage for entities, customers and entries.

@@ -80,6 +80,7 @@ from .listing import ElasticsearchListing
 from .operators import MAPPING as _OPERATORS_MAPPING
 from .operators import ElasticsearchOperators
 from .prefetch import ElasticsearchPrefetch
+from .session_state import ElasticsearchSessionState
 from .webhooks import DELIVERIES_MAPPING, ENDPOINTS_MAPPING, ElasticsearchWebhooks
 
 DEFAULT_PREFIX = "crm_"
@@ -437,6 +438,7 @@ class ElasticsearchStore(
     ElasticsearchPrefetch,
     ElasticsearchWebhooks,
     ElasticsearchConditionalDelete,
+    ElasticsearchSessionState,
     Store,
 ):
     """Store on an Elasticsearch or OpenSearch cluster (see the module docstring)."""
