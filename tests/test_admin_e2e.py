@@ -254,7 +254,9 @@ def _run(served: Served, site: Path, page: Any, browser: Any, views: Views) -> N
     views.check("board-before", screenshot=False)
     board_card.drag_to(goal_column)
     expect(goal_column.locator(f'li[data-entry="{entry_id}"]')).to_be_visible()
-    expect(page.get_by_role("status")).to_contain_text("to Goal Reached")
+    # Wait for the server's answer ("Moved …"), not the optimistic "Moving … to Goal Reached…"
+    # said before the request: a reload while the POST is in flight aborts it (seen under load).
+    expect(page.get_by_role("status")).to_contain_text(re.compile(r"Moved .* to Goal Reached\."))
     page.reload()
     expect(goal_column.locator(f'li[data-entry="{entry_id}"]')).to_be_visible()
     moved = store.get_entry(entry_id)
