@@ -1,0 +1,123 @@
+"""Attack review of issue 14's speed work (branch attack14): each test here failed before its
+fix. Real parts only: SQLite files, the real osmem-server, Jinja's own environments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jinja2 import DictLoader
+from jinja2.sandbox import SandboxedEnvironment
+
+from crm_templates import Crm, CrmExtension, open_store
+from crm_templates.compiled_reads import plan_of
+
+CUSTOMERS = ("cus_alice", "cus_bob")
+
+
+def seeded(crm: Crm) -> Crm:
+    crm.ensure_entity(slug="profile", entityMode="data", fields=[{"key": "name"}])
+    for cid in CUSTOMERS:
+        crm.bind(cid).set_field(slug="profile", fieldKey="name", value=f"{cid}-secret")
+    return crm
+
+
+@pytest.fixture
+def sqlite_crm(tmp_path: Path) -> Iterator[Crm]:
+    crm = seeded(Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}")))
+    yield crm
+    crm.close()
+
+
+def env_with(crm: Crm, templates: dict[str, str], **globals: Any) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(loader=DictLoader(templates), extensions=[CrmExtension])
+    env.globals.update(globals)
+    env.install_crm(crm)  # type: ignore[attr-defined]
+    return env
+
+
+# --- fault 1: a macro module kept per process held a mutable value -------------------------
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        "{% set seen = [] %}",  # a list a macro appends to
+        "{% set seen = {} %}",  # a dict a macro updates
+        "{% set seen = holder.items %}",  # an attribute of a global (Flask's session, g, …)
+        "{% set seen = holder %}",  # a global itself
+        "{% for x in [1] %}{% endfor %}",
+        "{% set seen %}{{ holder }}{% endset %}",
+    ],
+)
+def test_a_module_top_level_holding_anything_but_immutable_literals_is_per_render(
+    top: str,
+) -> None:
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    assert plan_of(env.parse(top + "{% macro a() %}{% endmacro %}"))[2] is False
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        "",
+        "{% set title = 'Cards' %}",
+        "{% set a, b = 1, (2, 'x') %}",
+        "{% set n = 2 * 3 + 1 %}{% set s = 'a' ~ 'b' %}",
+        "{% if 1 > 0 %}text{% endif %}",
+        "{% set block_text %}plain text{% endset %}",
+    ],
+)
+def test_a_module_of_macros_and_immutable_literals_is_still_kept_per_process(top: str) -> None:
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    assert plan_of(env.parse(top + "{% macro a() %}{% endmacro %}"))[2] is True
+
+
+def test_a_list_in_an_imported_macro_module_never_carries_one_customer_s_value_to_another(
+    sqlite_crm: Crm,
+) -> None:
+    env = env_with(
+        sqlite_crm,
+        {
+            "m.html": (
+                "{% set seen = [] %}"
+                "{% macro note(v) %}{{ seen.append(v) or '' }}{% endmacro %}"
+                "{% macro all() %}{{ seen | join(',') }}{% endmacro %}"
+            ),
+            "p.html": (
+                "{% import 'm.html' as m %}"
+                "{{ m.note(GetCrmField(slug='profile', fieldKey='name')) }}[{{ m.all() }}]"
+            ),
+        },
+    )
+    page = env.get_template("p.html")
+    assert page.render(customer_id="cus_alice") == "[cus_alice-secret]"
+    assert page.render(customer_id="cus_bob") == "[cus_bob-secret]"
+
+
+def test_a_global_read_at_a_macro_module_s_top_level_is_read_again_each_render(
+    sqlite_crm: Crm,
+) -> None:
+    class Holder:  # stands for Flask's ``session``/``g`` proxies: one value per request
+        who = "cus_alice"
+
+    holder = Holder()
+    env = env_with(
+        sqlite_crm,
+        {
+            "m.html": (
+                "{% set who = holder.who %}"
+                "{% macro name() %}"
+                "{{ GetCrmField(slug='profile', fieldKey='name', referenceId=who) }}"
+                "{% endmacro %}"
+            ),
+            "p.html": "{% import 'm.html' as m %}{{ m.name() }}",
+        },
+        holder=holder,
+    )
+    page = env.get_template("p.html")
+    assert page.render() == "cus_alice-secret"
+    holder.who = "cus_bob"
+    assert page.render() == "cus_bob-secret"
