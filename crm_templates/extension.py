@@ -774,6 +774,11 @@ def _cached_value(context: Context, slug: Any, key: Any) -> Any:
     cid = context.vars.get("customer_id", missing)
     if cid is missing:
         cid = context.parent.get("customer_id")
+    if type(cid) is not str or not cid:
+        # No customer_id string: the customer comes from a ``customer`` variable or the
+        # context_customer hook, either of which may have changed since the cached lookup
+        # (``{% set customer = … %}``): ask as `_service` does.
+        cid = _customer_id(context)
     if cid != bound[1]:
         return missing
     root = state.root

@@ -121,3 +121,27 @@ def test_a_global_read_at_a_macro_module_s_top_level_is_read_again_each_render(
     assert page.render() == "cus_alice-secret"
     holder.who = "cus_bob"
     assert page.render() == "cus_bob-secret"
+
+
+# --- fault 2: the cached-read shortcut ignored a changed ``customer`` variable --------------
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        "GetCrmField(slug='profile', fieldKey='name')",  # compiled to the direct call
+        "GetCrmField(slug=p, fieldKey='name')",  # Jinja's call, keyword style
+        "GetCrmField({'slug': p, 'fieldKey': 'name'})",  # Jinja's call, the seed's dict style
+        "('profile' | crm_field('name'))",
+    ],
+)
+def test_a_customer_variable_set_in_the_template_is_read_for_by_every_call_style(
+    sqlite_crm: Crm, read: str
+) -> None:
+    # A service bound to Alice, a render naming no customer: reads are Alice's until the
+    # template names another customer (SPEC §7: the context's customer takes precedence).
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    env.install_crm(sqlite_crm.bind("cus_alice"))  # type: ignore[attr-defined]
+    source = "{{ R }}|{% set customer = {'id': 'cus_bob'} %}{{ R }}".replace("R", read)
+    html = env.from_string(source).render(p="profile")
+    assert html == "cus_alice-secret|cus_bob-secret"
