@@ -145,3 +145,33 @@ def test_a_customer_variable_set_in_the_template_is_read_for_by_every_call_style
     source = "{{ R }}|{% set customer = {'id': 'cus_bob'} %}{{ R }}".replace("R", read)
     html = env.from_string(source).render(p="profile")
     assert html == "cus_alice-secret|cus_bob-secret"
+
+
+# --- fault 3: a page naming hundreds of constant references broke the one-statement prefetch
+
+
+@pytest.fixture(params=["sqlite", "search"])
+def any_store_crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Crm]:
+    if request.param == "sqlite":
+        crm = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    else:
+        crm = Crm(request.getfixturevalue("search_store_factory")())
+    yield seeded(crm)
+    crm.close()
+
+
+def test_prefetch_of_more_pairs_than_one_sqlite_statement_holds_answers_every_pair(
+    any_store_crm: Crm,
+) -> None:
+    crm = any_store_crm
+    crm.set_field(
+        slug="profile", fieldKey="name", value="deal-519", referenceType="deal", referenceId="d519"
+    )
+    reads = [("profile", "deal", f"d{i}", ["name"]) for i in range(520)]
+    reads.append(("profile", "customer", "cus_bob", ["name"]))
+    found = crm.store.prefetch_values(reads, entity_versions=True, customer="cus_alice")
+    assert found.values[519] == {"name": "deal-519"}
+    assert found.values[520] == {"name": "cus_bob-secret"}
+    assert all(v == {} for v in found.values[:519])
+    assert found.versions is not None and set(found.versions) == {"profile"}
+    assert found.customer is None  # cus_alice has entries but no customer record

@@ -98,10 +98,18 @@ def _decode(text: str) -> Any:
     return value
 
 
+#: Pairs per statement: SQLite refuses a compound SELECT of more than 500 terms
+#: (SQLITE_MAX_COMPOUND_SELECT) and, before 3.32, more than 999 parameters (3 per pair). A
+#: page naming more pairs than this (hundreds of constant references) takes one statement per
+#: this many pairs, still in one call.
+PAIRS_PER_STATEMENT = 300
+
+
 @functools.lru_cache(maxsize=256)
-def _statement(pairs: int, versions: bool, customer: bool) -> str:
-    """The prefetch statement's text (the same text each time: sqlite3 keeps it prepared)."""
-    parts = [_PAIR_SQL.format(tag=tag) for tag in range(pairs)]
+def _statement(first: int, stop: int, versions: bool, customer: bool) -> str:
+    """The prefetch statement's text for pairs ``first``..``stop - 1`` (the same text each
+    time: sqlite3 keeps it prepared)."""
+    parts = [_PAIR_SQL.format(tag=tag) for tag in range(first, stop)]
     if versions:
         parts.append(_VERSIONS_SQL)
     if customer:
@@ -130,12 +138,23 @@ class SQLitePrefetch(Prefetch):
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
-        params = [part for pair in pairs for part in pair]
-        if customer is not None:
-            params.append(customer)
-        sql = _statement(len(pairs), entity_versions, customer is not None)
+        keys = list(pairs)
+        rows: list[Any] = []
         with store._use() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            first = 0
+            while True:
+                stop = min(first + PAIRS_PER_STATEMENT, len(keys))
+                last = stop == len(keys)  # the versions and the customer ride on the last
+                params = [part for pair in keys[first:stop] for part in pair]
+                if last and customer is not None:
+                    params.append(customer)
+                sql = _statement(
+                    first, stop, last and entity_versions, last and customer is not None
+                )
+                rows += conn.execute(sql, params).fetchall()
+                if last:
+                    break
+                first = stop
         versions: dict[str, int] | None = {} if entity_versions else None
         record: Customer | None = None
         if len(rows) > 1:
@@ -247,4 +266,11 @@ class ElasticsearchPrefetch(Prefetch):
         return Prefetched(found, versions, record)
 
 
-__all__ = ["ElasticsearchPrefetch", "Prefetch", "PrefetchRead", "Prefetched", "SQLitePrefetch"]
+__all__ = [
+    "PAIRS_PER_STATEMENT",
+    "ElasticsearchPrefetch",
+    "Prefetch",
+    "PrefetchRead",
+    "Prefetched",
+    "SQLitePrefetch",
+]
