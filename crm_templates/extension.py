@@ -43,6 +43,7 @@ from jinja2 import Template, nodes
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.ext import Extension
 from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing, pass_context
 from markupsafe import Markup
 
@@ -749,6 +750,7 @@ def _touched(spec: FunctionSpec, o: Mapping[str, Any]) -> list[str] | None:
 
 
 _GET_FIELD = FUNCTIONS["GetCrmField"]
+_SANDBOX_CALL = SandboxedEnvironment.call
 
 
 def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
@@ -813,7 +815,14 @@ def fast_field(
     as `jinja2.runtime.Context.call` does)."""
     env = context.environment
     if (obj is _GET_FIELD_PASCAL or obj is _GET_FIELD_CAMEL) and (
-        not env.sandboxed or env.is_safe_callable(obj)  # type: ignore[attr-defined]
+        not env.sandboxed
+        or (
+            # A sandbox whose ``call`` is its own (a subclass's policy, or one set on the
+            # instance as the playground's bounds are) decides every call itself.
+            "call" not in env.__dict__
+            and type(env).call is _SANDBOX_CALL  # type: ignore[attr-defined]
+            and env.is_safe_callable(obj)  # type: ignore[attr-defined]
+        )
     ):
         if loop_vars:
             context = context.derived(loop_vars)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from jinja2 import DictLoader
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from crm_templates import Crm, CrmExtension, open_store
 from crm_templates.compiled_reads import plan_of
+from crm_templates.extension import CrmFunction
 
 CUSTOMERS = ("cus_alice", "cus_bob")
 
@@ -175,3 +176,50 @@ def test_prefetch_of_more_pairs_than_one_sqlite_statement_holds_answers_every_pa
     assert all(v == {} for v in found.values[:519])
     assert found.versions is not None and set(found.versions) == {"profile"}
     assert found.customer is None  # cus_alice has entries but no customer record
+
+
+# --- fault 4: the direct call skipped a sandbox's own ``call`` ------------------------------
+
+
+class RefusingCrmReads(SandboxedEnvironment):
+    """A sandbox whose policy is in ``call`` (a public method of SandboxedEnvironment)."""
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(__obj, CrmFunction):
+            raise SecurityError(f"{__obj!r} is not allowed here")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def test_a_sandbox_call_policy_sees_constant_reads_as_it_sees_dynamic_ones(
+    sqlite_crm: Crm,
+) -> None:
+    env = RefusingCrmReads(extensions=[CrmExtension])
+    env.install_crm(sqlite_crm)  # type: ignore[attr-defined]
+    for source in (
+        "{{ GetCrmField(slug='profile', fieldKey='name') }}",
+        "{{ getCrmField({'slug': 'profile', 'fieldKey': 'name'}) }}",
+        "{{ GetCrmField(slug=p, fieldKey='name') }}",
+    ):
+        with pytest.raises(SecurityError):
+            env.from_string(source).render(customer_id="cus_alice", p="profile")
+
+
+def test_a_call_hook_set_on_the_sandbox_instance_sees_every_constant_read(
+    sqlite_crm: Crm,
+) -> None:
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    env.install_crm(sqlite_crm)  # type: ignore[attr-defined]
+    seen: list[str] = []
+    stock = env.call
+
+    def counting(context: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(repr(obj))
+        return stock(context, obj, *args, **kwargs)
+
+    env.call = counting  # type: ignore[method-assign]  # as playground_bounds.bound does
+    html = env.from_string(
+        "{{ GetCrmField(slug='profile', fieldKey='name') }}"
+        "{{ GetCrmField(slug='profile', fieldKey='name') }}"
+    ).render(customer_id="cus_alice")
+    assert html == "cus_alice-secret" * 2
+    assert seen == ["GetCrmField", "GetCrmField"]
