@@ -3,6 +3,8 @@ fix. Real parts only: SQLite files, the real osmem-server, Jinja's own environme
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +225,24 @@ def test_a_call_hook_set_on_the_sandbox_instance_sees_every_constant_read(
     ).render(customer_id="cus_alice")
     assert html == "cus_alice-secret" * 2
     assert seen == ["GetCrmField", "GetCrmField"]
+
+
+# --- fault 5: a child forked while the id lock was held could never make an id --------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_child_forked_while_another_thread_makes_an_id_can_make_ids() -> None:
+    from crm_templates import ids
+
+    parent_ids = {ids.new_id() for _ in range(3)}
+    with ids._lock:  # another thread of the parent, inside new_id, at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: must not wait for a lock nobody will release
+            signal.alarm(10)
+            try:
+                made = ids.new_id()
+                os._exit(0 if made not in parent_ids else 2)
+            finally:
+                os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
