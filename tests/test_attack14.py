@@ -246,3 +246,32 @@ def test_a_child_forked_while_another_thread_makes_an_id_can_make_ids() -> None:
                 os._exit(3)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# --- fault 6: a forked child's async writes were never applied -----------------------------
+
+
+def test_async_writes_of_a_child_forked_after_the_writer_started_are_applied(
+    tmp_path: Path,
+) -> None:
+    # A pre-forking server (gunicorn --preload) that made an async write before forking: the
+    # child inherits a writer whose thread does not exist in it.
+    crm = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    crm.ensure_entity(slug="log", entityMode="data", fields=[{"key": "v"}])
+    view = crm.bind("cus_alice")
+    view.add_field_value({"slug": "log", "fieldKey": "v", "value": "parent", "async": True})
+    assert crm.flush(10)
+    pid = os.fork()
+    if pid == 0:
+        code = 4
+        try:
+            signal.alarm(20)
+            child = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))  # the check's own
+            view.add_field_value({"slug": "log", "fieldKey": "v", "value": "child", "async": True})
+            code = 0 if crm.flush(10) and child.store.count_entries("log") == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert crm.store.count_entries("log") == 2  # the parent's write once, the child's once
+    crm.close()
