@@ -275,3 +275,23 @@ def test_async_writes_of_a_child_forked_after_the_writer_started_are_applied(
     assert os.waitstatus_to_exitcode(status) == 0
     assert crm.store.count_entries("log") == 2  # the parent's write once, the child's once
     crm.close()
+
+
+# --- fault 7: a pair named twice with other keys got only the first read's keys (SQLite) ----
+
+
+def test_prefetch_of_one_pair_named_twice_answers_each_read_as_latest_values(
+    any_store_crm: Crm,
+) -> None:
+    crm = any_store_crm
+    crm.ensure_entity(slug="pair", entityMode="data", fields=[{"key": "a"}, {"key": "b"}])
+    crm.bind("cus_alice").set_fields(slug="pair", fields={"a": "A", "b": "B"})
+    reads = [
+        ("pair", "customer", "cus_alice", ["a"]),
+        ("pair", "customer", "cus_alice", ["b"]),
+        ("pair", "customer", "cus_alice", ["a", "b"]),
+        ("pair", "customer", "cus_bob", ["a"]),
+    ]
+    found = crm.store.prefetch_values(reads)
+    assert found.values == [crm.store.latest_values(*read) for read in reads]
+    assert found.values[1] == {"b": "B"}

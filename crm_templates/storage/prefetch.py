@@ -133,8 +133,15 @@ class SQLitePrefetch(Prefetch):
     ) -> Prefetched:
         store = cast("SQLiteStore", self)
         pairs: dict[tuple[str, str, str], int] = {}
-        for index, (entity, rtype, rid, _keys) in enumerate(reads):
-            pairs.setdefault((entity, rtype, rid), index)
+        # The keys wanted of each pair: every read naming the pair (a pair named twice with
+        # other keys is one index search, answering both reads).
+        union: dict[int, set[str]] = {}
+        for index, (entity, rtype, rid, keys) in enumerate(reads):
+            first = pairs.setdefault((entity, rtype, rid), index)
+            if first == index:
+                union[index] = set(keys)
+            else:
+                union[first].update(keys)
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
@@ -161,7 +168,7 @@ class SQLitePrefetch(Prefetch):
             # Newest first (version and customer rows, with empty created_at, last): each
             # pair's rows then come in `latest_values`' order, whatever pairs interleave.
             rows.sort(key=_CREATED_ID, reverse=True)
-        wanted = [set(reads[index][3]) for index in pairs.values()]
+        wanted = [set(union[index]) for index in pairs.values()]
         results = [found[index] for index in pairs.values()]
         for tag, _created, ident, payload in rows:
             if tag < 0:
@@ -181,12 +188,13 @@ class SQLitePrefetch(Prefetch):
                 for key in held:
                     out[key] = values[key]
                 remaining -= held
-        # A pair named twice shares one answer (each its own keys).
-        for index, (entity, rtype, rid, keys) in enumerate(reads):
-            first = pairs[(entity, rtype, rid)]
-            if first != index:
+        # A pair named twice shares one answer: each read gets its own keys.
+        if len(pairs) < len(reads):
+            shared = list(found)
+            for index, (entity, rtype, rid, keys) in enumerate(reads):
+                answer = shared[pairs[(entity, rtype, rid)]]
                 asked = set(keys)
-                found[index] = {k: v for k, v in found[first].items() if k in asked}
+                found[index] = {k: v for k, v in answer.items() if k in asked}
         return Prefetched(found, versions, record)
 
 
