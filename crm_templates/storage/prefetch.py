@@ -145,14 +145,14 @@ class SQLitePrefetch(Prefetch):
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
-        keys = list(pairs)
+        named = list(pairs)
         rows: list[Any] = []
         with store._use() as conn:
             first = 0
             while True:
-                stop = min(first + PAIRS_PER_STATEMENT, len(keys))
-                last = stop == len(keys)  # the versions and the customer ride on the last
-                params = [part for pair in keys[first:stop] for part in pair]
+                stop = min(first + PAIRS_PER_STATEMENT, len(named))
+                last = stop == len(named)  # the versions and the customer ride on the last
+                params = [part for pair in named[first:stop] for part in pair]
                 if last and customer is not None:
                     params.append(customer)
                 sql = _statement(
