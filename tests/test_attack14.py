@@ -295,3 +295,28 @@ def test_prefetch_of_one_pair_named_twice_answers_each_read_as_latest_values(
     found = crm.store.prefetch_values(reads)
     assert found.values == [crm.store.latest_values(*read) for read in reads]
     assert found.values[1] == {"b": "B"}
+
+
+# --- fault 8: a forked child used its parent's SQLite connection ----------------------------
+
+
+def test_a_forked_child_opens_its_own_sqlite_connection(tmp_path: Path) -> None:
+    crm = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
+    crm.ensure_entity(slug="log", entityMode="data", fields=[{"key": "v"}])
+    crm.bind("cus_alice").set_field(slug="log", fieldKey="v", value="parent")
+    inherited = crm.store._conn()  # type: ignore[attr-defined]
+    pid = os.fork()
+    if pid == 0:
+        code = 4
+        try:
+            signal.alarm(20)
+            own = crm.store._conn()  # type: ignore[attr-defined]
+            crm.bind("cus_bob").set_field(slug="log", fieldKey="v", value="child")
+            code = 1 if own is inherited else 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert crm.bind("cus_bob").get_field(slug="log", fieldKey="v") == "child"
+    assert crm.bind("cus_alice").get_field(slug="log", fieldKey="v") == "parent"
+    crm.close()

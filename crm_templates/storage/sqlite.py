@@ -63,6 +63,7 @@ from .security import (
     recent,
 )
 from .sqlite_aggregations import SQLiteAggregations
+from .sqlite_fork import track as _track_forks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -325,6 +326,7 @@ class SQLiteStore(
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first
+        _track_forks(self)  # a forked child opens its own connections
 
     # --- connections ----------------------------------------------------------------------
 
