@@ -37,7 +37,7 @@ refuses) to Jinja's own call.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment as JinjaEnvironment
@@ -218,6 +218,21 @@ def _static(tree: nodes.Template) -> bool:
     return True
 
 
+#: The rules a compiled plan was made with. Code compiled under older rules (kept in a Jinja
+#: bytecode cache across an upgrade) keeps its reads and references, but its ``static`` is not
+#: trusted: version 1 called a module holding ``{% set seen = [] %}`` static (attack14).
+PLAN_VERSION = 2
+
+
+def loaded_plan(namespace: Mapping[str, Any]) -> Plan | None:
+    """The plan of a compiled module's namespace (None: compiled without the generator), with
+    ``static`` false unless the module was compiled under the current `PLAN_VERSION`."""
+    plan: Plan | None = namespace.get("crm_read_plan")
+    if plan is not None and namespace.get("crm_plan_version") != PLAN_VERSION:
+        return (tuple(plan[0]), tuple(plan[1]), False)
+    return plan
+
+
 def static_module(template: Any) -> bool:
     """Whether ``template``'s compiled plan says its module may be kept per process."""
     plan = getattr(template, "crm_read_plan", None)
@@ -261,6 +276,7 @@ class PlanningCodeGenerator(CodeGenerator):
         plan = plan_of(node)  # before code generation, which may fold constants
         super().visit_Template(node, frame)
         self.writeline(f"crm_read_plan = {plan!r}")
+        self.writeline(f"crm_plan_version = {PLAN_VERSION}")
         self.writeline(f"from {_EXTENSION} import fast_field as crm_fast_field")
 
     def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
@@ -357,10 +373,12 @@ def _resolve(template: Template) -> list[Read]:
 
 
 __all__ = [
+    "PLAN_VERSION",
     "Plan",
     "PlanningCodeGenerator",
     "constant_get_field",
     "install_generator",
+    "loaded_plan",
     "note_new_template",
     "plan_of",
     "resolve_plan",

@@ -51,7 +51,13 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
-from .compiled_reads import install_generator, note_new_template, resolve_plan, static_module
+from .compiled_reads import (
+    install_generator,
+    loaded_plan,
+    note_new_template,
+    resolve_plan,
+    static_module,
+)
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -296,7 +302,7 @@ class RenderScopedTemplate(Template):
         template = super()._from_namespace(environment, namespace, globals)
         assert isinstance(template, RenderScopedTemplate)
         # Written by compiled_reads.PlanningCodeGenerator (None: compiled without it).
-        template.crm_read_plan = namespace.get("crm_read_plan")
+        template.crm_read_plan = loaded_plan(namespace)
         note_new_template(environment)
         return template
 

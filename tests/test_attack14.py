@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,32 @@ def test_a_forked_child_opens_its_own_sqlite_connection(tmp_path: Path) -> None:
     assert crm.bind("cus_bob").get_field(slug="log", fieldKey="v") == "child"
     assert crm.bind("cus_alice").get_field(slug="log", fieldKey="v") == "parent"
     crm.close()
+
+
+def test_code_compiled_under_the_old_static_rule_is_not_kept_per_process(sqlite_crm: Crm) -> None:
+    # A Jinja bytecode cache made before the fix holds the module with the old plan, which
+    # called it static; loaded after an upgrade, its module must still be made per render.
+    macros = (
+        "{% set seen = [] %}"
+        "{% macro note(v) %}{{ seen.append(v) or '' }}{% endmacro %}"
+        "{% macro all() %}{{ seen | join(',') }}{% endmacro %}"
+    )
+    page = (
+        "{% import 'm.html' as m %}"
+        "{{ m.note(GetCrmField(slug='profile', fieldKey='name')) }}[{{ m.all() }}]"
+    )
+    env = env_with(sqlite_crm, {"m.html": macros, "p.html": page})
+    source = env.compile(macros, name="m.html", filename="m.html", raw=True)
+    assert "crm_plan_version" in source
+    old = "\n".join(
+        "crm_read_plan = ((), (), True)" if line.startswith("crm_read_plan") else line
+        for line in source.splitlines()
+        if not line.startswith("crm_plan_version")
+    )
+    code = compile(old, "m.html", "exec")
+    template = env.template_class.from_code(env, code, env.make_globals(None))
+    template.name = "m.html"
+    env.cache[(weakref.ref(env.loader), "m.html")] = template  # type: ignore[index]
+    rendered = env.get_template("p.html")
+    assert rendered.render(customer_id="cus_alice") == "[cus_alice-secret]"
+    assert rendered.render(customer_id="cus_bob") == "[cus_bob-secret]"
