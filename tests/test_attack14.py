@@ -14,7 +14,7 @@ import pytest
 from jinja2 import DictLoader
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from crm_templates import Crm, CrmExtension, open_store
+from crm_templates import Crm, CrmError, CrmExtension, open_store
 from crm_templates.compiled_reads import plan_of
 from crm_templates.extension import CrmFunction
 
@@ -350,3 +350,25 @@ def test_code_compiled_under_the_old_static_rule_is_not_kept_per_process(sqlite_
     rendered = env.get_template("p.html")
     assert rendered.render(customer_id="cus_alice") == "[cus_alice-secret]"
     assert rendered.render(customer_id="cus_bob") == "[cus_bob-secret]"
+
+
+# --- checked, no fault: one failing sub-search of the prefetch's _msearch -------------------
+
+
+def test_a_failing_sub_search_fails_the_prefetch_and_the_render_reads_lazily(
+    search_store_factory: Any, search_admin: Any
+) -> None:
+    crm = seeded(Crm(search_store_factory()))
+    store: Any = crm.store
+    env = env_with(crm, {"p.html": "{{ GetCrmField(slug='profile', fieldKey='name') }}"})
+    page = env.get_template("p.html")
+    assert page.render(customer_id="cus_alice") == "cus_alice-secret"
+    # One sub-search of the _msearch errors (its index is gone): never a wrong answer.
+    search_admin.client.indices.delete(index=store.indices["customers"])
+    with pytest.raises(CrmError):
+        store.prefetch_values(
+            [("profile", "customer", "cus_alice", ["name"])], customer="cus_alice"
+        )
+    # The render's own prefetch (no customer record) still answers; the values are right.
+    assert page.render(customer_id="cus_bob") == "cus_bob-secret"
+    crm.close()
