@@ -785,8 +785,12 @@ def _cached_value(context: Context, slug: Any, key: Any) -> Any:
     if type(cid) is not str or not cid:
         # No customer_id string: the customer comes from a ``customer`` variable or the
         # context_customer hook, either of which may have changed since the cached lookup
-        # (``{% set customer = … %}``): ask as `_service` does.
-        cid = _customer_id(context)
+        # (``{% set customer = … %}``): ask as `_service` does (a hook's bad answer: the
+        # general path reports it under the error policy).
+        try:
+            cid = _customer_id(context)
+        except CrmError:
+            return missing
     if cid != bound[1]:
         return missing
     root = state.root

@@ -372,3 +372,23 @@ def test_a_failing_sub_search_fails_the_prefetch_and_the_render_reads_lazily(
     # The render's own prefetch (no customer record) still answers; the values are right.
     assert page.render(customer_id="cus_bob") == "cus_bob-secret"
     crm.close()
+
+
+def test_a_context_customer_hook_turning_bad_mid_render_is_reported_under_the_policy(
+    sqlite_crm: Crm,
+) -> None:
+    # The shortcut asks the hook too (fault 2's fix): a bad answer must reach the error
+    # policy as the general path reports it, not escape the render.
+    answer: dict[str, Any] = {"id": "cus_alice"}
+
+    def flip() -> str:
+        answer["id"] = 3.5
+        return ""
+
+    env = SandboxedEnvironment(extensions=[CrmExtension])
+    env.install_crm(  # type: ignore[attr-defined]
+        sqlite_crm, on_error="log", context_customer=lambda context: answer["id"]
+    )
+    env.globals["flip"] = flip
+    read = "{{ GetCrmField(slug='profile', fieldKey='name') }}"
+    assert env.from_string(read + "|{{ flip() }}" + read).render() == "cus_alice-secret|None"
