@@ -782,11 +782,17 @@ def _cached_value(context: Context, slug: Any, key: Any) -> Any:
     cid = context.vars.get("customer_id", missing)
     if cid is missing:
         cid = context.parent.get("customer_id")
-    if type(cid) is not str or not cid:
-        # No customer_id string: the customer comes from a ``customer`` variable or the
-        # context_customer hook, either of which may have changed since the cached lookup
-        # (``{% set customer = … %}``): ask as `_service` does (a hook's bad answer: the
-        # general path reports it under the error policy).
+    # No customer_id string: the customer comes from a ``customer`` variable or the
+    # context_customer hook, either of which may have changed since the cached lookup
+    # (``{% set customer = … %}``): ask as `_service` does (a hook's bad answer: the general
+    # path reports it under the error policy). A context with neither — a macro module's, the
+    # common case — names no customer, without asking.
+    if (type(cid) is not str or not cid) and (
+        cid is not None
+        or "customer" in context.vars
+        or "customer" in context.parent
+        or context.environment.crm_context_customer is not None  # type: ignore[attr-defined]
+    ):
         try:
             cid = _customer_id(context)
         except CrmError:
