@@ -14,8 +14,10 @@ A plan is ``(reads, references, static)``:
 - ``references``: the constant names of the templates it ``{% extends %}``, ``{% include %}``s
   and ``{% import %}``s / ``{% from … import %}``s (their macros included).
 - ``static``: whether, imported as a module, the template's top level (everything outside its
-  macro bodies) calls nothing — no call, filter, test, include, import, extends or block — so
-  its module cannot hold anything read for one customer. Such a module is kept per process,
+  macro bodies) runs nothing and holds nothing mutable — only text and ``{% set %}``/``{% if %}``
+  over literals of immutable values (no call, filter, test, include, import, extends, block, no
+  variable or global read, no list or dict) — so its module cannot hold anything read for one
+  customer, nor anything a macro could change for the next. Such a module is kept per process,
   as Jinja keeps modules; any other module is made per render (issue 8). Macro bodies run when
   called, in the calling render, and read for that render's customer.
 
@@ -35,7 +37,7 @@ refuses) to Jinja's own call.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment as JinjaEnvironment
@@ -163,30 +165,72 @@ def plan_of(tree: nodes.Template) -> Plan:
     return tuple(reads), tuple(names), _static(tree)
 
 
-# Nodes that may run code or pull in another template when a module is made.
-_DYNAMIC = (
-    nodes.Call,
-    nodes.Filter,
-    nodes.Test,
-    nodes.Include,
-    nodes.Import,
-    nodes.FromImport,
-    nodes.Extends,
-    nodes.Block,
-    nodes.CallBlock,
-    nodes.FilterBlock,
+# What a module's top level (outside macro bodies) may hold and still be kept per process:
+# text, and `{% set %}` / `{% if %}` over literals of immutable values. Anything else may run
+# code (a call, filter, test, include, import, block), read something per request (a name or an
+# attribute of a global: Flask's ``session``/``g``/``request`` are globals) or make a value its
+# macros could change — ``{% set seen = [] %}`` appended to by a macro would carry one render's
+# CRM values into the next customer's (found by the attack14 review).
+_STATIC_NODES = (
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Assign,
+    nodes.AssignBlock,
+    nodes.If,
+    nodes.Const,
+    nodes.Tuple,
+    nodes.Name,
+    nodes.BinExpr,
+    nodes.UnaryExpr,
+    nodes.Concat,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.CondExpr,
 )
+_IMMUTABLE = (str, int, float, complex, bool, bytes, type(None))
+
+
+def _inert(node: nodes.Node) -> bool:
+    """Whether ``node`` (outside macro bodies) runs nothing and makes nothing mutable."""
+    if not isinstance(node, _STATIC_NODES):
+        return False
+    if isinstance(node, nodes.Const) and not _immutable(node.value):
+        return False
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return False  # a global (maybe per request, maybe mutable) or a context variable
+    return all(_inert(child) for child in node.iter_child_nodes())
+
+
+def _immutable(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_immutable(item) for item in value)
+    return isinstance(value, _IMMUTABLE)
 
 
 def _static(tree: nodes.Template) -> bool:
-    """True when the template's top level, outside macro bodies, runs nothing (see module
-    docstring, ``static``)."""
+    """True when the template's top level, outside macro bodies, runs nothing and holds only
+    immutable values (see module docstring, ``static``)."""
     for node in tree.body:
         if isinstance(node, nodes.Macro):
             continue  # its body and its defaults run when it is called
-        if isinstance(node, _DYNAMIC) or any(True for _ in node.find_all(_DYNAMIC)):
+        if not _inert(node):
             return False
     return True
+
+
+#: The rules a compiled plan was made with. Code compiled under older rules (kept in a Jinja
+#: bytecode cache across an upgrade) keeps its reads and references, but its ``static`` is not
+#: trusted: version 1 called a module holding ``{% set seen = [] %}`` static (attack14).
+PLAN_VERSION = 2
+
+
+def loaded_plan(namespace: Mapping[str, Any]) -> Plan | None:
+    """The plan of a compiled module's namespace (None: compiled without the generator), with
+    ``static`` false unless the module was compiled under the current `PLAN_VERSION`."""
+    plan: Plan | None = namespace.get("crm_read_plan")
+    if plan is not None and namespace.get("crm_plan_version") != PLAN_VERSION:
+        return (tuple(plan[0]), tuple(plan[1]), False)
+    return plan
 
 
 def static_module(template: Any) -> bool:
@@ -232,6 +276,7 @@ class PlanningCodeGenerator(CodeGenerator):
         plan = plan_of(node)  # before code generation, which may fold constants
         super().visit_Template(node, frame)
         self.writeline(f"crm_read_plan = {plan!r}")
+        self.writeline(f"crm_plan_version = {PLAN_VERSION}")
         self.writeline(f"from {_EXTENSION} import fast_field as crm_fast_field")
 
     def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
@@ -328,10 +373,12 @@ def _resolve(template: Template) -> list[Read]:
 
 
 __all__ = [
+    "PLAN_VERSION",
     "Plan",
     "PlanningCodeGenerator",
     "constant_get_field",
     "install_generator",
+    "loaded_plan",
     "note_new_template",
     "plan_of",
     "resolve_plan",

@@ -43,6 +43,7 @@ from jinja2 import Template, nodes
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.ext import Extension
 from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing, pass_context
 from markupsafe import Markup
 
@@ -50,7 +51,13 @@ import renderers
 
 from .access import may_reach
 from .colours import css_colour
-from .compiled_reads import install_generator, note_new_template, resolve_plan, static_module
+from .compiled_reads import (
+    install_generator,
+    loaded_plan,
+    note_new_template,
+    resolve_plan,
+    static_module,
+)
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
@@ -295,7 +302,7 @@ class RenderScopedTemplate(Template):
         template = super()._from_namespace(environment, namespace, globals)
         assert isinstance(template, RenderScopedTemplate)
         # Written by compiled_reads.PlanningCodeGenerator (None: compiled without it).
-        template.crm_read_plan = namespace.get("crm_read_plan")
+        template.crm_read_plan = loaded_plan(namespace)
         note_new_template(environment)
         return template
 
@@ -749,6 +756,7 @@ def _touched(spec: FunctionSpec, o: Mapping[str, Any]) -> list[str] | None:
 
 
 _GET_FIELD = FUNCTIONS["GetCrmField"]
+_SANDBOX_CALL = SandboxedEnvironment.call
 
 
 def _cached_field(context: Context, kwargs: dict[str, Any]) -> Any:
@@ -774,6 +782,21 @@ def _cached_value(context: Context, slug: Any, key: Any) -> Any:
     cid = context.vars.get("customer_id", missing)
     if cid is missing:
         cid = context.parent.get("customer_id")
+    # No customer_id string: the customer comes from a ``customer`` variable or the
+    # context_customer hook, either of which may have changed since the cached lookup
+    # (``{% set customer = … %}``): ask as `_service` does (a hook's bad answer: the general
+    # path reports it under the error policy). A context with neither — a macro module's, the
+    # common case — names no customer, without asking.
+    if (type(cid) is not str or not cid) and (
+        cid is not None
+        or "customer" in context.vars
+        or "customer" in context.parent
+        or context.environment.crm_context_customer is not None  # type: ignore[attr-defined]
+    ):
+        try:
+            cid = _customer_id(context)
+        except CrmError:
+            return missing
     if cid != bound[1]:
         return missing
     root = state.root
@@ -808,7 +831,14 @@ def fast_field(
     as `jinja2.runtime.Context.call` does)."""
     env = context.environment
     if (obj is _GET_FIELD_PASCAL or obj is _GET_FIELD_CAMEL) and (
-        not env.sandboxed or env.is_safe_callable(obj)  # type: ignore[attr-defined]
+        not env.sandboxed
+        or (
+            # A sandbox whose ``call`` is its own (a subclass's policy, or one set on the
+            # instance as the playground's bounds are) decides every call itself.
+            "call" not in env.__dict__
+            and type(env).call is _SANDBOX_CALL  # type: ignore[attr-defined]
+            and env.is_safe_callable(obj)  # type: ignore[attr-defined]
+        )
     ):
         if loop_vars:
             context = context.derived(loop_vars)

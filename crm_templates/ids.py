@@ -28,8 +28,11 @@ _pos = 0
 
 
 def _forget_pool() -> None:
-    global _pool, _pos
+    """In a forked child: a fresh block of randomness, and a fresh lock (another thread of the
+    parent may have held it at the fork; it would never be released in the child)."""
+    global _pool, _pos, _lock
     _pool, _pos = b"", 0
+    _lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -14,6 +14,7 @@ import collections
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -68,8 +69,26 @@ def _close_at_exit(ref: weakref.ref[AsyncWriter]) -> None:
         writer.close()
 
 
+# Every writer of this process: a forked child starts each one afresh (`_after_fork`).
+_WRITERS: weakref.WeakSet[AsyncWriter] = weakref.WeakSet()
+
+
+def _writers_after_fork() -> None:
+    for writer in list(_WRITERS):
+        writer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_writers_after_fork)
+
+
 class AsyncWriter:
-    """One background thread applying queued writes in order, in batches."""
+    """One background thread applying queued writes in order, in batches.
+
+    In a forked child (a pre-forking server that made the service before forking) the writer
+    starts afresh: the parent's thread does not exist there, so the child gets its own at its
+    first write, and the parent's queued writes stay the parent's (applied once, by it).
+    """
 
     def __init__(
         self,
@@ -94,6 +113,15 @@ class AsyncWriter:
         self._flushing = 0  # callers waiting in flush(): no lingering while there are any
         self._thread: threading.Thread | None = None
         atexit.register(_close_at_exit, weakref.ref(self))
+        _WRITERS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: no thread, an empty queue, a new lock (the parent's may have
+        been held by one of its threads at the fork)."""
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._submitted = self._done = self._flushing = 0
+        self._thread = None
 
     def submit(self, write: PendingWrite) -> None:
         """Queue a write; it is applied after every write submitted before it."""

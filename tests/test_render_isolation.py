@@ -37,6 +37,10 @@ LIBRARY = {
     # Top-level code of an imported template runs when the module is made.
     "top.html": "{% set top = " + READ + " %}",
     "inc.html": "[{{ " + READ + " }}]",
+    # A module value its macros change (attack14: a module "running nothing" at its top level
+    # was kept per process, and this list carried one customer's value to the next).
+    "list.html": "{% set seen = [] %}{% macro note(v) %}{{ seen.append(v) or '' }}{% endmacro %}"
+    "{% macro all() %}[{% for s in seen %}{{ s }}{% endfor %}]{% endmacro %}",
     "base.html": "{% block body %}[{{ " + READ + " }}]{% endblock %}",
 }
 
@@ -48,6 +52,7 @@ CONSTRUCTS: dict[str, str] = {
     "from-import-with-context": "{% from 'm.html' import mine with context %}{{ mine() }}",
     "imported-filter": "{% import 'm.html' as m %}{{ m.mine_filter() }}",
     "imported-module-top-level": "{% import 'top.html' as t %}[{{ t.top }}]",
+    "imported-module-list": "{% import 'list.html' as l %}{{ l.note(" + READ + ") }}{{ l.all() }}",
     "include": "{% include 'inc.html' %}",
     "include-without-context": "{% include 'inc.html' without context %}",
     "extends": "{% extends 'base.html' %}",

@@ -98,10 +98,18 @@ def _decode(text: str) -> Any:
     return value
 
 
+#: Pairs per statement: SQLite refuses a compound SELECT of more than 500 terms
+#: (SQLITE_MAX_COMPOUND_SELECT) and, before 3.32, more than 999 parameters (3 per pair). A
+#: page naming more pairs than this (hundreds of constant references) takes one statement per
+#: this many pairs, still in one call.
+PAIRS_PER_STATEMENT = 300
+
+
 @functools.lru_cache(maxsize=256)
-def _statement(pairs: int, versions: bool, customer: bool) -> str:
-    """The prefetch statement's text (the same text each time: sqlite3 keeps it prepared)."""
-    parts = [_PAIR_SQL.format(tag=tag) for tag in range(pairs)]
+def _statement(first: int, stop: int, versions: bool, customer: bool) -> str:
+    """The prefetch statement's text for pairs ``first``..``stop - 1`` (the same text each
+    time: sqlite3 keeps it prepared)."""
+    parts = [_PAIR_SQL.format(tag=tag) for tag in range(first, stop)]
     if versions:
         parts.append(_VERSIONS_SQL)
     if customer:
@@ -125,24 +133,42 @@ class SQLitePrefetch(Prefetch):
     ) -> Prefetched:
         store = cast("SQLiteStore", self)
         pairs: dict[tuple[str, str, str], int] = {}
-        for index, (entity, rtype, rid, _keys) in enumerate(reads):
-            pairs.setdefault((entity, rtype, rid), index)
+        # The keys wanted of each pair: every read naming the pair (a pair named twice with
+        # other keys is one index search, answering both reads).
+        union: dict[int, set[str]] = {}
+        for index, (entity, rtype, rid, keys) in enumerate(reads):
+            first = pairs.setdefault((entity, rtype, rid), index)
+            if first == index:
+                union[index] = set(keys)
+            else:
+                union[first].update(keys)
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not pairs and not entity_versions and customer is None:
             return Prefetched(found, None, None)
-        params = [part for pair in pairs for part in pair]
-        if customer is not None:
-            params.append(customer)
-        sql = _statement(len(pairs), entity_versions, customer is not None)
+        named = list(pairs)
+        rows: list[Any] = []
         with store._use() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            first = 0
+            while True:
+                stop = min(first + PAIRS_PER_STATEMENT, len(named))
+                last = stop == len(named)  # the versions and the customer ride on the last
+                params = [part for pair in named[first:stop] for part in pair]
+                if last and customer is not None:
+                    params.append(customer)
+                sql = _statement(
+                    first, stop, last and entity_versions, last and customer is not None
+                )
+                rows += conn.execute(sql, params).fetchall()
+                if last:
+                    break
+                first = stop
         versions: dict[str, int] | None = {} if entity_versions else None
         record: Customer | None = None
         if len(rows) > 1:
             # Newest first (version and customer rows, with empty created_at, last): each
             # pair's rows then come in `latest_values`' order, whatever pairs interleave.
             rows.sort(key=_CREATED_ID, reverse=True)
-        wanted = [set(reads[index][3]) for index in pairs.values()]
+        wanted = [set(union[index]) for index in pairs.values()]
         results = [found[index] for index in pairs.values()]
         for tag, _created, ident, payload in rows:
             if tag < 0:
@@ -162,12 +188,13 @@ class SQLitePrefetch(Prefetch):
                 for key in held:
                     out[key] = values[key]
                 remaining -= held
-        # A pair named twice shares one answer (each its own keys).
-        for index, (entity, rtype, rid, keys) in enumerate(reads):
-            first = pairs[(entity, rtype, rid)]
-            if first != index:
+        # A pair named twice shares one answer: each read gets its own keys.
+        if len(pairs) < len(reads):
+            shared = list(found)
+            for index, (entity, rtype, rid, keys) in enumerate(reads):
+                answer = shared[pairs[(entity, rtype, rid)]]
                 asked = set(keys)
-                found[index] = {k: v for k, v in found[first].items() if k in asked}
+                found[index] = {k: v for k, v in answer.items() if k in asked}
         return Prefetched(found, versions, record)
 
 
@@ -247,4 +274,11 @@ class ElasticsearchPrefetch(Prefetch):
         return Prefetched(found, versions, record)
 
 
-__all__ = ["ElasticsearchPrefetch", "Prefetch", "PrefetchRead", "Prefetched", "SQLitePrefetch"]
+__all__ = [
+    "PAIRS_PER_STATEMENT",
+    "ElasticsearchPrefetch",
+    "Prefetch",
+    "PrefetchRead",
+    "Prefetched",
+    "SQLitePrefetch",
+]

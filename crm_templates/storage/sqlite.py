@@ -65,6 +65,7 @@ from .security import (
 )
 from .session_state import SQLiteSessionState
 from .sqlite_aggregations import SQLiteAggregations
+from .sqlite_fork import track as _track_forks
 from .webhooks import SQLITE_SCHEMA as _WEBHOOKS_SCHEMA
 from .webhooks import SQLiteWebhooks
 
@@ -347,6 +348,7 @@ class SQLiteStore(
         self._shared = first if self._memory else None
         if not self._memory:
             self._local.conn = first
+        _track_forks(self)  # a forked child opens its own connections
 
     # --- connections ----------------------------------------------------------------------
 
