@@ -51,13 +51,14 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -166,6 +167,26 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+_NUMERIC_HOST = re.compile(r"[0-9a-fx.]+")
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells, in any form the resolver reads as one: a dotted quad or an
+    IPv6 literal, and the decimal, octal, hex and short IPv4 forms (``2130706433``,
+    ``0177.0.0.1``, ``0x7f.1``, ``127.1``) that ``getaddrinfo`` turns into an address without
+    asking DNS; None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def check_url(url: Any, *, allow_private: bool = False) -> str:
     """``url`` if it is an ``http(s)://host[:port]/…`` URL without credentials or fragment, of
     at most `MAX_URL` characters, whose host — when it is an IP address or ``localhost`` — is
@@ -195,12 +216,19 @@ def check_url(url: Any, *, allow_private: bool = False) -> str:
         raise CrmValidationError("a webhook URL cannot have a #fragment")
     if port == 0:
         raise CrmValidationError("a webhook URL's port must be 1 to 65535")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise CrmValidationError(
+            f"a webhook URL needs a valid host name (labels of 1 to 63 characters); got {url!r}"
+        ) from None
+    if not (parts.path + parts.query).isascii():
+        raise CrmValidationError(
+            f"a webhook URL's path and query must be ASCII: percent-encode the rest; got {url!r}"
+        )
     if not allow_private:
         host = parts.hostname.lower().rstrip(".")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
+        address = _literal_address(host)
         if (
             host == "localhost"
             or host.endswith(".localhost")
@@ -508,7 +536,10 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = signature(secret, timestamp, body).rpartition("v1=")[2]
-    return any(hmac.compare_digest(expected, given) for given in parts.get("v1", []))
+    return any(
+        hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+        for given in parts.get("v1", [])
+    )
 
 
 # --- sending --------------------------------------------------------------------------------
@@ -528,57 +559,139 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-def _check_resolved(host: str, port: int) -> None:
-    """Refuse a host that resolves to a non-public address (`CrmValidationError`)."""
+Resolver = Callable[..., list[Any]]
+
+
+def _resolve(host: str, port: int, *, allow_private: bool, resolver: Resolver) -> list[Any]:
+    """``host``'s addresses (``getaddrinfo`` rows), looked up once per attempt; unless
+    ``allow_private``, `CrmValidationError` when any of them is not public. The connection is
+    then made to these very addresses (no second look-up: no DNS-rebinding window)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise ConnectionError(f"cannot resolve {host}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not _public(address):
-            raise CrmValidationError(
-                f"{host} resolves to {address}, a loopback or private address; set "
-                f"{ENV_ALLOW_PRIVATE}=1 to allow it"
+    if not infos:
+        raise ConnectionError(f"cannot resolve {host}: no addresses")
+    if not allow_private:
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if not _public(address):
+                raise CrmValidationError(
+                    f"{host} resolves to {address}, a loopback or private address; set "
+                    f"{ENV_ALLOW_PRIVATE}=1 to allow it"
+                )
+    return infos
+
+
+def _connect(infos: list[Any], timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of the checked addresses that answers."""
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or ConnectionError("no address to connect to")
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to already-checked addresses (the Host header keeps the name)."""
+
+    def __init__(self, host: str, port: int, infos: list[Any], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._infos = infos
+
+    def connect(self) -> None:
+        self.sock = _connect(self._infos, self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """An HTTPS connection to already-checked addresses; TLS verifies the host name."""
+
+    def __init__(self, host: str, port: int, infos: list[Any], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._infos = infos
+
+    def connect(self) -> None:
+        sock = _connect(self._infos, self.timeout)
+        try:
+            self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+                sock, server_hostname=self.host
             )
+        except BaseException:
+            sock.close()
+            raise
 
 
 def post(
-    url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, allow_private: bool
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    allow_private: bool,
+    resolver: Resolver = socket.getaddrinfo,
 ) -> Attempt:
-    """POST ``body`` to ``url`` once: no redirects followed, ``timeout`` seconds for the
-    connection and for each read or write; never raises for a network or HTTP failure."""
+    """POST ``body`` to ``url`` once and never raise: no redirects followed; the host name is
+    looked up once (``resolver``, `socket.getaddrinfo`), checked (unless ``allow_private``)
+    and the connection made to those very addresses; ``timeout`` seconds for the connection
+    and for each read or write, and **2 × timeout for the whole attempt** (a receiver
+    dripping its answer a byte at a time is cut there: inside `Settings.lease_seconds`, so no
+    other process sends the delivery meanwhile). The DNS look-up itself is not covered by the
+    deadline (the system resolver has its own timeouts)."""
     started = time.monotonic()
 
     def took() -> float:
         return round((time.monotonic() - started) * 1000, 1)
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn: http.client.HTTPConnection
+    conn: http.client.HTTPConnection | None = None
+    expired = threading.Event()
+
+    def cut() -> None:  # the attempt's deadline: end any read or write in progress
+        expired.set()
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(2 * timeout, cut)
+    watchdog.daemon = True
     try:
-        if not allow_private:
-            _check_resolved(host, port)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        infos = _resolve(host, port, allow_private=allow_private, resolver=resolver)
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=ssl.create_default_context()
-            )
+            conn = _PinnedHTTPS(host, port, infos, timeout)
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = _PinnedHTTP(host, port, infos, timeout)
+        watchdog.start()
         try:
             conn.request("POST", path, body=body, headers=dict(headers))
             response = conn.getresponse()
             response.read(MAX_RESPONSE)
             status = response.status
         finally:
+            watchdog.cancel()
             conn.close()
+        if expired.is_set():
+            raise TimeoutError
     except CrmValidationError as exc:
         return Attempt(None, f"refused: {exc}", took())
     except TimeoutError:
         return Attempt(None, f"timed out after {timeout:g} s", took())
-    except (OSError, http.client.HTTPException) as exc:
+    except Exception as exc:  # OSError, HTTPException, a URL http.client cannot encode, …
+        if expired.is_set():
+            return Attempt(
+                None, f"timed out: the attempt took over {2 * timeout:g} s in all", took()
+            )
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], took())
     if 300 <= status < 400:
         return Attempt(status, f"HTTP {status}: redirects are not followed", took())
