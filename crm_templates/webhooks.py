@@ -735,6 +735,7 @@ class DeliveryWorker:
         self._closed = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         _workers.add(self)
 
     def wake(self) -> None:
@@ -757,6 +758,31 @@ class DeliveryWorker:
             self.start()
         return self.running
 
+    def watch(self) -> None:
+        """Until the thread runs: read the store's webhook list every
+        ``settings.poll_interval`` seconds (a daemon thread, one read each) and start the
+        thread once there is one. So a process that had no webhooks at start-up delivers what
+        other processes queue (an endpoint added by the CLI, a write by a cron job), not only
+        what it queues itself."""
+        with self._lock:
+            if self._thread is not None or self._closed or self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, name="crm-webhooks-watch", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.settings.poll_interval):
+            if self._thread is not None:
+                return
+            try:
+                if self.store.list_webhook_endpoints():
+                    self.start()
+                    return
+            except Exception as exc:  # a store that is closing or unreachable: try again
+                log.debug("could not read the webhooks of %s: %s", self.store.url, exc)
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread after the attempt in progress, for good (an unfinished claim
         expires with its lease and is sent again then, by this or another process)."""
@@ -765,8 +791,10 @@ class DeliveryWorker:
             self._stopping.set()
             self._wakeup.set()
             thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            watcher, self._watcher = self._watcher, None
+        for running in (watcher, thread):
+            if running is not None and running is not threading.current_thread():
+                running.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -875,9 +903,11 @@ class DeliveryWorker:
 def start_worker(store: Store, settings: Settings | None = None) -> DeliveryWorker:
     """A worker for a long-running process (the page server, `CrmTemplates`): its thread
     starts now when the store has webhooks, else the first time this process queues a
-    delivery. Settings from the environment (`Settings.from_env`) unless given."""
+    delivery or a `DeliveryWorker.watch` read (every poll) finds a webhook added elsewhere.
+    Settings from the environment (`Settings.from_env`) unless given."""
     worker = DeliveryWorker(store, settings, autostart=True)
-    worker.start_if_configured()
+    if not worker.start_if_configured():
+        worker.watch()
     return worker
 
 

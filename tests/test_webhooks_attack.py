@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-from crm_templates import Crm, CrmValidationError, webhooks
+from crm_templates import Crm, CrmValidationError, open_store, webhooks
 from crm_templates.webhooks import Settings
-from tests.test_webhooks import DEALS, Receiver, only
+from tests.test_webhooks import DEALS, Receiver, only, store_url
+
+__all__ = ["store_url"]  # the fixture (SQLite file and OpenSearch), shared
 
 
 @pytest.fixture
@@ -203,3 +205,33 @@ def test_verify_is_false_not_an_error_for_a_non_ascii_signature() -> None:
     now = int(time.time())
     assert not webhooks.verify("whsec_a", f"t={now},v1=é", b"{}")
     assert not webhooks.verify("whsec_a", f"t={now},v1=\udcff", b"{}")
+
+
+def test_a_worker_started_without_webhooks_delivers_what_another_process_queues(
+    store_url: str, receiver: Receiver
+) -> None:
+    """`crm-templates serve` started before any webhook existed never delivered an event
+    queued by another process (the CLI added the endpoint, a cron job wrote): its thread only
+    started when it queued something itself. Now it watches for a webhook every poll."""
+    serving = Crm(open_store(store_url))  # the server's process
+    serving.ensure_entity(DEALS)
+    worker = webhooks.start_worker(
+        serving.store, Settings(poll_interval=0.1, allow_private=True, backoff=30)
+    )
+    try:
+        assert not worker.running
+        other = Crm(open_store(store_url))  # another process's view of the same store
+        try:
+            webhooks.add_endpoint(other.store, receiver.url, "*", allow_private=True)
+            other.create_entry(slug="deals", values={"amount": 1}, referenceId="cus_a")
+            deadline = time.monotonic() + 20
+            while not receiver.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            other.flush()
+            other.store.close()
+        assert len(receiver.requests) == 1 and worker.running
+    finally:
+        worker.stop(10)
+        serving.store.close()
+    assert not worker.running
