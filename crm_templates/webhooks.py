@@ -5,11 +5,12 @@ in the store and POSTed, signed, by a delivery worker, with retries and a delive
 Webhooks page): an ``http://`` or ``https://`` URL without credentials, the events
 (`crm_templates.events.EVENT_NAMES`), and a generated secret (``whsec_`` + 32 random bytes,
 URL-safe base64) shown once. Loopback, private, link-local and other non-public addresses are
-refused — at registration for a literal address or ``localhost``, and at every attempt for
-whatever the host name resolves to — unless the setting ``CRM_WEBHOOKS_ALLOW_PRIVATE=1``
-(environment) allows them: webhooks are operator-only, but a URL that reaches the server's own
-network is still a way in (SSRF). The resolve-then-connect check leaves the usual DNS-rebinding
-window between the two.
+refused — at registration for a literal address (in any spelling the resolver reads:
+``2130706433``, ``0177.0.0.1``…) or ``localhost``, and at every attempt for whatever the host
+name resolves to — unless the setting ``CRM_WEBHOOKS_ALLOW_PRIVATE=1`` (environment) allows
+them: webhooks are operator-only, but a URL that reaches the server's own network is still a
+way in (SSRF). The name is looked up once per attempt and the connection made to exactly the
+checked addresses (no DNS-rebinding window between the check and the connection).
 
 **Queueing**: a receiver on the entry signals (`crm_templates.events`) writes one
 `WebhookDelivery` per subscribed active endpoint into the store, in the writing thread, right
@@ -31,7 +32,8 @@ due deliveries under a lease (two processes never send one delivery at the same 
 * ``CRM-Signature: t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``
   (Stripe's scheme; `verify` checks it),
 
-with a timeout (`Settings.timeout`) and no redirects followed (a 3xx is a failed attempt). Any
+with a timeout (`Settings.timeout` per connect/read/write, twice that for the whole attempt)
+and no redirects followed (a 3xx is a failed attempt). Any
 2xx is delivered; anything else (status, timeout, refused connection, refused address) is
 retried after ``backoff * 2**(attempts-1)`` seconds (capped at `Settings.backoff_cap`), of
 which a random half is jitter, until `Settings.max_attempts` attempts or `Settings.max_age`
@@ -120,7 +122,7 @@ def allow_private_from_env() -> bool:
 class Settings:
     """How deliveries are sent. Seconds throughout; `from_env` reads ``CRM_WEBHOOKS_*``."""
 
-    timeout: float = 10.0  #: per attempt: connecting, and each read or write on the socket
+    timeout: float = 10.0  #: connecting, each read or write; the whole attempt: twice this
     max_attempts: int = 8
     max_age: float = 3 * 86_400.0  #: since queued (or retried by hand)
     backoff: float = 30.0  #: the first retry's delay; doubles per attempt
