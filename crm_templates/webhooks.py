@@ -5,11 +5,12 @@ in the store and POSTed, signed, by a delivery worker, with retries and a delive
 Webhooks page): an ``http://`` or ``https://`` URL without credentials, the events
 (`crm_templates.events.EVENT_NAMES`), and a generated secret (``whsec_`` + 32 random bytes,
 URL-safe base64) shown once. Loopback, private, link-local and other non-public addresses are
-refused — at registration for a literal address or ``localhost``, and at every attempt for
-whatever the host name resolves to — unless the setting ``CRM_WEBHOOKS_ALLOW_PRIVATE=1``
-(environment) allows them: webhooks are operator-only, but a URL that reaches the server's own
-network is still a way in (SSRF). The resolve-then-connect check leaves the usual DNS-rebinding
-window between the two.
+refused — at registration for a literal address (in any spelling the resolver reads:
+``2130706433``, ``0177.0.0.1``…) or ``localhost``, and at every attempt for whatever the host
+name resolves to — unless the setting ``CRM_WEBHOOKS_ALLOW_PRIVATE=1`` (environment) allows
+them: webhooks are operator-only, but a URL that reaches the server's own network is still a
+way in (SSRF). The name is looked up once per attempt and the connection made to exactly the
+checked addresses (no DNS-rebinding window between the check and the connection).
 
 **Queueing**: a receiver on the entry signals (`crm_templates.events`) writes one
 `WebhookDelivery` per subscribed active endpoint into the store, in the writing thread, right
@@ -31,7 +32,8 @@ due deliveries under a lease (two processes never send one delivery at the same 
 * ``CRM-Signature: t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``
   (Stripe's scheme; `verify` checks it),
 
-with a timeout (`Settings.timeout`) and no redirects followed (a 3xx is a failed attempt). Any
+with a timeout (`Settings.timeout` per connect/read/write, twice that for the whole attempt)
+and no redirects followed (a 3xx is a failed attempt). Any
 2xx is delivered; anything else (status, timeout, refused connection, refused address) is
 retried after ``backoff * 2**(attempts-1)`` seconds (capped at `Settings.backoff_cap`), of
 which a random half is jitter, until `Settings.max_attempts` attempts or `Settings.max_age`
@@ -51,13 +53,14 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -119,7 +122,7 @@ def allow_private_from_env() -> bool:
 class Settings:
     """How deliveries are sent. Seconds throughout; `from_env` reads ``CRM_WEBHOOKS_*``."""
 
-    timeout: float = 10.0  #: per attempt: connecting, and each read or write on the socket
+    timeout: float = 10.0  #: connecting, each read or write; the whole attempt: twice this
     max_attempts: int = 8
     max_age: float = 3 * 86_400.0  #: since queued (or retried by hand)
     backoff: float = 30.0  #: the first retry's delay; doubles per attempt
@@ -166,6 +169,26 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+_NUMERIC_HOST = re.compile(r"[0-9a-fx.]+")
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells, in any form the resolver reads as one: a dotted quad or an
+    IPv6 literal, and the decimal, octal, hex and short IPv4 forms (``2130706433``,
+    ``0177.0.0.1``, ``0x7f.1``, ``127.1``) that ``getaddrinfo`` turns into an address without
+    asking DNS; None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def check_url(url: Any, *, allow_private: bool = False) -> str:
     """``url`` if it is an ``http(s)://host[:port]/…`` URL without credentials or fragment, of
     at most `MAX_URL` characters, whose host — when it is an IP address or ``localhost`` — is
@@ -195,12 +218,19 @@ def check_url(url: Any, *, allow_private: bool = False) -> str:
         raise CrmValidationError("a webhook URL cannot have a #fragment")
     if port == 0:
         raise CrmValidationError("a webhook URL's port must be 1 to 65535")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise CrmValidationError(
+            f"a webhook URL needs a valid host name (labels of 1 to 63 characters); got {url!r}"
+        ) from None
+    if not (parts.path + parts.query).isascii():
+        raise CrmValidationError(
+            f"a webhook URL's path and query must be ASCII: percent-encode the rest; got {url!r}"
+        )
     if not allow_private:
         host = parts.hostname.lower().rstrip(".")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
+        address = _literal_address(host)
         if (
             host == "localhost"
             or host.endswith(".localhost")
@@ -508,7 +538,10 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = signature(secret, timestamp, body).rpartition("v1=")[2]
-    return any(hmac.compare_digest(expected, given) for given in parts.get("v1", []))
+    return any(
+        hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
+        for given in parts.get("v1", [])
+    )
 
 
 # --- sending --------------------------------------------------------------------------------
@@ -528,57 +561,139 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-def _check_resolved(host: str, port: int) -> None:
-    """Refuse a host that resolves to a non-public address (`CrmValidationError`)."""
+Resolver = Callable[..., list[Any]]
+
+
+def _resolve(host: str, port: int, *, allow_private: bool, resolver: Resolver) -> list[Any]:
+    """``host``'s addresses (``getaddrinfo`` rows), looked up once per attempt; unless
+    ``allow_private``, `CrmValidationError` when any of them is not public. The connection is
+    then made to these very addresses (no second look-up: no DNS-rebinding window)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise ConnectionError(f"cannot resolve {host}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not _public(address):
-            raise CrmValidationError(
-                f"{host} resolves to {address}, a loopback or private address; set "
-                f"{ENV_ALLOW_PRIVATE}=1 to allow it"
+    if not infos:
+        raise ConnectionError(f"cannot resolve {host}: no addresses")
+    if not allow_private:
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if not _public(address):
+                raise CrmValidationError(
+                    f"{host} resolves to {address}, a loopback or private address; set "
+                    f"{ENV_ALLOW_PRIVATE}=1 to allow it"
+                )
+    return infos
+
+
+def _connect(infos: list[Any], timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of the checked addresses that answers."""
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or ConnectionError("no address to connect to")
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to already-checked addresses (the Host header keeps the name)."""
+
+    def __init__(self, host: str, port: int, infos: list[Any], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._infos = infos
+
+    def connect(self) -> None:
+        self.sock = _connect(self._infos, self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """An HTTPS connection to already-checked addresses; TLS verifies the host name."""
+
+    def __init__(self, host: str, port: int, infos: list[Any], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._infos = infos
+
+    def connect(self) -> None:
+        sock = _connect(self._infos, self.timeout)
+        try:
+            self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+                sock, server_hostname=self.host
             )
+        except BaseException:
+            sock.close()
+            raise
 
 
 def post(
-    url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, allow_private: bool
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    allow_private: bool,
+    resolver: Resolver = socket.getaddrinfo,
 ) -> Attempt:
-    """POST ``body`` to ``url`` once: no redirects followed, ``timeout`` seconds for the
-    connection and for each read or write; never raises for a network or HTTP failure."""
+    """POST ``body`` to ``url`` once and never raise: no redirects followed; the host name is
+    looked up once (``resolver``, `socket.getaddrinfo`), checked (unless ``allow_private``)
+    and the connection made to those very addresses; ``timeout`` seconds for the connection
+    and for each read or write, and **2 × timeout for the whole attempt** (a receiver
+    dripping its answer a byte at a time is cut there: inside `Settings.lease_seconds`, so no
+    other process sends the delivery meanwhile). The DNS look-up itself is not covered by the
+    deadline (the system resolver has its own timeouts)."""
     started = time.monotonic()
 
     def took() -> float:
         return round((time.monotonic() - started) * 1000, 1)
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn: http.client.HTTPConnection
+    conn: http.client.HTTPConnection | None = None
+    expired = threading.Event()
+
+    def cut() -> None:  # the attempt's deadline: end any read or write in progress
+        expired.set()
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(2 * timeout, cut)
+    watchdog.daemon = True
     try:
-        if not allow_private:
-            _check_resolved(host, port)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        infos = _resolve(host, port, allow_private=allow_private, resolver=resolver)
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=ssl.create_default_context()
-            )
+            conn = _PinnedHTTPS(host, port, infos, timeout)
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = _PinnedHTTP(host, port, infos, timeout)
+        watchdog.start()
         try:
             conn.request("POST", path, body=body, headers=dict(headers))
             response = conn.getresponse()
             response.read(MAX_RESPONSE)
             status = response.status
         finally:
+            watchdog.cancel()
             conn.close()
+        if expired.is_set():
+            raise TimeoutError
     except CrmValidationError as exc:
         return Attempt(None, f"refused: {exc}", took())
     except TimeoutError:
         return Attempt(None, f"timed out after {timeout:g} s", took())
-    except (OSError, http.client.HTTPException) as exc:
+    except Exception as exc:  # OSError, HTTPException, a URL http.client cannot encode, …
+        if expired.is_set():
+            return Attempt(
+                None, f"timed out: the attempt took over {2 * timeout:g} s in all", took()
+            )
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], took())
     if 300 <= status < 400:
         return Attempt(status, f"HTTP {status}: redirects are not followed", took())
@@ -622,6 +737,7 @@ class DeliveryWorker:
         self._closed = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         _workers.add(self)
 
     def wake(self) -> None:
@@ -644,6 +760,31 @@ class DeliveryWorker:
             self.start()
         return self.running
 
+    def watch(self) -> None:
+        """Until the thread runs: read the store's webhook list every
+        ``settings.poll_interval`` seconds (a daemon thread, one read each) and start the
+        thread once there is one. So a process that had no webhooks at start-up delivers what
+        other processes queue (an endpoint added by the CLI, a write by a cron job), not only
+        what it queues itself."""
+        with self._lock:
+            if self._thread is not None or self._closed or self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch, name="crm-webhooks-watch", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.settings.poll_interval):
+            if self._thread is not None:
+                return
+            try:
+                if self.store.list_webhook_endpoints():
+                    self.start()
+                    return
+            except Exception as exc:  # a store that is closing or unreachable: try again
+                log.debug("could not read the webhooks of %s: %s", self.store.url, exc)
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread after the attempt in progress, for good (an unfinished claim
         expires with its lease and is sent again then, by this or another process)."""
@@ -652,8 +793,10 @@ class DeliveryWorker:
             self._stopping.set()
             self._wakeup.set()
             thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            watcher, self._watcher = self._watcher, None
+        for running in (watcher, thread):
+            if running is not None and running is not threading.current_thread():
+                running.join(timeout)
 
     @property
     def running(self) -> bool:
@@ -762,9 +905,11 @@ class DeliveryWorker:
 def start_worker(store: Store, settings: Settings | None = None) -> DeliveryWorker:
     """A worker for a long-running process (the page server, `CrmTemplates`): its thread
     starts now when the store has webhooks, else the first time this process queues a
-    delivery. Settings from the environment (`Settings.from_env`) unless given."""
+    delivery or a `DeliveryWorker.watch` read (every poll) finds a webhook added elsewhere.
+    Settings from the environment (`Settings.from_env`) unless given."""
     worker = DeliveryWorker(store, settings, autostart=True)
-    worker.start_if_configured()
+    if not worker.start_if_configured():
+        worker.watch()
     return worker
 
 
