@@ -23,13 +23,12 @@ mixed into the two backends.
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..conflicts import deadline_of, rounds
 from ..errors import ConflictError, DuplicateError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -245,10 +244,6 @@ MAPPING: dict[str, Any] = {
     },
 }
 _MAX_KEYS = 10_000  # one search page lists them all (a site has a handful)
-_ATTEMPTS = 30  # compare-and-set rounds of a key's record (revoke, touch) before giving up
-_PAUSE = 0.004  # seconds; the random pause before round n is up to n (2**n for hits) times this
-_PAUSE_CAP = 0.1  # seconds: the longest pause between two rounds of counting a hit
-_CAS_BUDGET = 10.0  # seconds a hit may spend losing compare-and-set rounds before giving up
 # A process's threads counting hits of the same key take turns (fewer lost rounds); other keys
 # and other processes are not held up by them (processes race by compare-and-set).
 _WINDOW_LOCKS = [threading.Lock() for _ in range(64)]
@@ -320,9 +315,8 @@ class ElasticsearchApiKeys(ApiKeyStore):
         self, key_id: str, what: str, change: Any
     ) -> ApiKey | None:  # change: source -> new source, or None for "leave as is"
         index = self.indices["api_keys"]
-        for attempt in range(_ATTEMPTS):
-            if attempt:
-                time.sleep(random.uniform(0, _PAUSE * attempt))
+        deadline = deadline_of(self)
+        for _ in rounds(deadline):  # the search backend's compare-and-set rule (issue 14)
             current = self._key_doc(key_id, what)
             if current is None:
                 return None
@@ -343,8 +337,8 @@ class ElasticsearchApiKeys(ApiKeyStore):
                 continue
             return _key_from(source)
         raise StoreUnavailable(
-            f"{what} on {self.url}: other writers won {_ATTEMPTS} compare-and-set rounds in a "
-            "row; try again"
+            f"{what} on {self.url}: other writers kept winning the compare-and-set for the "
+            f"store's conflict_deadline ({deadline:g} s); try again"
         )
 
     def revoke_api_key(self, key_id: str, revoked_at: float) -> ApiKey | None:
@@ -367,11 +361,13 @@ class ElasticsearchApiKeys(ApiKeyStore):
     def hit_api_key_window(self, key_id: str, window_start: int, limit: int) -> int:
         index, doc_id = self.indices["api_keys"], f"window:{key_id}"
         what = f"counting a request of API key {key_id!r}"
-        start, deadline = int(window_start), time.monotonic() + _CAS_BUDGET
+        start, deadline = int(window_start), deadline_of(self)
         with _WINDOW_LOCKS[hash(key_id) % len(_WINDOW_LOCKS)]:
-            attempt = 0
             document: dict[str, Any]
-            while True:
+            # Another process winning a round means: back off (full jitter) and read again,
+            # until the store's conflict_deadline (`crm_templates.conflicts`, issue 14): under
+            # a burst on one key some writer wins every round, but not always us.
+            for _ in rounds(deadline):
                 current = self._get(index, doc_id, what)
                 if current is None:
                     document = {"kind": "window", "id": key_id, "window_start": start, "hits": 1}
@@ -399,18 +395,12 @@ class ElasticsearchApiKeys(ApiKeyStore):
                                 refresh=self.refresh,
                             )
                 except (ConflictError, DuplicateError):
-                    # Another process won this round. Back off (exponential, jittered) and
-                    # read again, within a time budget rather than a round count: under a
-                    # burst on one key some writer wins every round, but not always us.
-                    attempt += 1
-                    if time.monotonic() > deadline:
-                        raise StoreUnavailable(
-                            f"{what} on {self.url}: other writers kept winning the "
-                            f"compare-and-set for {_CAS_BUDGET:.0f} s; try again"
-                        ) from None
-                    time.sleep(random.uniform(0, min(_PAUSE_CAP, _PAUSE * 2**attempt)))
                     continue
                 return int(document["hits"])
+        raise StoreUnavailable(
+            f"{what} on {self.url}: other writers kept winning the compare-and-set for the "
+            f"store's conflict_deadline ({deadline:g} s); try again"
+        )
 
 
 __all__ = [
