@@ -261,3 +261,21 @@ def test_reassign_moves_the_named_entity_or_every_one(svc: Crm, slug: str) -> No
         assert (moved_deals, left_deals) == ([{"name": "visit deal"}], [])
     assert notes(svc, "cus_visitor") == []
     assert notes(svc, "cus_b") == [{"text": "bob's"}]
+
+
+def test_reassign_onto_a_customer_with_entries_reports_merged(svc: Crm) -> None:
+    """Kills `merged = merged or consolidated` -> `and`: when the target already holds entries
+    of the entity, the visitor's entries are consolidated into its newest one and the answer
+    says ``merged: True`` (ReassignCrmReference's docstring, SPEC §5)."""
+    visitor, a = svc.bind("cus_visitor"), svc.bind("cus_a")
+    a.set_field(slug="notes", fieldKey="text", value="the customer's")
+    visitor.set_field(slug="notes", fieldKey="text", value="from the visit")
+    result = svc.reassign_reference(
+        slug="*",
+        fromReferenceType="customer",
+        fromReferenceId="cus_visitor",
+        toReferenceId="cus_a",
+    )
+    assert result == {"ok": True, "migrated": 1, "merged": True}
+    assert a.get_field(slug="notes", fieldKey="text") == "the customer's"
+    assert notes(svc, "cus_visitor") == []

@@ -11,6 +11,7 @@ functions directly, so they are fast and say exactly which comparison or branch 
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -590,3 +591,18 @@ def test_shown_never_raises_for_values_built_in_a_template(value: Any, text: str
     assert f">{text.replace('<', '&lt;').replace('>', '&gt;')}</span>" in str(
         markup.invalid(FieldInfo(type="json"), value)
     )
+
+
+# --- crm_templates.values: the number fast path (issue 14, B2) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"), [(2.5, 2.5), (-0.0, 0.0), (0.0, 0.0), (7, 7.0), (2**900, float(2**900))]
+)
+def test_number_fast_path_stores_what_the_generic_check_stores(given: Any, stored: float) -> None:
+    """Kills mutants of `values._number`'s fast path (`value + 0.0`, its guards): a finite
+    float or a printable-size int is stored as `fieldtypes.number` stores it, -0.0 as 0.0."""
+    got = coerce(_field("number"), given)
+    assert type(got) is float and got == stored
+    assert math.copysign(1.0, got) == math.copysign(1.0, fieldtypes.number(given))
+    assert got == fieldtypes.number(given)
