@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..conflicts import deadline_of, rounds
 from ..errors import ConflictError, DuplicateError, StoreUnavailable
+from .es_parts import ElasticsearchParts
 
 if TYPE_CHECKING:
     import sqlite3
     from contextlib import AbstractContextManager
-
-    from ..errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,34 +248,8 @@ _MAX_KEYS = 10_000  # one search page lists them all (a site has a handful)
 _WINDOW_LOCKS = [threading.Lock() for _ in range(64)]
 
 
-class ElasticsearchApiKeys(ApiKeyStore):
+class ElasticsearchApiKeys(ApiKeyStore, ElasticsearchParts):
     """`ApiKeyStore` on the ``<prefix>api_keys`` index of an `ElasticsearchStore`."""
-
-    if TYPE_CHECKING:  # provided by ElasticsearchStore
-        indices: dict[str, str]
-        client: Any
-        refresh: str
-        url: str
-
-        def _translate(
-            self, what: str, conflict: type[StoreError] = ...
-        ) -> AbstractContextManager[None]: ...
-
-        def _get(
-            self, index: str, doc_id: str, what: str, **params: Any
-        ) -> dict[str, Any] | None: ...
-
-        def _hits(
-            self,
-            index: str,
-            query: dict[str, Any],
-            sort: list[dict[str, str]],
-            *,
-            size: int | None,
-            offset: int = 0,
-            what: str,
-            source_excludes: list[str] | None = None,
-        ) -> list[dict[str, Any]]: ...
 
     def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
         document = {"kind": "key", **key.to_dict(), "secret_hash": secret_hash}

@@ -23,11 +23,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .es_parts import ElasticsearchParts
+
 if TYPE_CHECKING:
     import sqlite3
     from contextlib import AbstractContextManager
-
-    from ..errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,17 +177,8 @@ MAPPING: dict[str, Any] = {
 }
 
 
-class ElasticsearchAudit(AuditStore):
+class ElasticsearchAudit(AuditStore, ElasticsearchParts):
     """`AuditStore` on the ``<prefix>audit`` index of an `ElasticsearchStore`."""
-
-    if TYPE_CHECKING:  # provided by ElasticsearchStore
-        indices: dict[str, str]
-        client: Any
-        refresh: str
-
-        def _translate(
-            self, what: str, conflict: type[StoreError] = ...
-        ) -> AbstractContextManager[None]: ...
 
     def add_audit_record(self, record: AuditRecord) -> None:
         from ..errors import DuplicateError

@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DuplicateError
+from .es_parts import ElasticsearchParts
 
 if TYPE_CHECKING:
     import sqlite3
     from contextlib import AbstractContextManager
-
-    from ..errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,33 +176,8 @@ MAPPING: dict[str, Any] = {
 _MAX_OPERATORS = 10_000  # one search page lists them all (a site has a handful)
 
 
-class ElasticsearchOperators(OperatorStore):
+class ElasticsearchOperators(OperatorStore, ElasticsearchParts):
     """`OperatorStore` on the ``<prefix>operators`` index of an `ElasticsearchStore`."""
-
-    if TYPE_CHECKING:  # provided by ElasticsearchStore
-        indices: dict[str, str]
-        client: Any
-        refresh: str
-
-        def _translate(
-            self, what: str, conflict: type[StoreError] = ...
-        ) -> AbstractContextManager[None]: ...
-
-        def _get(
-            self, index: str, doc_id: str, what: str, **params: Any
-        ) -> dict[str, Any] | None: ...
-
-        def _hits(
-            self,
-            index: str,
-            query: dict[str, Any],
-            sort: list[dict[str, str]],
-            *,
-            size: int | None,
-            offset: int = 0,
-            what: str,
-            source_excludes: list[str] | None = None,
-        ) -> list[dict[str, Any]]: ...
 
     def create_operator(self, account: OperatorAccount) -> None:
         if self.get_operator(account.id) is not None:

@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DuplicateError
+from .es_parts import ElasticsearchParts
 
 if TYPE_CHECKING:
     import sqlite3
     from contextlib import AbstractContextManager
 
-    from ..errors import StoreError
 
 STATUSES = ("pending", "sending", "delivered", "failed")
 
@@ -419,21 +419,8 @@ DELIVERIES_MAPPING: dict[str, Any] = {
 _MAX_ENDPOINTS = 10_000
 
 
-class ElasticsearchWebhooks(WebhookStore):
+class ElasticsearchWebhooks(WebhookStore, ElasticsearchParts):
     """`WebhookStore` on the ``<prefix>webhook_*`` indices of an `ElasticsearchStore`."""
-
-    if TYPE_CHECKING:  # provided by ElasticsearchStore
-        indices: dict[str, str]
-        client: Any
-        refresh: str
-
-        def _translate(
-            self, what: str, conflict: type[StoreError] = ...
-        ) -> AbstractContextManager[None]: ...
-
-        def _get(
-            self, index: str, doc_id: str, what: str, **params: Any
-        ) -> dict[str, Any] | None: ...
 
     def create_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
         with self._translate(f"creating webhook {endpoint.id!r}", conflict=DuplicateError):
