@@ -49,6 +49,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -163,12 +165,25 @@ def current_actor() -> Actor | None:
     return _actor.get()
 
 
+# The customers' `Actor`s, made once each (every write names one; bounded: starts over when
+# full). An Actor is immutable, so sharing one between writes changes nothing.
+_customer_actors: dict[str, Actor] = {}
+CUSTOMER_ACTORS_KEPT = 4096
+
+
 def actor_for(customer_id: str | None) -> Actor:
     """The actor of a change made now: `acting_as`'s, else the customer, else `SYSTEM`."""
     set_actor = _actor.get()
     if set_actor is not None:
         return set_actor
-    return Actor("customer", customer_id) if customer_id else SYSTEM
+    if not customer_id:
+        return SYSTEM
+    found = _customer_actors.get(customer_id)
+    if found is None:
+        if len(_customer_actors) >= CUSTOMER_ACTORS_KEPT:
+            _customer_actors.clear()
+        found = _customer_actors[customer_id] = Actor("customer", customer_id)
+    return found
 
 
 @dataclass(frozen=True)
@@ -325,8 +340,7 @@ def note(
     succeeded. ``entry`` is the entry after the change (before it for ``entry.deleted``); the
     keywords fill in what a write without the entry at hand knows. ``before`` gives the
     ``from_*`` placement of a stage change."""
-    signal = SIGNALS[name]
-    if not signal.receivers or (_gates and not _wanted(signal, store, name)):
+    if name not in wanted(store):
         return
     ref = reference
     if ref is None and entry is not None:
@@ -370,10 +384,13 @@ def connect_gated(
     receiver: Callable[..., None], wants: Callable[[Any, str], bool], names: Iterable[str]
 ) -> None:
     """Connect ``receiver`` (strongly) to the signals ``names``, to be called only for events
-    of stores where ``wants(store, name)`` is true."""
+    of stores where ``wants(store, name)`` is true. When what ``wants`` answers changes (the
+    webhooks of a store were re-read), its owner calls `invalidate`; `wanted` asks it again at
+    the latest `WANTED_SECONDS` later in any case."""
+    _gates[make_id(receiver)] = wants
     for name in names:
         SIGNALS[name].connect(receiver, weak=False)
-    _gates[make_id(receiver)] = wants
+    invalidate()
 
 
 def _wanted(signal: NamedSignal, store: Any, name: str) -> bool:
@@ -402,11 +419,72 @@ def send(event: EntryEvent) -> None:
 
 def listening(name: str, store: Any = None) -> bool:
     """True when some receiver wants the signal ``name`` (for ``store``'s events, when given:
-    a gated receiver counts only if it wants that store's)."""
-    signal = SIGNALS[name]
-    if not signal.receivers:
-        return False
-    return store is None or not _gates or _wanted(signal, store, name)
+    a gated receiver counts only if it wants that store's; cached, see `wanted`)."""
+    if store is None:
+        return bool(SIGNALS[name].receivers)
+    return name in wanted(store)
+
+
+# --- who wants a store's events: one cached answer per store (issue 14, B2/B3) ---------------
+#
+# Every write asks whether anyone wants its store's events; when nobody does it builds no
+# `Actor`, no `unit` and no event. Asking blinker and the gates costs microseconds (a forced
+# SetCrmField's whole Python is about ten), so the answer is kept per store and recomputed when
+# a receiver connects or disconnects (blinker's own ``receiver_connected``/``_disconnected``),
+# when a gate's owner calls `invalidate` (the webhooks module, after re-reading a store's
+# endpoints), and at the latest `WANTED_SECONDS` after it was computed — which also lets a
+# gate notice time-based changes of its own (the webhooks cache asks for a background re-read
+# when a write finds it old). A weakly referenced receiver that is garbage-collected is not
+# announced by blinker: until the answer is recomputed events are built and sent to nobody,
+# which costs time, never an event.
+
+#: Longest time (seconds) a store's cached `wanted` answer is used before it is recomputed.
+WANTED_SECONDS = 1.0
+WANTED_KEPT = 1024  # stores whose answer is kept (then the cache starts over)
+
+_generation = 0
+_wanted_by_store: dict[int, tuple[int, float, frozenset[str], weakref.ref[Any]]] = {}
+
+
+def invalidate(*_args: Any, **_kwargs: Any) -> None:
+    """Forget every store's cached `wanted` answer (receivers or gates changed). Takes and
+    ignores any arguments, so it can be connected to blinker's connect/disconnect signals."""
+    global _generation
+    _generation += 1
+
+
+def wanted(store: Any) -> frozenset[str]:
+    """The event names (of `EVENT_NAMES`) that some receiver wants for ``store``'s events: an
+    ungated receiver of a signal wants every store's; a gated one (`connect_gated`) those its
+    test accepts. Cached per store (see above); the empty set means a write on ``store`` need
+    not build events at all."""
+    cached = _wanted_by_store.get(id(store))
+    if (
+        cached is not None
+        and cached[0] == _generation
+        and cached[1] > time.monotonic()
+        and cached[3]() is store
+    ):
+        return cached[2]
+    generation = _generation
+    names = frozenset(
+        name
+        for name, signal in SIGNALS.items()
+        if signal.receivers and (not _gates or _wanted(signal, store, name))
+    )
+    if len(_wanted_by_store) >= WANTED_KEPT:
+        _wanted_by_store.clear()
+    try:
+        ref = weakref.ref(store)
+    except TypeError:  # a store that cannot be weakly referenced is asked every time
+        return names
+    _wanted_by_store[id(store)] = (generation, time.monotonic() + WANTED_SECONDS, names, ref)
+    return names
+
+
+for _signal in SIGNALS.values():
+    _signal.receiver_connected.connect(invalidate, weak=False)
+    _signal.receiver_disconnected.connect(invalidate, weak=False)
 
 
 __all__ = [
@@ -425,8 +503,10 @@ __all__ = [
     "entry_deleted",
     "entry_stage_changed",
     "entry_updated",
+    "invalidate",
     "listening",
     "note",
     "send",
     "unit",
+    "wanted",
 ]

@@ -479,12 +479,16 @@ class Crm:
         only once that time has passed.
         """
 
+        store = self._shared.store
+        if not events.wanted(store):  # nobody wants its events: no unit, no closure
+            return retry_conflicts(attempt, deadline_of(store))
+
         def attempt_as_unit() -> T:
             # A unit per attempt: a failed attempt's uncommitted changes send no signal.
             with events.unit():
                 return attempt()
 
-        return retry_conflicts(attempt_as_unit, deadline_of(self._shared.store))
+        return retry_conflicts(attempt_as_unit, deadline_of(store))
 
     def _write(
         self,
@@ -498,17 +502,23 @@ class Crm:
         ``inserts`` marks a write that only inserts those entries, so the writer can group it
         with its neighbours into one statement or bulk request.
         """
+        store = self._shared.store
+        if not self._flag(o, "async"):
+            if not events.wanted(store):  # nobody wants its events: no actor, no unit
+                return apply()
+            with events.unit(events.actor_for(self._current_customer(create=False))):
+                return apply()
         # Who writes, taken now: an async write runs later on the writer's thread.
         actor = events.actor_for(self._current_customer(create=False))
 
         def run() -> WriteResult:
+            if not events.wanted(store):
+                return apply()
             with events.unit(actor):
                 return apply()
 
-        if self._flag(o, "async"):
-            self._shared.writer.submit(PendingWrite(spec.name, dict(o), run, inserts, actor))
-            return WriteResult(ok=True, pending=True)
-        return run()
+        self._shared.writer.submit(PendingWrite(spec.name, dict(o), run, inserts, actor))
+        return WriteResult(ok=True, pending=True)
 
     def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
         """Write one new entry (now or queued); the id is known up front, so both return it."""

@@ -277,6 +277,7 @@ _cache_lock = threading.Lock()
 def _forget(store: Store) -> None:
     with _cache_lock:
         _cache.pop(store, None)
+    events.invalidate()  # the writes' cached "who wants this store's events" (`events.wanted`)
 
 
 def _load(store: Store) -> list[WebhookEndpoint]:
@@ -284,6 +285,7 @@ def _load(store: Store) -> list[WebhookEndpoint]:
     found = [e for e in store.list_webhook_endpoints() if e.active]
     with _cache_lock:
         _cache[store] = (time.monotonic(), found)
+    events.invalidate()
     return found
 
 

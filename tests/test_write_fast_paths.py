@@ -210,9 +210,9 @@ def test_flush_does_not_wait_for_the_writer_to_linger(tmp_path: Path) -> None:
         crm.close()
 
 
-@pytest.mark.parametrize("count", [1, 89, 90, 91, 181, 250])
+@pytest.mark.parametrize("count", [1, 3, 63, 64, 255, 256, 257, 511, 600])
 def test_inserting_runs_of_entries_stores_each_exactly(tmp_path: Path, count: int) -> None:
-    """SQLite inserts runs of `ROWS_PER_INSERT` rows per statement and the rest one by one:
+    """SQLite inserts runs of `ROWS_PER_INSERT` rows per statement and the rest in powers of two:
     every entry arrives whole, whatever the count."""
     from crm_templates.ids import new_id, utc_now
     from crm_templates.model import Entry
@@ -252,3 +252,16 @@ def test_a_duplicate_in_a_run_inserts_none_of_it(tmp_path: Path) -> None:
         assert crm.store.count_entries(SLUG) == 1
     finally:
         crm.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 7, 255, 256, 257, 500, 1000])
+def test_insert_chunks_cover_the_rows_in_few_statements(count: int) -> None:
+    """Full statements, then powers of two: the sizes add up to ``count``, no size is above
+    `ROWS_PER_INSERT`, and the rest takes at most one statement per bit."""
+    from crm_templates.storage.sqlite import ROWS_PER_INSERT, _insert_chunks
+
+    sizes = _insert_chunks(count)
+    assert sum(sizes) == count
+    assert all(n == ROWS_PER_INSERT or (0 < n < ROWS_PER_INSERT and n & (n - 1) == 0)
+               for n in sizes)  # fmt: skip
+    assert len(sizes) == count // ROWS_PER_INSERT + bin(count % ROWS_PER_INSERT).count("1")
