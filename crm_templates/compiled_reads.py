@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jinja2 import Environment as JinjaEnvironment
 from jinja2 import nodes
@@ -50,13 +50,27 @@ if TYPE_CHECKING:
     from jinja2 import Environment, Template
 
 Read = tuple[str, "str | None", "str | None"]
-Plan = tuple[tuple[Read, ...], tuple[str, ...], bool]
+#: A planned listing: (function, slug, fieldKey or None, limit as written or None).
+Listing = tuple[str, str, "str | None", Any]
+Plan = tuple[tuple[Read, ...], tuple[str, ...], bool, tuple[Listing, ...]]
 
 _VALUE_CALLS = frozenset({"GetCrmField", "getCrmField", "GetCrmFields", "getCrmFields"})
 _FIELD_CALLS = frozenset({"GetCrmField", "getCrmField"})
 _VALUE_FILTERS = frozenset({"crm_field", "crm_fields"})
 _RENDER_FILTERS = frozenset({"crm_render", "crm_text"})
 _PLAN_OPTIONS = frozenset({"slug", "fieldKey", "fieldKeys", "referenceType", "referenceId"})
+# Listing calls (by template name) and the options a planned one may give: the render's
+# customer's entries only (another reference takes the lazy path, with its access rules).
+_LISTING_CALLS = {
+    "GetCrmEntries": "GetCrmEntries",
+    "getCrmEntries": "GetCrmEntries",
+    "GetCrmFieldValues": "GetCrmFieldValues",
+    "getCrmFieldValues": "GetCrmFieldValues",
+}
+_LISTING_OPTIONS = {
+    "GetCrmEntries": frozenset({"slug", "limit"}),
+    "GetCrmFieldValues": frozenset({"slug", "fieldKey", "limit"}),
+}
 _EXTENSION = __name__.rsplit(".", 1)[0] + ".extension"
 
 
@@ -118,6 +132,24 @@ def _read_of(options: dict[str, Any]) -> Read | None:
     return (slug, rtype, rid)
 
 
+def _listing_of(function: str, options: dict[str, Any]) -> Listing | None:
+    """The plan entry of a listing call's constant options, or None (lazy path): a string
+    slug (and fieldKey for GetCrmFieldValues), a whole-number limit ≥ 1 or none, no other
+    option. The service still validates the entity, key and limit when the prefetch asks it."""
+    if not options.keys() <= _LISTING_OPTIONS[function]:
+        return None
+    slug = options.get("slug")
+    key = options.get("fieldKey")
+    limit = options.get("limit")
+    if type(slug) is not str or not slug:
+        return None
+    if function == "GetCrmFieldValues" and (type(key) is not str or not key):
+        return None
+    if limit is not None and (type(limit) is not int or limit < 1):
+        return None
+    return (function, slug, key, limit)
+
+
 def _template_names(node: nodes.Node) -> Iterator[str]:
     """Constant template names of an extends/include/import node."""
     try:
@@ -132,12 +164,19 @@ def _template_names(node: nodes.Node) -> Iterator[str]:
 def plan_of(tree: nodes.Template) -> Plan:
     """The read plan of one parsed template (its own reads and the templates it names)."""
     reads: dict[Read, None] = {}
+    listings: dict[Listing, None] = {}
     for call in tree.find_all(nodes.Call):
         if isinstance(call.node, nodes.Name) and call.node.name in _VALUE_CALLS:
             options = _call_options(call)
             read = None if options is None else _read_of(options)
             if read is not None:
                 reads[read] = None
+        elif isinstance(call.node, nodes.Name) and call.node.name in _LISTING_CALLS:
+            options = _call_options(call)
+            function = _LISTING_CALLS[call.node.name]
+            listing = None if options is None else _listing_of(function, options)
+            if listing is not None:
+                listings[listing] = None
     for flt in tree.find_all(nodes.Filter):
         if flt.name not in _VALUE_FILTERS | _RENDER_FILTERS:
             continue
@@ -162,7 +201,7 @@ def plan_of(tree: nodes.Template) -> Plan:
     for kind in (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport):
         for node in tree.find_all(kind):
             names.update(dict.fromkeys(_template_names(node)))
-    return tuple(reads), tuple(names), _static(tree)
+    return tuple(reads), tuple(names), _static(tree), tuple(listings)
 
 
 # What a module's top level (outside macro bodies) may hold and still be kept per process:
@@ -220,17 +259,23 @@ def _static(tree: nodes.Template) -> bool:
 
 #: The rules a compiled plan was made with. Code compiled under older rules (kept in a Jinja
 #: bytecode cache across an upgrade) keeps its reads and references, but its ``static`` is not
-#: trusted: version 1 called a module holding ``{% set seen = [] %}`` static (attack14).
-PLAN_VERSION = 2
+#: trusted: version 1 called a module holding ``{% set seen = [] %}`` static (attack14);
+#: version 3 added the planned listings (older plans have none).
+PLAN_VERSION = 3
 
 
 def loaded_plan(namespace: Mapping[str, Any]) -> Plan | None:
     """The plan of a compiled module's namespace (None: compiled without the generator), with
-    ``static`` false unless the module was compiled under the current `PLAN_VERSION`."""
-    plan: Plan | None = namespace.get("crm_read_plan")
-    if plan is not None and namespace.get("crm_plan_version") != PLAN_VERSION:
-        return (tuple(plan[0]), tuple(plan[1]), False)
-    return plan
+    ``static`` false unless the module was compiled under the current `PLAN_VERSION`, and no
+    listings unless it has them."""
+    plan: Any = namespace.get("crm_read_plan")
+    if plan is None:
+        return None
+    if namespace.get("crm_plan_version") != PLAN_VERSION:
+        return (tuple(plan[0]), tuple(plan[1]), False, ())
+    if len(plan) < 4:
+        return (tuple(plan[0]), tuple(plan[1]), plan[2] is True, ())
+    return cast("Plan", plan)
 
 
 def static_module(template: Any) -> bool:
@@ -340,19 +385,29 @@ def resolve_plan(template: Template) -> list[Read]:
 
     Kept on the template until the environment makes any new template object
     (`note_new_template`) — an edited layout or macro file is reloaded as a new object."""
+    return _resolved(template)[0]
+
+
+def resolve_listings(template: Template) -> list[Listing]:
+    """Every planned listing (`Listing`) of ``template`` and the templates it names,
+    transitively, as `resolve_plan` finds the reads (and kept with them)."""
+    return _resolved(template)[1]
+
+
+def _resolved(template: Template) -> tuple[list[Read], list[Listing]]:
     generation = getattr(template.environment, "crm_template_generation", 0)
     memo = getattr(template, "crm_resolved_plan", None)
     if memo is not None and memo[0] == generation:
-        found: list[Read] = memo[1]
-        return found
-    reads = _resolve(template)
-    template.crm_resolved_plan = (generation, reads)  # type: ignore[attr-defined]
-    return reads
+        return memo[1], memo[2]
+    reads, listings = _resolve(template)
+    template.crm_resolved_plan = (generation, reads, listings)  # type: ignore[attr-defined]
+    return reads, listings
 
 
-def _resolve(template: Template) -> list[Read]:
+def _resolve(template: Template) -> tuple[list[Read], list[Listing]]:
     environment = template.environment
     reads: dict[Read, None] = {}
+    listings: dict[Listing, None] = {}
     seen: set[str] = set()
     stack: list[Any] = [template]
     while stack:
@@ -361,6 +416,8 @@ def _resolve(template: Template) -> list[Read]:
         if plan is None:
             continue
         reads.update(dict.fromkeys(plan[0]))
+        if len(plan) > 3:
+            listings.update(dict.fromkeys(plan[3]))
         for name in plan[1]:
             if name in seen:
                 continue
@@ -369,11 +426,12 @@ def _resolve(template: Template) -> list[Read]:
                 stack.append(_named(environment, name, current.name))
             except Exception:  # the render itself raises Jinja's error
                 continue
-    return list(reads)
+    return list(reads), list(listings)
 
 
 __all__ = [
     "PLAN_VERSION",
+    "Listing",
     "Plan",
     "PlanningCodeGenerator",
     "constant_get_field",
@@ -381,6 +439,7 @@ __all__ = [
     "loaded_plan",
     "note_new_template",
     "plan_of",
+    "resolve_listings",
     "resolve_plan",
     "static_module",
 ]

@@ -52,16 +52,18 @@ import renderers
 from .access import may_reach
 from .colours import css_colour
 from .compiled_reads import (
+    Listing,
     install_generator,
     loaded_plan,
     note_new_template,
+    resolve_listings,
     resolve_plan,
     static_module,
 )
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
 from .functions import BY_NAME, FUNCTIONS, FunctionSpec, parse_options, suggest
 from .model import SEMANTIC_STATUSES, Entity, Entry, Field, Stage
-from .service import WriteResult
+from .service import ListingQuery, WriteResult
 from .storage.prefetch import Prefetched
 from .values import check_reference
 
@@ -144,7 +146,20 @@ def freeze(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, Entry):
-        return replace(value, values=freeze(value.values))
+        # Field by field, not dataclasses.replace (which inspects the class on every call).
+        return Entry(
+            value.id,
+            value.entity,
+            value.reference_type,
+            value.reference_id,
+            freeze(value.values),
+            value.title,
+            value.pipeline_id,
+            value.stage_id,
+            value.created_at,
+            value.updated_at,
+            value.version,
+        )
     if isinstance(value, FrozenDict | FrozenList):
         return value
     if isinstance(value, dict):
@@ -271,8 +286,9 @@ def prefetch_page(template: Template, crm: Crm, customer_id: str | None) -> Page
     that customer (issue 14, item 3). Pass the answer to `fold_entity_refresh`."""
     state = RenderState()
     reads = resolve_plan(template) if customer_id is not None else []
+    listings = resolve_listings(template) if customer_id is not None else []
     state.refresh = True
-    found = _prefetch(state, crm, customer_id, reads, customer_record=True)
+    found = _prefetch(state, crm, customer_id, reads, customer_record=True, listings=listings)
     record = found.customer if found is not None else None
     if found is None:
         crm.refresh_entities()
@@ -523,9 +539,15 @@ def _service(context: Context, state: RenderState) -> tuple[Crm, str | None]:
         # render's variables, and it reads for the customer of the render calling it.
         cid = _customer_id(root)
     bound = state.bound
-    if bound is not None and bound[0] is context and bound[1] == own and bound[4] == cid:
-        return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
     env = context.environment
+    if bound is not None and bound[1] == own and bound[4] == cid:
+        if bound[0] is context:
+            return bound[2], bound[3]  # the same context again: skip request_crm() and bind()
+        if bound[0].environment is env:
+            # Another context of this render (a block's, a loop's) naming the same customers:
+            # the same service, which the cached-read fast path may now use for this context.
+            state.bound = (context, own, bound[2], bound[3], cid)
+            return bound[2], bound[3]
     request_crm: RequestCrm | None = getattr(env, "crm_request_crm", None)
     base = request_crm() if request_crm is not None else None
     if base is None:
@@ -638,14 +660,50 @@ def _start_render(context: Context, state: RenderState) -> None:
     serve is left to the lazy path, which reports errors where the template reads."""
     template, state.start = state.start, None
     reads = resolve_plan(template) if template is not None else []
-    if not reads and not state.refresh:
+    listings = resolve_listings(template) if template is not None else []
+    if not reads and not listings and not state.refresh:
         return
     try:
         crm, customer = _service(context, state)
     except CrmError:
         return  # no service installed, a bad customer id: the first read says so
-    if _prefetch(state, crm, customer, reads) is None and state.refresh:
+    if _prefetch(state, crm, customer, reads, listings=listings) is None and state.refresh:
         crm.refresh_entities()
+
+
+def _planned_listings(
+    state: RenderState, crm: Crm, customer: str | None, listings: Sequence[Listing]
+) -> list[tuple[tuple[Any, ...], ListingQuery]]:
+    """The planned listings (GetCrmEntries / GetCrmFieldValues with constant options, for the
+    render's customer) this render has not read yet, each with its render-cache key — the key
+    `_read` uses for the same call — and the query the service checked it into. A listing the
+    service refuses (an unknown entity or key, a bad limit) is left to the lazy path, which
+    reports it where the template calls it."""
+    out: list[tuple[tuple[Any, ...], ListingQuery]] = []
+    if customer is None:
+        return out  # no customer: the functions answer [] without reading
+    for function, slug, key, limit in listings:
+        cache_key = (slug, "customer", customer, key, limit, function)
+        if cache_key in state.cache:
+            continue
+        # The render's customer named explicitly: the page server prefetches with its
+        # unbound service, before the render binds one to the session customer.
+        options: dict[str, Any] = {
+            "slug": slug,
+            "referenceType": "customer",
+            "referenceId": customer,
+        }
+        if key is not None:
+            options["fieldKey"] = key
+        if limit is not None:
+            options["limit"] = limit
+        try:
+            query = crm.listing_query(function, options)
+        except CrmError:
+            continue
+        if query is not None:
+            out.append((cache_key, query))
+    return out
 
 
 def _prefetch(
@@ -654,6 +712,7 @@ def _prefetch(
     customer: str | None,
     reads: Sequence[tuple[Any, ...]],
     customer_record: bool = False,
+    listings: Sequence[Listing] = (),
 ) -> Prefetched | None:
     """The prefetch of `_start_render` (and `prefetch_page`, which also reads the customer's
     record); None when it did not reach the store."""
@@ -678,13 +737,15 @@ def _prefetch(
             continue  # an unknown entity or bad reference: the read itself reports it
         wanted.append((key, entity, entity.field_keys))
     with_customer = customer if customer_record else None
-    if not wanted and not state.refresh and with_customer is None:
+    listed = _planned_listings(state, crm, customer, listings) if listings else []
+    if not wanted and not listed and not state.refresh and with_customer is None:
         return None
     try:
         answer = crm.store.prefetch_values(
             [(k[0], k[1], k[2], keys) for k, _, keys in wanted],
             entity_versions=state.refresh,
             customer=with_customer,
+            listings=[tuple(query) for _, query in listed],  # type: ignore[misc]
         )
     except CrmError:
         return None  # the lazy path reads (and reports a failing store) call by call
@@ -701,6 +762,9 @@ def _prefetch(
         else:
             frozen = freeze({k: values.get(k) for k in declared})
         state.cache[key] = (frozenset(declared), frozen)
+    for (key, query), entries in zip(listed, answer.listings, strict=True):
+        if entries is not None and query.entity not in dropped:
+            state.cache[key] = freeze(crm.listing_answer(query, entries))
     return answer
 
 

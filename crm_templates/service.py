@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import events, fast_writes
 from . import webhooks as _webhooks  # importing it connects the receiver that queues webhooks
@@ -87,6 +87,18 @@ def _writes(method: F) -> F:
 
     guarded.crm_writes = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
+
+
+class ListingQuery(NamedTuple):
+    """A checked GetCrmEntries / GetCrmFieldValues read (`Crm.listing_query`): the entity's
+    entries of one reference, newest first, at most ``limit`` of them; with ``key`` (the
+    GetCrmFieldValues field) only those holding it."""
+
+    entity: str
+    reference_type: str
+    reference_id: str
+    key: str | None
+    limit: int
 
 
 class WriteResult(dict[str, Any]):
@@ -751,14 +763,46 @@ class Crm:
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
     ) -> list[Entry]:
         """GetCrmEntries: the reference's entries of one entity, newest first."""
-        o = self._opts("GetCrmEntries", options, kwargs)
+        query = self._listing("GetCrmEntries", self._opts("GetCrmEntries", options, kwargs))
+        if query is None:
+            return []
+        return self.store.find_entries(
+            query.entity, query.reference_type, query.reference_id, limit=query.limit
+        )
+
+    def listing_query(
+        self, function: str, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> ListingQuery | None:
+        """The store query ``function`` (``"GetCrmEntries"`` or ``"GetCrmFieldValues"``) makes
+        for these options, checked exactly as the function checks them (raising the same
+        `CrmError` errors); None when there is no current customer to read for (the function then
+        answers ``[]``). The Jinja extension's compiled reads fetch planned listings with it,
+        in the page's one store round trip (issue 14); `listing_answer` shapes what they
+        found as the function would."""
+        if function not in ("GetCrmEntries", "GetCrmFieldValues"):
+            raise CrmUsageError(
+                f"listing_query takes GetCrmEntries or GetCrmFieldValues; got {function!r}"
+            )
+        return self._listing(function, self._opts(function, options, kwargs))
+
+    @staticmethod
+    def listing_answer(query: ListingQuery, entries: Sequence[Entry]) -> list[Any]:
+        """What the listing function of ``query`` answers for the entries the store found
+        (newest first): the entries, or the field's values."""
+        if query.key is None:
+            return list(entries)
+        key = query.key
+        return [e.values[key] for e in entries]
+
+    def _listing(self, function: str, o: Mapping[str, Any]) -> ListingQuery | None:
         schema = self._schema(o["slug"])
         self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
+        key = self._field(schema, o["fieldKey"]).key if function == "GetCrmFieldValues" else None
         limit = self._limit(o)
         ref = self._reference(o, write=False)
         if ref is None:
-            return []
-        return self.store.find_entries(schema.entity.slug, *ref, limit=limit)
+            return None
+        return ListingQuery(schema.entity.slug, ref[0], ref[1], key, limit)
 
     def get_field(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
         """GetCrmField: the key's value in the newest entry holding it, or None."""
@@ -932,15 +976,17 @@ class Crm:
     ) -> list[Any]:
         """GetCrmFieldValues: the key's values across entries, newest first."""
         o = self._opts("GetCrmFieldValues", options, kwargs)
-        schema = self._schema(o["slug"])
-        self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
-        key = self._field(schema, o["fieldKey"]).key
-        limit = self._limit(o)
-        ref = self._reference(o, write=False)
-        if ref is None:
+        query = self._listing("GetCrmFieldValues", o)
+        if query is None:
             return []
-        entries = self.store.find_entries(schema.entity.slug, *ref, has_key=key, limit=limit)
-        return [e.values[key] for e in entries]
+        entries = self.store.find_entries(
+            query.entity,
+            query.reference_type,
+            query.reference_id,
+            has_key=query.key,
+            limit=query.limit,
+        )
+        return self.listing_answer(query, entries)
 
     def clear_entries(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any

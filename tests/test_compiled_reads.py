@@ -103,7 +103,7 @@ def test_plan_names_constant_reads_and_constant_template_names() -> None:
             "{{ entry | crm_render('k') }}"  # an entry, not a slug
         )
     )
-    reads, names, static = plan
+    reads, names, static, _listings = plan
     assert set(reads) == {
         ("one", None, None),
         ("two", None, None),

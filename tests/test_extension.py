@@ -87,6 +87,7 @@ class CountingStore(SQLiteStore):
         # start; "latest_values" keeps counting entity fetches, whichever query made them.
         self.calls["prefetch_values"] += 1
         self.calls["latest_values"] += len(reads)
+        self.calls["find_entries"] += len(kwargs.get("listings", ()))  # planned listings
         return super().prefetch_values(reads, **kwargs)
 
     def find_entries(self, *args: Any, **kwargs: Any) -> list[Any]:

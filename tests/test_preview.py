@@ -226,6 +226,10 @@ SERVICE_READS = {
     "get_entries_by_ids",
     "get_entry",
     "list_entities",
+    # The checked query of a planned GetCrmEntries / GetCrmFieldValues, and its answer's
+    # shape (issue 14, B5): no store access at all.
+    "listing_answer",
+    "listing_query",
     "normalise_email",
     "placement_for",
     "store",

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from ..model import Customer, customer_from_dict
+from ..model import Customer, Entry, customer_from_dict
 
 if TYPE_CHECKING:
     from .elasticsearch import ElasticsearchStore
@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 
 #: One pair to prefetch: (entity slug, reference type, reference id, keys wanted).
 PrefetchRead = tuple[str, str, str, Sequence[str]]
+#: One listing to prefetch: (entity slug, reference type, reference id, key or None, limit) —
+#: ``find_entries(entity, reference_type, reference_id, has_key=key, limit=limit)``.
+PrefetchListing = tuple[str, str, str, "str | None", int]
+
+#: Listings one call fetches at most (the rest are answered None: the caller reads them
+#: itself). Keeps a statement within SQLite's 500 compound terms with `PAIRS_PER_STATEMENT`.
+MAX_LISTINGS = 50
 
 
 class Prefetched(NamedTuple):
@@ -43,6 +50,9 @@ class Prefetched(NamedTuple):
     values: list[dict[str, Any]]
     versions: dict[str, int] | None
     customer: Customer | None
+    #: ``listings[i]``: the entries of the i-th listing asked for, or None where it was not
+    #: fetched (beyond `MAX_LISTINGS`, or inside a search backend's ``batch()``).
+    listings: tuple[list[Entry] | None, ...] = ()
 
 
 class Prefetch(ABC):
@@ -55,15 +65,18 @@ class Prefetch(ABC):
         *,
         entity_versions: bool = False,
         customer: str | None = None,
+        listings: Sequence[PrefetchListing] = (),
     ) -> Prefetched:
-        """`Prefetched` ``(values, versions, customer)`` in one store round trip.
+        """`Prefetched` ``(values, versions, customer, listings)`` in one store round trip.
 
         ``values[i]`` is ``latest_values(*reads[i])``: each key's value in the newest entry of
         that entity and reference holding it (absent keys are omitted). ``versions`` is
         `EntityQueries.entity_versions` (every entity's stored version by slug) when
         ``entity_versions`` is true, else None. ``customer`` is ``get_customer(customer)``
-        when a customer id is given (the page server's session customer), else None. With
-        nothing asked, no round trip.
+        when a customer id is given (the page server's session customer), else None.
+        ``listings[i]`` is ``find_entries(entity, rtype, rid, has_key=key, limit=limit)`` of
+        the i-th listing (GetCrmEntries / GetCrmFieldValues planned in a template), or None
+        where it was not fetched. With nothing asked, no round trip.
         """
 
 
@@ -71,14 +84,24 @@ class Prefetch(ABC):
 # entity's version (slug in the id column), -2 the customer's record. Few columns: every column
 # of every row becomes a Python object.
 _PAIR_SQL = (
-    "SELECT {tag}, created_at, id, values_json FROM entries "
+    "SELECT {tag}, created_at, id, values_json{pad} FROM entries "
     "WHERE entity = ? AND reference_type = ? AND reference_id = ?"
 )
-_VERSIONS_SQL = "SELECT -1, '', slug, version FROM entities"
+_VERSIONS_SQL = "SELECT -1, '', slug, version{pad} FROM entities"
 _CUSTOMER_SQL = (
-    "SELECT -2, '', id, json_array(email, first_name, last_name, created_at) "
+    "SELECT -2, '', id, json_array(email, first_name, last_name, created_at){pad} "
     "FROM customers WHERE id = ?"
 )
+# With listings the rows are wide: (tag, created_at, id, values_json, title, pipeline_id,
+# stage_id, updated_at, version); tag -3 - j the j-th listing's entries, the other parts padded.
+_PAD = ", NULL, NULL, NULL, NULL, NULL"
+_LISTING_SQL = (
+    "SELECT * FROM (SELECT {tag}, created_at, id, values_json, title, pipeline_id, stage_id, "
+    "updated_at, version FROM entries "
+    "WHERE entity = ? AND reference_type = ? AND reference_id = ?{has_key}"
+    " ORDER BY created_at DESC, id DESC LIMIT ?)"
+)
+_HAS_KEY = " AND json_type(values_json, ?) IS NOT NULL"
 _CREATED_ID = itemgetter(1, 2)  # created_at, id: newest first when sorted in reverse
 _DECODER = json.JSONDecoder()
 # The C scanner behind json.loads, without its two whitespace regex passes.
@@ -106,14 +129,27 @@ PAIRS_PER_STATEMENT = 300
 
 
 @functools.lru_cache(maxsize=256)
-def _statement(first: int, stop: int, versions: bool, customer: bool) -> str:
+def _statement(
+    first: int,
+    stop: int,
+    versions: bool,
+    customer: bool,
+    listings: tuple[bool, ...] = (),
+    wide: bool = False,
+) -> str:
     """The prefetch statement's text for pairs ``first``..``stop - 1`` (the same text each
-    time: sqlite3 keeps it prepared)."""
-    parts = [_PAIR_SQL.format(tag=tag) for tag in range(first, stop)]
+    time: sqlite3 keeps it prepared); ``listings``: whether each listing filters on a key;
+    ``wide``: the rows of a call with listings (every statement of it)."""
+    pad = _PAD if wide else ""
+    parts = [_PAIR_SQL.format(tag=tag, pad=pad) for tag in range(first, stop)]
+    parts += [
+        _LISTING_SQL.format(tag=-3 - j, has_key=_HAS_KEY if keyed else "")
+        for j, keyed in enumerate(listings)
+    ]
     if versions:
-        parts.append(_VERSIONS_SQL)
+        parts.append(_VERSIONS_SQL.format(pad=pad))
     if customer:
-        parts.append(_CUSTOMER_SQL)
+        parts.append(_CUSTOMER_SQL.format(pad=pad))
     return " UNION ALL ".join(parts)
 
 
@@ -130,8 +166,12 @@ class SQLitePrefetch(Prefetch):
         *,
         entity_versions: bool = False,
         customer: str | None = None,
+        listings: Sequence[PrefetchListing] = (),
     ) -> Prefetched:
         store = cast("SQLiteStore", self)
+        from .sqlite import _key_path
+
+        taken = list(listings[:MAX_LISTINGS])
         pairs: dict[tuple[str, str, str], int] = {}
         # The keys wanted of each pair: every read naming the pair (a pair named twice with
         # other keys is one index search, answering both reads).
@@ -143,20 +183,34 @@ class SQLitePrefetch(Prefetch):
             else:
                 union[first].update(keys)
         found: list[dict[str, Any]] = [{} for _ in reads]
-        if not pairs and not entity_versions and customer is None:
-            return Prefetched(found, None, None)
+        listed: list[list[Entry] | None] = [None] * len(listings)
+        if not pairs and not entity_versions and customer is None and not taken:
+            return Prefetched(found, None, None, tuple(listed))
         named = list(pairs)
         rows: list[Any] = []
+        keyed = tuple(key is not None for _e, _t, _r, key, _l in taken)
         with store._use() as conn:
             first = 0
             while True:
                 stop = min(first + PAIRS_PER_STATEMENT, len(named))
-                last = stop == len(named)  # the versions and the customer ride on the last
-                params = [part for pair in named[first:stop] for part in pair]
-                if last and customer is not None:
-                    params.append(customer)
+                # The listings, the versions and the customer ride on the last statement.
+                last = stop == len(named)
+                params: list[Any] = [part for pair in named[first:stop] for part in pair]
+                if last:
+                    for entity, rtype, rid, key, limit in taken:
+                        params += (entity, rtype, rid)
+                        if key is not None:
+                            params.append(_key_path(key))
+                        params.append(limit)
+                    if customer is not None:
+                        params.append(customer)
                 sql = _statement(
-                    first, stop, last and entity_versions, last and customer is not None
+                    first,
+                    stop,
+                    last and entity_versions,
+                    last and customer is not None,
+                    keyed if last else (),
+                    bool(keyed),
                 )
                 rows += conn.execute(sql, params).fetchall()
                 if last:
@@ -170,13 +224,22 @@ class SQLitePrefetch(Prefetch):
             rows.sort(key=_CREATED_ID, reverse=True)
         wanted = [set(union[index]) for index in pairs.values()]
         results = [found[index] for index in pairs.values()]
-        for tag, _created, ident, payload in rows:
+        for j in range(len(taken)):
+            listed[j] = []
+        for row in rows:
+            tag, _created, ident, payload = row[:4]
             if tag < 0:
                 if tag == -1:
                     versions[ident] = int(payload)  # type: ignore[index]
-                else:
+                elif tag == -2:
                     email, first, last, created = _decode(payload)
                     record = Customer(ident, email, first, last, created)
+                else:
+                    entity, rtype, rid, _key, _limit = taken[-3 - tag]
+                    title, pipeline_id, stage_id, updated_at, version = row[4:]
+                    entry = Entry(ident, entity, rtype, rid, _decode(payload), title,
+                                  pipeline_id, stage_id, _created, updated_at, version)  # fmt: skip
+                    listed[-3 - tag].append(entry)
                 continue
             remaining = wanted[tag]
             if not remaining:
@@ -195,7 +258,7 @@ class SQLitePrefetch(Prefetch):
                 answer = shared[pairs[(entity, rtype, rid)]]
                 asked = set(keys)
                 found[index] = {k: v for k, v in answer.items() if k in asked}
-        return Prefetched(found, versions, record)
+        return Prefetched(found, versions, record, tuple(listed))
 
 
 class ElasticsearchPrefetch(Prefetch):
@@ -207,11 +270,18 @@ class ElasticsearchPrefetch(Prefetch):
         *,
         entity_versions: bool = False,
         customer: str | None = None,
+        listings: Sequence[PrefetchListing] = (),
     ) -> Prefetched:
         store = cast("ElasticsearchStore", self)
-        from .elasticsearch import _NEWEST, _entry_filters, _matches, _query, _reason
+        from .elasticsearch import _NEWEST, _WINDOW, _entry_filters, _matches, _query, _reason
 
         overlay = store._overlay() or {}
+        # Inside batch() a listing would need the buffered writes merged in: not fetched here
+        # (None), the caller's own find_entries does that.
+        taken = [] if overlay else [
+            (j, x) for j, x in enumerate(listings[:MAX_LISTINGS]) if 0 < x[4] <= _WINDOW
+        ]  # fmt: skip
+        listed: list[list[Entry] | None] = [None] * len(listings)
         searches: list[dict[str, Any]] = []
         asked: list[tuple[int, str]] = []  # (index into reads, key) per entry search
         for index, (entity, rtype, rid, keys) in enumerate(reads):
@@ -227,6 +297,17 @@ class ElasticsearchPrefetch(Prefetch):
                         "track_total_hits": False,
                     }
                 )
+        for _j, (entity, rtype, rid, has_key, limit) in taken:
+            searches.append({"index": store._entries})
+            searches.append(
+                {
+                    "query": _query(_entry_filters(entity, rtype, rid, has_key)),
+                    "sort": _NEWEST,
+                    "size": limit,
+                    "seq_no_primary_term": True,
+                    "track_total_hits": False,
+                }
+            )
         if entity_versions:
             searches.append({"index": store.indices["entities"]})
             searches.append(
@@ -239,7 +320,7 @@ class ElasticsearchPrefetch(Prefetch):
             searches.append({"query": {"ids": {"values": [customer]}}, "size": 1})
         found: list[dict[str, Any]] = [{} for _ in reads]
         if not searches:
-            return Prefetched(found, None, None)
+            return Prefetched(found, None, None, tuple(listed))
         with store._translate("prefetching values"):
             responses = store.client.msearch(searches=searches)["responses"]
         for result in responses:
@@ -261,6 +342,8 @@ class ElasticsearchPrefetch(Prefetch):
             if entries:
                 found[index][key] = entries[0].values[key]
         extra = iter(responses[len(asked) :])
+        for j, _listing in taken:
+            listed[j] = [store._entry_hit(h) for h in next(extra)["hits"]["hits"]]
         versions: dict[str, int] | None = None
         if entity_versions:
             versions = {
@@ -271,13 +354,15 @@ class ElasticsearchPrefetch(Prefetch):
         if customer is not None:
             hits = next(extra)["hits"]["hits"]
             record = customer_from_dict(hits[0]["_source"]) if hits else None
-        return Prefetched(found, versions, record)
+        return Prefetched(found, versions, record, tuple(listed))
 
 
 __all__ = [
+    "MAX_LISTINGS",
     "PAIRS_PER_STATEMENT",
     "ElasticsearchPrefetch",
     "Prefetch",
+    "PrefetchListing",
     "PrefetchRead",
     "Prefetched",
     "SQLitePrefetch",
