@@ -1036,13 +1036,35 @@ def _entry_parts(value: Any) -> tuple[str, Mapping[str, Any]]:
     return value["entity"], value["values"]
 
 
+# The renderer's view of a declared field, made once per entity definition (an `Entity` is
+# immutable and replaced when it changes; bounded: starts over when full).
+_FIELD_INFOS: dict[tuple[int, str], tuple[Entity, renderers.FieldInfo]] = {}
+_FIELD_INFOS_KEPT = 1024
+
+
+def _field_info(crm: Crm, slug: Any, key: Any) -> renderers.FieldInfo:
+    """`renderers.FieldInfo` of the entity's field ``key`` (``source``: the `Field`); raises
+    as `_field_of` does."""
+    entity = crm.get_entity(slug)
+    if type(key) is str:
+        found = _FIELD_INFOS.get((id(entity), key))
+        if found is not None and found[0] is entity:
+            return found[1]
+    info = renderers.FieldInfo.of(_field_of(crm, slug, key))
+    if len(_FIELD_INFOS) >= _FIELD_INFOS_KEPT:
+        _FIELD_INFOS.clear()
+    _FIELD_INFOS[(id(entity), info.key)] = (entity, info)
+    return info
+
+
 def _render_options(
     context: Context, state: RenderState, crm: Crm, field: Any
 ) -> renderers.RenderOptions:
     base = getattr(context.environment, "crm_render_options", None) or renderers.RenderOptions()
-    ftype = renderers.FieldInfo.of(field).type
-    if ftype not in ("reference", "multi_reference") or base.reference_labels is not None:
+    info = renderers.FieldInfo.of(field)
+    if info.type not in ("reference", "multi_reference") or base.reference_labels is not None:
         return base
+    field = info.source if info.source is not None else field
     display = field.get("display_field") if isinstance(field, Mapping) else None
     if not isinstance(field, Mapping):
         display = getattr(field, "display_field", None)
@@ -1092,7 +1114,7 @@ def _render(context: Context, value: Any, field: Any, html: bool) -> Any:
                 f"crm_render({field!r}) needs an entry or an entity slug on its left; got "
                 f"{type(value).__name__}"
             )
-        definition: Any = _field_of(crm, slug, field)
+        definition: Any = _field_info(crm, slug, field)
     elif field is None or isinstance(field, Undefined):
         raise CrmUsageError(
             "crm_render needs a field: {{ value | crm_render(field) }} or "
