@@ -4,13 +4,17 @@ The extension installs `PlanningCodeGenerator` as the environment's code generat
 compiles a template it walks the parsed AST and writes a *read plan* into the compiled module
 (``crm_read_plan``), so the plan is cached exactly as the compiled code is — per template
 object, rebuilt when Jinja reloads an edited template, kept in a bytecode cache with the code.
-A plan is ``(reads, references, static)``:
+A plan is ``(reads, references, static, listings)``:
 
 - ``reads``: ``(slug, referenceType, referenceId)`` triples for every value read whose entity
   slug (and reference, when given) are constants — ``GetCrmField``/``GetCrmFields`` (either
   spelling, keyword or one-dict style), the ``crm_field``/``crm_fields`` filters and
   ``'slug' | crm_render('key')``/``crm_text``. ``referenceType``/``referenceId`` are ``None``
   for the default reference (the render's customer).
+- ``listings``: ``(function, slug, fieldKey, limit)`` for ``GetCrmEntries``/``GetCrmFieldValues``
+  (either spelling and style) whose only options are a string slug, a string ``fieldKey``
+  (GetCrmFieldValues) and a whole-number ``limit`` (or none): the render's customer's entries,
+  fetched in the same round trip once the service checked the options (`Crm.listing_query`).
 - ``references``: the constant names of the templates it ``{% extends %}``, ``{% include %}``s
   and ``{% import %}``s / ``{% from … import %}``s (their macros included).
 - ``static``: whether, imported as a module, the template's top level (everything outside its
