@@ -398,6 +398,11 @@ def resolve_listings(template: Template) -> list[Listing]:
     return _resolved(template)[1]
 
 
+def resolve_all(template: Template) -> tuple[list[Read], list[Listing]]:
+    """`resolve_plan` and `resolve_listings` in one look-up (the render start asks for both)."""
+    return _resolved(template)
+
+
 def _resolved(template: Template) -> tuple[list[Read], list[Listing]]:
     generation = getattr(template.environment, "crm_template_generation", 0)
     memo = getattr(template, "crm_resolved_plan", None)
@@ -443,6 +448,7 @@ __all__ = [
     "loaded_plan",
     "note_new_template",
     "plan_of",
+    "resolve_all",
     "resolve_listings",
     "resolve_plan",
     "static_module",

@@ -56,8 +56,7 @@ from .compiled_reads import (
     install_generator,
     loaded_plan,
     note_new_template,
-    resolve_listings,
-    resolve_plan,
+    resolve_all,
     static_module,
 )
 from .errors import CrmError, CrmUsageError, CrmValidationError, UnknownFieldError
@@ -285,8 +284,7 @@ def prefetch_page(template: Template, crm: Crm, customer_id: str | None) -> Page
     version (applied as `Crm.refresh_entities` would) and the template's planned values for
     that customer (issue 14, item 3). Pass the answer to `fold_entity_refresh`."""
     state = RenderState()
-    reads = resolve_plan(template) if customer_id is not None else []
-    listings = resolve_listings(template) if customer_id is not None else []
+    reads, listings = resolve_all(template) if customer_id is not None else ([], [])
     state.refresh = True
     found = _prefetch(state, crm, customer_id, reads, customer_record=True, listings=listings)
     record = found.customer if found is not None else None
@@ -659,8 +657,7 @@ def _start_render(context: Context, state: RenderState) -> None:
     versions too when the render folds in `Crm.refresh_entities`). Anything the prefetch cannot
     serve is left to the lazy path, which reports errors where the template reads."""
     template, state.start = state.start, None
-    reads = resolve_plan(template) if template is not None else []
-    listings = resolve_listings(template) if template is not None else []
+    reads, listings = resolve_all(template) if template is not None else ([], [])
     if not reads and not listings and not state.refresh:
         return
     try:
@@ -745,7 +742,7 @@ def _prefetch(
             [(k[0], k[1], k[2], keys) for k, _, keys in wanted],
             entity_versions=state.refresh,
             customer=with_customer,
-            listings=[tuple(query) for _, query in listed],  # type: ignore[misc]
+            listings=[tuple(query) for _, query in listed] if listed else (),  # type: ignore[misc]
         )
     except CrmError:
         return None  # the lazy path reads (and reports a failing store) call by call
@@ -762,9 +759,10 @@ def _prefetch(
         else:
             frozen = freeze({k: values.get(k) for k in declared})
         state.cache[key] = (frozenset(declared), frozen)
-    for (key, query), entries in zip(listed, answer.listings, strict=True):
-        if entries is not None and query.entity not in dropped:
-            state.cache[key] = freeze(crm.listing_answer(query, entries))
+    if listed:
+        for (key, query), entries in zip(listed, answer.listings, strict=True):
+            if entries is not None and query.entity not in dropped:
+                state.cache[key] = freeze(crm.listing_answer(query, entries))
     return answer
 
 

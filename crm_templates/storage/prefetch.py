@@ -169,9 +169,7 @@ class SQLitePrefetch(Prefetch):
         listings: Sequence[PrefetchListing] = (),
     ) -> Prefetched:
         store = cast("SQLiteStore", self)
-        from .sqlite import _key_path
-
-        taken = list(listings[:MAX_LISTINGS])
+        taken = listings[:MAX_LISTINGS] if listings else ()
         pairs: dict[tuple[str, str, str], int] = {}
         # The keys wanted of each pair: every read naming the pair (a pair named twice with
         # other keys is one index search, answering both reads).
@@ -183,12 +181,16 @@ class SQLitePrefetch(Prefetch):
             else:
                 union[first].update(keys)
         found: list[dict[str, Any]] = [{} for _ in reads]
-        listed: list[list[Entry] | None] = [None] * len(listings)
+        listed: list[list[Entry] | None] = [None] * len(listings) if listings else []
         if not pairs and not entity_versions and customer is None and not taken:
             return Prefetched(found, None, None, tuple(listed))
         named = list(pairs)
         rows: list[Any] = []
-        keyed = tuple(key is not None for _e, _t, _r, key, _l in taken)
+        keyed: tuple[bool, ...] = ()
+        if taken:
+            from .sqlite import _key_path  # here: sqlite.py imports this module
+
+            keyed = tuple(x[3] is not None for x in taken)
         with store._use() as conn:
             first = 0
             while True:
@@ -227,24 +229,24 @@ class SQLitePrefetch(Prefetch):
         for j in range(len(taken)):
             listed[j] = []
         for row in rows:
-            tag, _created, ident, payload = row[:4]
+            tag = row[0]
             if tag < 0:
                 if tag == -1:
-                    versions[ident] = int(payload)  # type: ignore[index]
+                    versions[row[2]] = int(row[3])  # type: ignore[index]
                 elif tag == -2:
-                    email, first, last, created = _decode(payload)
-                    record = Customer(ident, email, first, last, created)
+                    email, first, last, created = _decode(row[3])
+                    record = Customer(row[2], email, first, last, created)
                 else:
                     entity, rtype, rid, _key, _limit = taken[-3 - tag]
-                    title, pipeline_id, stage_id, updated_at, version = row[4:]
-                    entry = Entry(ident, entity, rtype, rid, _decode(payload), title,
-                                  pipeline_id, stage_id, _created, updated_at, version)  # fmt: skip
+                    _t, created, ident, payload, title, pipeline, stage, updated, version = row
+                    entry = Entry(ident, entity, rtype, rid, _decode(payload), title, pipeline,
+                                  stage, created, updated, version)  # fmt: skip
                     listed[-3 - tag].append(entry)
                 continue
             remaining = wanted[tag]
             if not remaining:
                 continue  # every key of this pair has its newest value already
-            values = _decode(payload)
+            values = _decode(row[3])
             held = remaining.intersection(values)
             if held:
                 out = results[tag]
