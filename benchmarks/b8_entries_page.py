@@ -140,7 +140,7 @@ def run(quick: bool | None = None) -> dict[str, Any]:
             ).fetchone()
             conn.close()
             with app.test_request_context():
-                after = cursor_token("-created", (key[0], key[1]))
+                after = cursor_token("bench", "-created", (key[0], key[1]))
             first_url = "/admin/entities/bench/entries"
             deep_url = f"/admin/entities/bench/entries?after={after}"
             first_body = client.get(first_url).get_data(as_text=True)
