@@ -683,9 +683,6 @@ def _planned_listings(
     if customer is None:
         return out  # no customer: the functions answer [] without reading
     for function, slug, key, limit in listings:
-        cache_key = (slug, "customer", customer, key, limit, function)
-        if cache_key in state.cache:
-            continue
         # The render's customer named explicitly: the page server prefetches with its
         # unbound service, before the render binds one to the session customer.
         options: dict[str, Any] = {
@@ -701,9 +698,17 @@ def _planned_listings(
             query = crm.listing_query(function, options)
         except CrmError:
             continue
-        if query is not None:
-            out.append((cache_key, query))
+        if query is not None and _listing_key(query, function) not in state.cache:
+            out.append((_listing_key(query, function), query))
     return out
+
+
+def _listing_key(query: ListingQuery, function: str) -> tuple[Any, ...]:
+    """The render-cache key of a listing: the query the service checked (entity, reference,
+    key, limit as clamped), never the options as written — a cached answer must not answer a
+    call whose options the service would refuse (``limit=None``, ``limit=True`` beside
+    ``limit=1``, ``limit=2.0`` beside ``limit=2``). Starts with the slug, so writes drop it."""
+    return (*query, function)
 
 
 def _prefetch(
@@ -791,22 +796,15 @@ def _read(
             and all(type(k) is str and k in hit[0] for k in keys)
         ):
             return {k: hit[1][k] for k in keys}
-    else:  # GetCrmEntries, GetCrmFieldValues: cached per slug, reference, key and limit
-        rid = o.get("referenceId")
-        cache_key = (
-            o["slug"],
-            o.get("referenceType", "customer"),
-            customer if rid is None else rid,
-            o.get("fieldKey"),
-            o.get("limit"),
-            name,
-        )
-        try:
-            if cache_key not in state.cache:
-                state.cache[cache_key] = freeze(getattr(crm, spec.method)(o))
-            return state.cache[cache_key]
-        except TypeError:  # unhashable option values: let the service answer (and reject)
-            pass
+    else:  # GetCrmEntries, GetCrmFieldValues: cached per checked query (`_listing_key`)
+        query = crm.listing_query(name, o)  # the service's checks and errors, on every call
+        if query is None:
+            return freeze([])  # no current customer: the function answers [] unread
+        cache_key = _listing_key(query, name)
+        hit = state.cache.get(cache_key)
+        if hit is None:
+            hit = state.cache[cache_key] = freeze(crm.read_listing(query))
+        return hit
     return freeze(getattr(crm, spec.method)(o))
 
 
