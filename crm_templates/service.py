@@ -493,7 +493,7 @@ class Crm:
 
         store = self._shared.store
         if not events.wanted(store):  # nobody wants its events: no unit, no closure
-            return retry_conflicts(attempt, deadline_of(store))
+            return events.unheard(lambda: retry_conflicts(attempt, deadline_of(store)))
 
         def attempt_as_unit() -> T:
             # A unit per attempt: a failed attempt's uncommitted changes send no signal.
@@ -517,7 +517,7 @@ class Crm:
         store = self._shared.store
         if not self._flag(o, "async"):
             if not events.wanted(store):  # nobody wants its events: no actor, no unit
-                return apply()
+                return events.unheard(apply)
             with events.unit(events.actor_for(self._current_customer(create=False))):
                 return apply()
         # Who writes, taken now: an async write runs later on the writer's thread.
@@ -525,7 +525,7 @@ class Crm:
 
         def run() -> WriteResult:
             if not events.wanted(store):
-                return apply()
+                return events.unheard(apply)
             with events.unit(actor):
                 return apply()
 
