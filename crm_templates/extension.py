@@ -695,7 +695,10 @@ def _planned_listings(
         if limit is not None:
             options["limit"] = limit
         try:
-            query = crm.listing_query(function, options)
+            # Folding the refresh in, a cached definition is checked by the versions read in
+            # the same round trip (`_prefetch` drops the answer of a changed one), as for
+            # values: no entity read of its own first.
+            query = crm.listing_query(function, options, known=state.refresh)
         except CrmError:
             continue
         if query is not None and _listing_key(query, function) not in state.cache:

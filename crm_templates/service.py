@@ -769,19 +769,30 @@ class Crm:
         return self.read_listing(query)
 
     def listing_query(
-        self, function: str, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+        self,
+        function: str,
+        options: Mapping[str, Any] | None = None,
+        /,
+        *,
+        known: bool = False,
+        **kwargs: Any,
     ) -> ListingQuery | None:
         """The store query ``function`` (``"GetCrmEntries"`` or ``"GetCrmFieldValues"``) makes
         for these options, checked exactly as the function checks them (raising the same
         `CrmError` errors); None when there is no current customer to read for (the function then
         answers ``[]``). The Jinja extension's compiled reads fetch planned listings with it,
         in the page's one store round trip (issue 14); `listing_answer` shapes what they
-        found as the function would."""
+        found as the function would.
+
+        ``known=True`` checks against the cached entity definition however old (as
+        `known_entity`), for a caller that reads the entity versions in the same round trip
+        and drops the answer when `apply_entity_versions` drops the definition; only an
+        entity not cached at all is read now."""
         if function not in ("GetCrmEntries", "GetCrmFieldValues"):
             raise CrmUsageError(
                 f"listing_query takes GetCrmEntries or GetCrmFieldValues; got {function!r}"
             )
-        return self._listing(function, self._opts(function, options, kwargs))
+        return self._listing(function, self._opts(function, options, kwargs), known)
 
     def read_listing(self, query: ListingQuery) -> list[Any]:
         """What the listing function of a checked ``query`` (`listing_query`) answers, read
@@ -806,8 +817,12 @@ class Crm:
         key = query.key
         return [e.values[key] for e in entries]
 
-    def _listing(self, function: str, o: Mapping[str, Any]) -> ListingQuery | None:
-        schema = self._schema(o["slug"])
+    def _listing(
+        self, function: str, o: Mapping[str, Any], known: bool = False
+    ) -> ListingQuery | None:
+        schema = self._shared.schemas.get(o["slug"]) if known and type(o["slug"]) is str else None
+        if schema is None:
+            schema = self._schema(o["slug"])
         self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key if function == "GetCrmFieldValues" else None
         limit = self._limit(o)

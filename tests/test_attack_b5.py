@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 from jinja2.sandbox import SandboxedEnvironment
 
-from crm_templates import Crm, CrmExtension, events, open_store
-from crm_templates.extension import CrmTemplateError
+from benchmarks.b6_roundtrips import Counter
+from crm_templates import Crm, CrmExtension, entity_admin, events, open_store
+from crm_templates.extension import CrmTemplateError, fold_entity_refresh
 
 WT = {
     "slug": "wt",
@@ -149,3 +151,104 @@ def test_a_receiver_connected_while_a_write_waits_gets_no_early_or_misattributed
         assert seen[-1][:2] == ("customer cus_ann", {"n": 3.0})
     finally:
         events.entry_updated.disconnect(receiver, sender=crm.store)
+
+
+# --- planned listings ride on the one round trip, with the versions folded in --------------
+
+
+def _statements(crm: Crm, render: Any) -> tuple[list[str], Any]:
+    statements: list[str] = []
+    conn = crm.store._conn()  # type: ignore[attr-defined]
+    conn.set_trace_callback(statements.append)
+    try:
+        return statements, render()
+    finally:
+        conn.set_trace_callback(None)
+
+
+LISTING_PAGE = (
+    "{{ GetCrmField(slug='wt', fieldKey='weight') }}|"
+    "{{ GetCrmFieldValues(slug='wt', fieldKey='history', limit=2) | map(attribute='d') | join }}"
+)
+
+
+def test_a_page_with_listings_is_one_statement_after_the_entity_cache_time(
+    tmp_path: Path,
+) -> None:
+    """The page server folds the entity-version check into the page's one round trip; a
+    planned listing must not read its entity first once the cached definition is older than
+    ``entity_cache_seconds`` (the first request after a quiet moment)."""
+    crm = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"), entity_cache_seconds=0.05)
+    try:
+        crm.ensure_entity(WT)
+        crm.bind("cus_alice").add_field_value(slug="wt", fieldKey="history", value={"d": "a1"})
+        template = _env(crm).from_string(LISTING_PAGE)
+        template.render(customer_id="cus_alice")  # compiles; caches the definition
+        time.sleep(0.2)  # the cached definition is now older than entity_cache_seconds
+
+        def page() -> str:
+            with fold_entity_refresh():
+                return template.render(customer_id="cus_alice")
+
+        statements, html = _statements(crm, page)
+        assert html == "None|a1"
+        assert len(statements) == 1, statements
+    finally:
+        crm.close()
+
+
+def test_a_listed_entity_changed_by_another_process_is_read_anew(tmp_path: Path) -> None:
+    """Another service on the same file (another process's caches) adds and removes the
+    listed field: the next page answers as the lazy call does, from the new definition."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    crm = Crm(open_store(url), entity_cache_seconds=3600)
+    other = Crm(open_store(url))
+    try:
+        crm.ensure_entity(WT)
+        crm.bind("cus_alice").set_field(slug="wt", fieldKey="weight", value=80)
+        env = _env(crm)
+        listing = "{{ GetCrmFieldValues(slug=S, fieldKey='note', limit=3) | join(',') }}"
+
+        def page(source: str) -> str:
+            with fold_entity_refresh():
+                return _outcome(env, source.replace("slug=S", "slug='wt'"))
+
+        def lazy(source: str) -> str:
+            with fold_entity_refresh():
+                return _outcome(env, source.replace("slug=S", "slug=s"), s="wt")
+
+        before = page(listing)
+        assert "declares no field 'note'" in before and before == lazy(listing)
+        version = other.get_entity("wt").version
+        entity_admin.add_field(other, "wt", version, {"key": "note", "type": "text"})
+        other.bind("cus_alice").add_field_value(slug="wt", fieldKey="note", value="hello")
+        assert page(listing) == lazy(listing) == "hello"
+        version = other.get_entity("wt").version
+        entity_admin.remove_field(other, "wt", version, "note", confirm=True)
+        after = page(listing)
+        assert "declares no field 'note'" in after and after == lazy(listing)
+    finally:
+        other.close()
+        crm.close()
+
+
+def test_a_page_with_listings_is_one_http_request_after_the_entity_cache_time(
+    search_store_factory: Any,
+) -> None:
+    """B6 on the search backend: one ``_msearch`` for the page, also on the first request
+    after the cached definitions grew older than ``entity_cache_seconds``."""
+    crm = Crm(search_store_factory(), entity_cache_seconds=0.05)
+    crm.ensure_entity(WT)
+    crm.bind("cus_alice").add_field_value(slug="wt", fieldKey="history", value={"d": "a1"})
+    template = _env(crm).from_string(LISTING_PAGE)
+    template.render(customer_id="cus_alice")
+    time.sleep(0.2)
+    counter = Counter(crm.store)  # type: ignore[arg-type]
+
+    def page() -> str:
+        with fold_entity_refresh():
+            return template.render(customer_id="cus_alice")
+
+    sent = counter.measure(page)
+    assert [path for path, _ in sent] == ["/_msearch"], sent
+    assert page() == "None|a1"
