@@ -24,6 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from benchmarks.b6_roundtrips import Counter
 from crm_templates import Crm, CrmExtension, entity_admin, events, open_store
 from crm_templates.extension import CrmTemplateError, fold_entity_refresh
+from crm_templates.model import Entry
 
 WT = {
     "slug": "wt",
@@ -33,7 +34,7 @@ NOTES = {"slug": "notes", "entityMode": "data", "fields": [{"key": "n", "type": 
 
 
 @pytest.fixture
-def crm(tmp_path: Path) -> Iterator[Crm]:
+def wt_crm(tmp_path: Path) -> Iterator[Crm]:
     """A SQLite service with two customers' weight entries."""
     service = Crm(open_store(f"sqlite:///{tmp_path / 'crm.db'}"))
     service.ensure_entity(WT)
@@ -74,16 +75,18 @@ BAD_LIMITS = [
 
 
 @pytest.mark.parametrize("source", BAD_LIMITS)
-def test_a_cached_listing_never_answers_a_call_the_service_refuses(crm: Crm, source: str) -> None:
-    env = _env(crm)
+def test_a_cached_listing_never_answers_a_call_the_service_refuses(
+    wt_crm: Crm, source: str
+) -> None:
+    env = _env(wt_crm)
     planned = _outcome(env, source.replace("slug=S", "slug='wt'"))
     lazy = _outcome(env, source.replace("slug=S", "slug=s"), s="wt")
     assert planned.startswith("error: ") and "limit must be a whole number" in planned
     assert planned == lazy
 
 
-def test_listings_over_the_limit_cap_share_one_read_and_answer_alike(crm: Crm) -> None:
-    env = _env(crm)
+def test_listings_over_the_limit_cap_share_one_read_and_answer_alike(wt_crm: Crm) -> None:
+    env = _env(wt_crm)
     source = (
         "{{ GetCrmFieldValues(slug=S, fieldKey='history', limit=500) | length }}/"
         "{{ GetCrmFieldValues(slug=S, fieldKey='history', limit=200) | length }}/"
@@ -98,19 +101,19 @@ def test_listings_over_the_limit_cap_share_one_read_and_answer_alike(crm: Crm) -
 
 
 def test_a_receiver_connected_while_a_write_waits_gets_no_early_or_misattributed_event(
-    crm: Crm, tmp_path: Path
+    wt_crm: Crm, tmp_path: Path
 ) -> None:
     """A write that found nobody listening (`events.wanted` empty) runs without a unit of
     work; a receiver connected while it waits for SQLite's write lock must not be sent an
     event for it before its commit, attributed to ``system`` instead of its customer."""
-    ann = crm.bind("cus_ann")
+    ann = wt_crm.bind("cus_ann")
     ann.set_field(slug="notes", fieldKey="n", value=1)
-    assert events.wanted(crm.store) == frozenset()
+    assert events.wanted(wt_crm.store) == frozenset()
     began = threading.Event()
     failures: list[BaseException] = []
 
     def write() -> None:
-        conn = crm.store._conn()  # type: ignore[attr-defined]
+        conn = wt_crm.store._conn()  # type: ignore[attr-defined]
         conn.set_trace_callback(lambda sql: began.set() if sql.startswith("BEGIN") else None)
         try:
             ann.set_field(slug="notes", fieldKey="n", value=2)  # the scan path: BEGIN IMMEDIATE
@@ -136,7 +139,7 @@ def test_a_receiver_connected_while_a_write_waits_gets_no_early_or_misattributed
     writer.start()
     try:
         assert began.wait(30), "the write never reached BEGIN"
-        events.entry_updated.connect(receiver, sender=crm.store, weak=False)
+        events.entry_updated.connect(receiver, sender=wt_crm.store, weak=False)
     finally:
         blocker.execute("COMMIT")
         blocker.close()
@@ -150,7 +153,7 @@ def test_a_receiver_connected_while_a_write_waits_gets_no_early_or_misattributed
         ann.set_field(slug="notes", fieldKey="n", value=3)  # the next write is heard
         assert seen[-1][:2] == ("customer cus_ann", {"n": 3.0})
     finally:
-        events.entry_updated.disconnect(receiver, sender=crm.store)
+        events.entry_updated.disconnect(receiver, sender=wt_crm.store)
 
 
 # --- planned listings ride on the one round trip, with the versions folded in --------------
@@ -252,3 +255,53 @@ def test_a_page_with_listings_is_one_http_request_after_the_entity_cache_time(
     sent = counter.measure(page)
     assert [path for path, _ in sent] == ["/_msearch"], sent
     assert page() == "None|a1"
+
+
+# --- planned listings answer what the lazy call answers, on every backend -------------------
+
+
+def test_planned_listings_equal_the_lazy_calls_on_ties_null_values_and_dotted_keys(
+    crm: Crm,
+) -> None:
+    """Entries created in the same instant (ties broken by id, newest first), a value that
+    is JSON null, a key with dots, json values, a deleted entry: the planned page and the
+    same page with its slugs in variables (lazy) print the same, for each customer."""
+    crm.ensure_entity(
+        {
+            "slug": "log",
+            "entityMode": "data",
+            "fields": [{"key": "a.b", "type": "json"}, {"key": "n", "type": "number"}],
+        }
+    )
+    now = "2026-11-30T12:00:00.000000Z"
+    rows = []
+    for cid in ("cus_alice", "cus_bob"):
+        for ident, values in (
+            ("ent_3", {"a.b": {"x": [1, "two"]}, "n": 3}),
+            ("ent_1", {"a.b": None}),
+            ("ent_2", {"n": 2}),
+            ("ent_5", {"a.b": "five"}),
+            ("ent_4", {"a.b": 4}),
+        ):
+            rows.append(
+                Entry(
+                    f"{ident}_{cid}", "log", "customer", cid, values, created_at=now, updated_at=now
+                )
+            )
+    crm.store.insert_entries(rows)
+    crm.store.delete_entry("ent_5_cus_bob")
+    source = (
+        "{% for e in GetCrmEntries(slug=S, limit=4) %}{{ e.id }}={{ e.values | tojson }};"
+        "{% endfor %}|{{ GetCrmFieldValues(slug=S, fieldKey='a.b') | tojson }}"
+        "|{{ GetCrmFieldValues(slug=S, fieldKey='n', limit=1) | tojson }}"
+    )
+    env = _env(crm)
+    for cid in ("cus_alice", "cus_bob"):
+        planned = env.from_string(source.replace("slug=S", "slug='log'"))
+        lazy = env.from_string(source.replace("slug=S", "slug=s"))
+        with fold_entity_refresh():
+            html = planned.render(customer_id=cid)
+        assert html == lazy.render(customer_id=cid, s="log")
+        other = "cus_bob" if cid == "cus_alice" else "cus_alice"
+        assert cid in html and other not in html
+        assert html.index(f"ent_4_{cid}") < html.index(f"ent_3_{cid}")  # id breaks the tie
