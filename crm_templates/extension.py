@@ -683,6 +683,10 @@ def _planned_listings(
     if customer is None:
         return out  # no customer: the functions answer [] without reading
     for function, slug, key, limit in listings:
+        given = missing if limit is None else limit
+        cache_key = (slug, "customer", customer, key, _limit_key(given), function)
+        if cache_key in state.cache:
+            continue
         # The render's customer named explicitly: the page server prefetches with its
         # unbound service, before the render binds one to the session customer.
         options: dict[str, Any] = {
@@ -701,17 +705,20 @@ def _planned_listings(
             query = crm.listing_query(function, options, known=state.refresh)
         except CrmError:
             continue
-        if query is not None and _listing_key(query, function) not in state.cache:
-            out.append((_listing_key(query, function), query))
+        if query is not None:
+            out.append((cache_key, query))
     return out
 
 
-def _listing_key(query: ListingQuery, function: str) -> tuple[Any, ...]:
-    """The render-cache key of a listing: the query the service checked (entity, reference,
-    key, limit as clamped), never the options as written — a cached answer must not answer a
-    call whose options the service would refuse (``limit=None``, ``limit=True`` beside
-    ``limit=1``, ``limit=2.0`` beside ``limit=2``). Starts with the slug, so writes drop it."""
-    return (*query, function)
+def _limit_key(limit: Any) -> Any:
+    """A listing's ``limit`` (``missing``: none given) as its render-cache key holds it: an
+    int or ``missing`` as itself, anything else tagged with its type. A cached answer may only
+    answer calls the service accepts alike; as dict keys alone ``limit=True`` would be the
+    same call as ``limit=1``, ``limit=2.0`` as ``limit=2`` (the service refuses both), and
+    ``limit=None`` (refused) the same as no limit."""
+    if limit is missing or type(limit) is int:
+        return limit
+    return (type(limit), limit)
 
 
 def _prefetch(
@@ -799,15 +806,22 @@ def _read(
             and all(type(k) is str and k in hit[0] for k in keys)
         ):
             return {k: hit[1][k] for k in keys}
-    else:  # GetCrmEntries, GetCrmFieldValues: cached per checked query (`_listing_key`)
-        query = crm.listing_query(name, o)  # the service's checks and errors, on every call
-        if query is None:
-            return freeze([])  # no current customer: the function answers [] unread
-        cache_key = _listing_key(query, name)
-        hit = state.cache.get(cache_key)
-        if hit is None:
-            hit = state.cache[cache_key] = freeze(crm.read_listing(query))
-        return hit
+    else:  # GetCrmEntries, GetCrmFieldValues: cached per slug, reference, key and limit
+        rid = o.get("referenceId")
+        cache_key = (
+            o["slug"],
+            o.get("referenceType", "customer"),
+            customer if rid is None else rid,
+            o.get("fieldKey"),
+            _limit_key(o.get("limit", missing)),
+            name,
+        )
+        try:
+            if cache_key not in state.cache:
+                state.cache[cache_key] = freeze(getattr(crm, spec.method)(o))
+            return state.cache[cache_key]
+        except TypeError:  # unhashable option values: let the service answer (and reject)
+            pass
     return freeze(getattr(crm, spec.method)(o))
 
 

@@ -766,7 +766,9 @@ class Crm:
         query = self._listing("GetCrmEntries", self._opts("GetCrmEntries", options, kwargs))
         if query is None:
             return []
-        return self.read_listing(query)
+        return self.store.find_entries(
+            query.entity, query.reference_type, query.reference_id, limit=query.limit
+        )
 
     def listing_query(
         self,
@@ -793,20 +795,6 @@ class Crm:
                 f"listing_query takes GetCrmEntries or GetCrmFieldValues; got {function!r}"
             )
         return self._listing(function, self._opts(function, options, kwargs), known)
-
-    def read_listing(self, query: ListingQuery) -> list[Any]:
-        """What the listing function of a checked ``query`` (`listing_query`) answers, read
-        from the store now: the entries, or the field's values, newest first. The Jinja
-        extension's render cache keeps this answer under the query itself, so a call is only
-        served from it once the service accepted its options."""
-        entries = self.store.find_entries(
-            query.entity,
-            query.reference_type,
-            query.reference_id,
-            has_key=query.key,
-            limit=query.limit,
-        )
-        return self.listing_answer(query, entries)
 
     @staticmethod
     def listing_answer(query: ListingQuery, entries: Sequence[Entry]) -> list[Any]:
@@ -1006,7 +994,14 @@ class Crm:
         query = self._listing("GetCrmFieldValues", o)
         if query is None:
             return []
-        return self.read_listing(query)
+        entries = self.store.find_entries(
+            query.entity,
+            query.reference_type,
+            query.reference_id,
+            has_key=query.key,
+            limit=query.limit,
+        )
+        return self.listing_answer(query, entries)
 
     def clear_entries(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any

@@ -230,8 +230,6 @@ SERVICE_READS = {
     # shape (issue 14, B5): no store access at all.
     "listing_answer",
     "listing_query",
-    # ... and the read of such a checked query (attack-b5: the render cache keys on it).
-    "read_listing",
     "normalise_email",
     "placement_for",
     "store",
