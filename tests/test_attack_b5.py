@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_render_isolation as isolation
+from jinja2 import DictLoader, FileSystemBytecodeCache
 from jinja2.sandbox import SandboxedEnvironment
 
 from benchmarks.b6_roundtrips import Counter
@@ -305,3 +307,54 @@ def test_planned_listings_equal_the_lazy_calls_on_ties_null_values_and_dotted_ke
         other = "cus_bob" if cid == "cus_alice" else "cus_alice"
         assert cid in html and other not in html
         assert html.index(f"ent_4_{cid}") < html.index(f"ent_3_{cid}")  # id breaks the tie
+
+
+# --- planned listings through every Jinja construct, per customer ---------------------------
+
+LISTING_READ = "(GetCrmFieldValues(slug='notes', fieldKey='secret', limit=1) | first)"
+
+
+@pytest.mark.parametrize("bytecode", [False, True], ids=["plain", "bytecode-cache"])
+@pytest.mark.parametrize("construct", sorted(set(isolation.CONSTRUCTS) - {"imported-filter"}))
+def test_each_construct_lists_only_the_render_customers_entries(
+    store: Any, construct: str, bytecode: bool, tmp_path: Path
+) -> None:
+    """The render-isolation constructs (imports with and without context, includes, blocks,
+    macros, caller, loops…) with a planned listing instead of a value read, on every backend
+    (``imported-filter`` reads a value through ``crm_field``: nothing to list)."""
+    crm = Crm(store)
+    crm.ensure_entity(isolation.NOTES)
+    for cid in ("alice", "bob"):
+        crm.bind(cid).add_field_value(slug="notes", fieldKey="secret", value=f"{cid}-private")
+    library = {k: v.replace(isolation.READ, LISTING_READ) for k, v in isolation.LIBRARY.items()}
+    pages = {
+        f"page-{k}.html": v.replace(isolation.READ, LISTING_READ)
+        for k, v in isolation.CONSTRUCTS.items()
+    }
+
+    def make() -> SandboxedEnvironment:
+        env = SandboxedEnvironment(
+            extensions=[CrmExtension],
+            autoescape=True,
+            loader=DictLoader({**library, **pages}),
+            bytecode_cache=FileSystemBytecodeCache(str(tmp_path)) if bytecode else None,
+        )
+        env.install_crm(crm)  # type: ignore[attr-defined]
+        return env
+
+    try:
+        for _attempt in range(2):  # the second pass from Jinja's caches (and the bytecode)
+            render = make().get_template(f"page-{construct}.html").render
+            for cid, value in (("alice", "alice-private"), ("bob", "bob-private")):
+                with fold_entity_refresh():
+                    assert render(customer_id=cid) == isolation.expected(construct, value)
+            assert render(customer_id="newcomer") == isolation.expected(construct, "")
+            crm.bind("alice").add_field_value(slug="notes", fieldKey="secret", value="a2")
+            with fold_entity_refresh():
+                assert render(customer_id="alice") == isolation.expected(construct, "a2")
+            assert render(customer_id="bob") == isolation.expected(construct, "bob-private")
+            crm.bind("alice").add_field_value(
+                slug="notes", fieldKey="secret", value="alice-private"
+            )
+    finally:
+        crm.flush()
