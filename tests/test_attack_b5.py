@@ -1,12 +1,18 @@
 """Attack review of this session's speed work (issue 14, B2/B3/B5): planned listings, the
-cached "who wants a store's events" answer, the bound-service reuse.
+cached "who wants a store's events" answer (attack-b5; notes in /work/notes/attack-b5.md).
 
-Each test here failed before its fix: a planned listing answered a call whose options the
-service refuses (``limit=None``, ``limit=True`` beside ``limit=1``); a write that began when
-nobody listened sent its event before its commit, attributed to ``system``, when a receiver
-connected while it waited for the write lock.
+Failed before their fixes: a planned or cached listing answered a call whose options the
+service refuses (``limit=None``; ``limit=True`` beside ``limit=1``, ``limit=2.0`` beside
+``limit=2``); a write that began when nobody listened sent its event before its commit,
+attributed to ``system``, when a receiver connected while it waited for the write lock; a page
+with listings cost two round trips once the cached entity definition was older than
+``entity_cache_seconds``. The others pin what held: planned == lazy on every backend (ties,
+null values, dotted keys, deletes, another process's definition change) and per customer
+through every render-isolation construct.
 
-Real parts only: SQLite files, a second raw sqlite3 connection holding the write lock.
+Real parts only: SQLite files (a second raw sqlite3 connection holding the write lock,
+statements counted with ``set_trace_callback``), the real osmem-server (HTTP requests counted
+as B6 does).
 """
 
 from __future__ import annotations
