@@ -364,3 +364,29 @@ def test_each_construct_lists_only_the_render_customers_entries(
             )
     finally:
         crm.flush()
+
+
+def test_planned_listings_inside_a_search_batch_see_its_buffered_writes(
+    search_store_factory: Any,
+) -> None:
+    """Inside ``batch()`` the search backend leaves planned listings to ``find_entries``,
+    which lays the buffered writes over the hits: the page answers as the lazy calls do."""
+    crm = Crm(search_store_factory())
+    crm.ensure_entity(WT)
+    for cid in ("cus_alice", "cus_bob"):
+        crm.bind(cid).add_field_value(slug="wt", fieldKey="history", value={"d": f"{cid}-1"})
+    env = _env(crm)
+    source = (
+        "{{ GetCrmFieldValues(slug=S, fieldKey='history') | map(attribute='d') | join(',') }}|"
+        "{{ GetCrmEntries(slug=S, limit=1) | map(attribute='reference_id') | join }}"
+    )
+    with crm.store.batch():
+        crm.bind("cus_alice").add_field_value(slug="wt", fieldKey="history", value={"d": "buf"})
+        with fold_entity_refresh():
+            planned = env.from_string(source.replace("slug=S", "slug='wt'")).render(
+                customer_id="cus_alice"
+            )
+        lazy = env.from_string(source.replace("slug=S", "slug=s")).render(
+            customer_id="cus_alice", s="wt"
+        )
+    assert planned == lazy == "buf,cus_alice-1|cus_alice"
