@@ -149,8 +149,8 @@ def _listing_of(function: str, options: dict[str, Any]) -> Listing | None:
         return None
     if function == "GetCrmFieldValues" and (type(key) is not str or not key):
         return None
-    if limit is not None and (type(limit) is not int or limit < 1):
-        return None
+    if (limit is not None or "limit" in options) and (type(limit) is not int or limit < 1):
+        return None  # refused by the service (``limit=None`` too): the lazy call says so
     return (function, slug, key, limit)
 
 

@@ -54,7 +54,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from blinker import Namespace
 from blinker.base import make_id
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from .storage.base import Store
 
 log = logging.getLogger("crm_templates.events")
+T = TypeVar("T")
 
 _signals = Namespace()
 entry_created: NamedSignal = _signals.signal(
@@ -263,6 +264,7 @@ class EntryEvent:
 class _Journal(threading.local):
     def __init__(self) -> None:
         self.depth = 0
+        self.unheard = 0  # open `unheard` blocks: their notes are dropped
         self.actors: list[Actor] = []
         self.notes: list[tuple[EntryEvent, bool]] = []  # (event, durable already)
 
@@ -314,6 +316,21 @@ class unit:  # used like a function: ``with events.unit(actor):``
                 send(event)
 
 
+def unheard(run: Callable[[], T]) -> T:
+    """``run()`` — a write that began when nobody wanted its store's events (`wanted` was
+    empty), so it has no `unit` and no actor — with the notes it makes dropped, even if a
+    receiver connects while it runs (another thread; the cache recomputed). Without this such
+    a note would be sent at once: before the write's commit (a write that then rolls back or
+    retries would be reported anyway) and attributed to ``system`` instead of its customer.
+    The write counts as made before the receiver connected; the next write is heard."""
+    j = _journal
+    j.unheard += 1
+    try:
+        return run()
+    finally:
+        j.unheard -= 1
+
+
 def unit_actor() -> Actor:
     """The actor of the innermost open unit (`actor_for` with no customer outside one)."""
     j = _journal
@@ -340,7 +357,7 @@ def note(
     succeeded. ``entry`` is the entry after the change (before it for ``entry.deleted``); the
     keywords fill in what a write without the entry at hand knows. ``before`` gives the
     ``from_*`` placement of a stage change."""
-    if name not in wanted(store):
+    if name not in wanted(store) or _journal.unheard:
         return
     ref = reference
     if ref is None and entry is not None:
@@ -507,6 +524,7 @@ __all__ = [
     "listening",
     "note",
     "send",
+    "unheard",
     "unit",
     "wanted",
 ]

@@ -680,7 +680,8 @@ def _planned_listings(
     if customer is None:
         return out  # no customer: the functions answer [] without reading
     for function, slug, key, limit in listings:
-        cache_key = (slug, "customer", customer, key, limit, function)
+        given = missing if limit is None else limit
+        cache_key = (slug, "customer", customer, key, _limit_key(given), function)
         if cache_key in state.cache:
             continue
         # The render's customer named explicitly: the page server prefetches with its
@@ -695,12 +696,26 @@ def _planned_listings(
         if limit is not None:
             options["limit"] = limit
         try:
-            query = crm.listing_query(function, options)
+            # Folding the refresh in, a cached definition is checked by the versions read in
+            # the same round trip (`_prefetch` drops the answer of a changed one), as for
+            # values: no entity read of its own first.
+            query = crm.listing_query(function, options, known=state.refresh)
         except CrmError:
             continue
         if query is not None:
             out.append((cache_key, query))
     return out
+
+
+def _limit_key(limit: Any) -> Any:
+    """A listing's ``limit`` (``missing``: none given) as its render-cache key holds it: an
+    int or ``missing`` as itself, anything else tagged with its type. A cached answer may only
+    answer calls the service accepts alike; as dict keys alone ``limit=True`` would be the
+    same call as ``limit=1``, ``limit=2.0`` as ``limit=2`` (the service refuses both), and
+    ``limit=None`` (refused) the same as no limit."""
+    if limit is missing or type(limit) is int:
+        return limit
+    return (type(limit), limit)
 
 
 def _prefetch(
@@ -796,7 +811,7 @@ def _read(
             o.get("referenceType", "customer"),
             customer if rid is None else rid,
             o.get("fieldKey"),
-            o.get("limit"),
+            _limit_key(o.get("limit", missing)),
             name,
         )
         try:

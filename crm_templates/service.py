@@ -493,7 +493,7 @@ class Crm:
 
         store = self._shared.store
         if not events.wanted(store):  # nobody wants its events: no unit, no closure
-            return retry_conflicts(attempt, deadline_of(store))
+            return events.unheard(lambda: retry_conflicts(attempt, deadline_of(store)))
 
         def attempt_as_unit() -> T:
             # A unit per attempt: a failed attempt's uncommitted changes send no signal.
@@ -517,7 +517,7 @@ class Crm:
         store = self._shared.store
         if not self._flag(o, "async"):
             if not events.wanted(store):  # nobody wants its events: no actor, no unit
-                return apply()
+                return events.unheard(apply)
             with events.unit(events.actor_for(self._current_customer(create=False))):
                 return apply()
         # Who writes, taken now: an async write runs later on the writer's thread.
@@ -525,7 +525,7 @@ class Crm:
 
         def run() -> WriteResult:
             if not events.wanted(store):
-                return apply()
+                return events.unheard(apply)
             with events.unit(actor):
                 return apply()
 
@@ -771,19 +771,30 @@ class Crm:
         )
 
     def listing_query(
-        self, function: str, options: Mapping[str, Any] | None = None, /, **kwargs: Any
+        self,
+        function: str,
+        options: Mapping[str, Any] | None = None,
+        /,
+        *,
+        known: bool = False,
+        **kwargs: Any,
     ) -> ListingQuery | None:
         """The store query ``function`` (``"GetCrmEntries"`` or ``"GetCrmFieldValues"``) makes
         for these options, checked exactly as the function checks them (raising the same
         `CrmError` errors); None when there is no current customer to read for (the function then
         answers ``[]``). The Jinja extension's compiled reads fetch planned listings with it,
         in the page's one store round trip (issue 14); `listing_answer` shapes what they
-        found as the function would."""
+        found as the function would.
+
+        ``known=True`` checks against the cached entity definition however old (as
+        `known_entity`), for a caller that reads the entity versions in the same round trip
+        and drops the answer when `apply_entity_versions` drops the definition; only an
+        entity not cached at all is read now."""
         if function not in ("GetCrmEntries", "GetCrmFieldValues"):
             raise CrmUsageError(
                 f"listing_query takes GetCrmEntries or GetCrmFieldValues; got {function!r}"
             )
-        return self._listing(function, self._opts(function, options, kwargs))
+        return self._listing(function, self._opts(function, options, kwargs), known)
 
     @staticmethod
     def listing_answer(query: ListingQuery, entries: Sequence[Entry]) -> list[Any]:
@@ -794,8 +805,12 @@ class Crm:
         key = query.key
         return [e.values[key] for e in entries]
 
-    def _listing(self, function: str, o: Mapping[str, Any]) -> ListingQuery | None:
-        schema = self._schema(o["slug"])
+    def _listing(
+        self, function: str, o: Mapping[str, Any], known: bool = False
+    ) -> ListingQuery | None:
+        schema = self._shared.schemas.get(o["slug"]) if known and type(o["slug"]) is str else None
+        if schema is None:
+            schema = self._schema(o["slug"])
         self._flag(o, "async")  # accepted and ignored: reads are synchronous (the seed)
         key = self._field(schema, o["fieldKey"]).key if function == "GetCrmFieldValues" else None
         limit = self._limit(o)
