@@ -587,7 +587,9 @@ def test_serve_mails_sign_in_links_with_crm_mail_url(tmp_path: Path, smtp_server
     env["CRM_SITE_NAME"] = "Weight Tracker"
     served = Served(site, tmp_path / "crm.db", env=env)
     try:
-        assert any(f"smtp://127.0.0.1:{server.port}" in line for line in served.lines)
+        # Printed at start-up; the reader thread may not have it yet when the port answers.
+        smtp_line = re.compile(rf".*smtp://127\.0\.0\.1:{server.port}")
+        assert served.wait_for(smtp_line), "\n".join(served.lines)
         request_sign_in(served, "ann@example.com")
         [(sender, recipients, message)] = server.inbox.received
         assert (sender, recipients) == ("no-reply@weight.example", ["ann@example.com"])
