@@ -835,6 +835,10 @@ class Crm:
 
     def set_field(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
         """SetCrmField: upsert one value per key (``force`` merges into the newest entry)."""
+        if type(self) is Crm:  # a subclass may override any step below
+            merged = fast_writes.set_field(self, options, kwargs)
+            if merged is not None:
+                return WriteResult(ok=True, id=merged, created=False)
         spec = FUNCTIONS["SetCrmField"]
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])
@@ -849,6 +853,10 @@ class Crm:
 
     def set_fields(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
         """SetCrmFields: several values in one read/write cycle."""
+        if type(self) is Crm:  # a subclass may override any step below
+            merged = fast_writes.set_fields(self, options, kwargs)
+            if merged is not None:
+                return WriteResult(ok=True, id=merged, created=False)
         spec = FUNCTIONS["SetCrmFields"]
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])
