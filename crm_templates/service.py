@@ -522,6 +522,12 @@ class Crm:
 
     def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
         """Write one new entry (now or queued); the id is known up front, so both return it."""
+        if o.get("async") is True:
+            # Queued: the writer inserts it with its neighbours, or alone when replaying
+            # (``apply=None``; issue 14, B3). Who writes is taken now, as `_write` does.
+            actor = events.actor_for(self._current_customer(create=False))
+            self._shared.writer.submit(PendingWrite(spec.name, dict(o), None, (entry,), actor))
+            return WriteResult(ok=True, pending=True, id=entry.id)
 
         def apply() -> WriteResult:
             self.store.insert_entries([entry])
