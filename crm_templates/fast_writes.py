@@ -26,6 +26,7 @@ whatever wraps it sees the write) are the same.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,43 @@ if TYPE_CHECKING:
 _SPEC = FUNCTIONS["AddCrmFieldValue"]
 _KEYS = _SPEC.accepted  # slug, fieldKey, value, async, referenceType, referenceId
 _MUST = _SPEC.must  # slug, fieldKey, value
+
+# `Entry`'s fields in order, each set straight through its slot: the frozen dataclass's own
+# ``__init__`` goes through ``object.__setattr__`` per field, twice the time (issue 14, B3).
+# Only sound while `Entry` has no ``__post_init__`` (checked here, at import).
+_ENTRY_SLOTS = tuple(Entry.__dict__[f.name].__set__ for f in dataclasses.fields(Entry))
+assert not hasattr(Entry, "__post_init__") and len(_ENTRY_SLOTS) == 11
+_new_object = object.__new__
+
+
+def _entry(
+    ident: str,
+    slug: str,
+    rtype: str,
+    rid: str,
+    values: dict[str, Any],
+    pipeline_id: str | None,
+    stage_id: str | None,
+    now: str,
+) -> Entry:
+    """``Entry(ident, slug, rtype, rid, values, "", pipeline_id, stage_id, now, now)``."""
+    entry: Entry = _new_object(Entry)
+    s_id, s_entity, s_rtype, s_rid, s_values, s_title, s_pipe, s_stage, s_made, s_upd, s_ver = (
+        _ENTRY_SLOTS
+    )
+    s_id(entry, ident)
+    s_entity(entry, slug)
+    s_rtype(entry, rtype)
+    s_rid(entry, rid)
+    s_values(entry, values)
+    s_title(entry, "")
+    s_pipe(entry, pipeline_id)
+    s_stage(entry, stage_id)
+    s_made(entry, now)
+    s_upd(entry, now)
+    s_ver(entry, 1)
+    return entry
+
 
 # The default placement of a new entry, per entity definition (bounded: cleared when full).
 _placements: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
@@ -103,7 +141,7 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     check_reference_cached(rtype, rid)
     now = utc_now()
     pipeline_id, stage_id = _placement(schema.entity)
-    entry = Entry(new_id(), slug, rtype, rid, {key: stored}, "", pipeline_id, stage_id, now, now)
+    entry = _entry(new_id(), slug, rtype, rid, {key: stored}, pipeline_id, stage_id, now)
     return crm._insert(_SPEC, options, entry)  # `Crm._write` keeps a copy for the writer
 
 

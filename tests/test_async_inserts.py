@@ -235,3 +235,21 @@ def test_a_lingering_writer_wakes_when_its_batch_is_full(crm: Crm) -> None:
         assert crm.store.count_entries(SLUG) == 10
     finally:
         writer.close()
+
+
+def test_the_fast_entry_constructor_makes_the_same_entry() -> None:
+    """`fast_writes._entry` sets `Entry`'s slots directly: the result is equal, hashes equal,
+    prints equal and stays frozen."""
+    import dataclasses
+
+    from crm_templates import fast_writes
+
+    args = ("e1", SLUG, "customer", "cus_1", {"n": 1.0}, "pip", "stg", "2026-01-01T00:00:00Z")
+    made = fast_writes._entry(*args)
+    expected = Entry("e1", SLUG, "customer", "cus_1", {"n": 1.0}, "", "pip", "stg",
+                     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", 1)  # fmt: skip
+    assert type(made) is Entry
+    assert made == expected and repr(made) == repr(expected)
+    assert dataclasses.astuple(made) == dataclasses.astuple(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.title = "x"  # type: ignore[misc]
