@@ -142,7 +142,7 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     now = utc_now()
     pipeline_id, stage_id = _placement(schema.entity)
     entry = _entry(new_id(), slug, rtype, rid, {key: stored}, pipeline_id, stage_id, now)
-    return crm._insert(_SPEC, options, entry)  # `Crm._write` keeps a copy for the writer
+    return crm._insert(_SPEC, options, entry)  # `Crm._insert` queues a copy of the options
 
 
 # --- SetCrmField / SetCrmFields with force (issue 14, B2) -------------------------------------
@@ -260,7 +260,10 @@ def set_fields(
         for item in raw:
             if type(item) is not dict or item.keys() != _ITEM_KEYS:
                 return None
-            pairs[item["fieldKey"]] = item["value"]
+            key = item["fieldKey"]
+            if type(key) is not str:  # (a list cannot even be a dict key)
+                return None
+            pairs[key] = item["value"]
     else:
         return None
     fields = schema.fields

@@ -83,6 +83,8 @@ SETS_CASES: list[dict[str, Any]] = [
     {"slug": DATA, "fields": [{"fieldKey": "n", "value": 2}, {"fieldKey": "n", "value": 3}],
      "force": True},
     {"slug": DATA, "fields": [{"field_key": "n", "value": 2}], "force": True},
+    {"slug": DATA, "fields": [{"fieldKey": ["n"], "value": 2}], "force": True},
+    {"slug": DATA, "fields": [{"fieldKey": 5, "value": 2}], "force": True},
     {"slug": DATA, "fields": [{"fieldKey": "n"}], "force": True},
     {"slug": DATA, "fields": [{"fieldKey": "n", "value": 1, "x": 2}], "force": True},
     {"slug": DATA, "fields": [["n", 1]], "force": True},
@@ -283,7 +285,8 @@ def test_the_fast_path_takes_the_common_calls_and_leaves_the_rest(tmp_path: Path
         ]
         for options in declined:
             assert fast_writes.set_field(view, None, options) is None, options
-        for fields in ({}, {"nope": 1}, {5: 1}, [{"fieldKey": "n"}], [["n", 1]], "n", ()):
+        for fields in ({}, {"nope": 1}, {5: 1}, [{"fieldKey": "n"}], [["n", 1]], "n", (),
+                       [{"fieldKey": ["n"], "value": 1}]):  # fmt: skip
             assert fast_writes.set_fields(view, None, {**many, "fields": fields}) is None, fields
         assert fast_writes.set_fields(view, None, {**many, "slug": LINKED}) is None
         assert fast_writes.set_field(crm, None, common) is None  # no customer to default to
