@@ -253,3 +253,29 @@ def test_the_fast_entry_constructor_makes_the_same_entry() -> None:
     assert dataclasses.astuple(made) == dataclasses.astuple(expected)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.title = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("method", ["add_field_value", "create_entry"])
+def test_a_queued_insert_through_a_creating_provider_creates_one_customer(
+    crm: Crm, created: list[events.EntryEvent], method: str
+) -> None:
+    """A page's view creates its anonymous customer on the first write; queuing the write asks
+    who writes without creating again (the actor is the customer just created)."""
+    asked: list[bool] = []
+    made: list[str] = []
+
+    def provider(create: bool) -> str | None:
+        asked.append(create)
+        if create and not made:
+            made.append(crm.create_customer().id)
+        return made[0] if made else None
+
+    crm.get_entity(SLUG)
+    view = crm.bind(provider)
+    options: dict[str, Any] = {"slug": SLUG, "async": True}
+    options.update({"fieldKey": "n", "value": 1} if method == "add_field_value" else {})
+    getattr(view, method)(options)
+    crm.flush()
+    assert asked == [True, False]
+    assert len(made) == 1 and crm.store.count_customers() == 1
+    assert [(e.reference_id, str(e.actor)) for e in created] == [(made[0], f"customer {made[0]}")]

@@ -344,6 +344,8 @@ def test_a_subclass_overriding_a_step_takes_the_general_path(tmp_path: Path) -> 
         options = {"slug": DATA, "fieldKey": "n", "value": 1, "referenceId": "c1", "force": True}
         crm.set_field(options)  # creates the first entry
         made = crm.set_field(options)  # merges: the subclass's clock, not utc_now
+        entry = crm.store.get_entry(made["id"])
+        assert entry is not None and entry.updated_at == "2001-02-03T04:05:06.000000Z"
         merged = crm.set_fields(slug=DATA, fields={"n": 2}, referenceId="c1", force=True)
         assert made["id"] == merged["id"]
         entry = crm.store.get_entry(made["id"])
