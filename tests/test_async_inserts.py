@@ -279,3 +279,42 @@ def test_a_queued_insert_through_a_creating_provider_creates_one_customer(
     assert asked == [True, False]
     assert len(made) == 1 and crm.store.count_customers() == 1
     assert [(e.reference_id, str(e.actor)) for e in created] == [(made[0], f"customer {made[0]}")]
+
+
+def test_a_queued_write_that_is_not_an_insert_sends_its_events_as_the_customer(
+    crm: Crm,
+) -> None:
+    """Async writes other than inserts still run as the submitting customer's unit on the
+    writer's thread (`Crm._write`), so their events name that customer, not the writer."""
+    seen: list[events.EntryEvent] = []
+
+    def receiver(sender: Any, event: events.EntryEvent) -> None:
+        seen.append(event)
+
+    view = crm.bind("cus_q")
+    view.set_field(slug=SLUG, fieldKey="n", value=1)
+    events.entry_updated.connect(receiver, sender=crm.store, weak=False)
+    try:
+        assert view.set_field(slug=SLUG, fieldKey="n", value=2, force=True, async_=True)["pending"]
+        view.set_fields({"slug": SLUG, "fields": {"n": 3}, "async": True})
+        crm.flush()
+    finally:
+        events.entry_updated.disconnect(receiver, sender=crm.store)
+    assert [(dict(e.changes), str(e.actor)) for e in seen] == [
+        ({"n": 2.0}, "customer cus_q"),
+        ({"n": 3.0}, "customer cus_q"),
+    ]
+
+
+def test_views_are_not_trusted_and_asking_their_customer_creates_none(crm: Crm) -> None:
+    asked: list[bool] = []
+
+    def provider(create: bool) -> str | None:
+        asked.append(create)
+        return "cus_p" if create else None
+
+    view = crm.bind(provider)
+    assert crm.trusted is True
+    assert view.trusted is False and crm.bind("cus_1").trusted is False
+    assert view.customer_id is None
+    assert asked == [False]
