@@ -406,3 +406,44 @@ def test_two_customers_see_only_their_own_forced_writes(tmp_path: Path) -> None:
         assert crm.bind("cus_1").get_field(slug=DATA, fieldKey="n") == 0.0  # untouched
     finally:
         crm.close()
+
+
+# --- service lines CI's sampled mutation run drew (tools/mutation.py selects this file) ------
+
+
+def test_add_field_value_with_mapping_and_keywords_takes_the_keywords(tmp_path: Path) -> None:
+    """Keywords win over the mapping: the AddCrmFieldValue shortcut, which reads only the
+    mapping, must leave such a call to the general path."""
+    crm = _crm(tmp_path / "crm.db")
+    try:
+        view = crm.bind("cus_1")
+        made = view.add_field_value({"slug": DATA, "fieldKey": "n", "value": 1}, value=9)
+        entry = crm.store.get_entry(made["id"])
+        assert entry is not None and entry.values == {"n": 9.0}
+    finally:
+        crm.close()
+
+
+def test_moving_to_another_entity_and_removing_reports_each_deleted_source(
+    tmp_path: Path,
+) -> None:
+    crm = _crm(tmp_path / "crm.db")
+    deleted: list[events.EntryEvent] = []
+
+    def receiver(sender: Any, event: events.EntryEvent) -> None:
+        deleted.append(event)
+
+    events.entry_deleted.connect(receiver, sender=crm.store, weak=False)
+    try:
+        view = crm.bind("cus_1")
+        sources = [e.id for e in crm.store.find_entries(DATA, "customer", "cus_1", limit=None)]
+        moved = view.move_to_entity(
+            fromSlug=DATA, toSlug=LINKED, fieldMap={"s": "text"}, removeFromOld=True,
+            allEntries=True,
+        )  # fmt: skip
+        assert moved["ok"] and moved["removed_from_old"] is True
+        assert sorted(e.entry_id for e in deleted) == sorted(sources)
+        assert {(e.name, e.reference_id) for e in deleted} == {("entry.deleted", "cus_1")}
+    finally:
+        events.entry_deleted.disconnect(receiver, sender=crm.store)
+        crm.close()
