@@ -1,5 +1,5 @@
-"""A fast path for the commonest write: ``AddCrmFieldValue`` with a plain options dict (issue 14,
-B3).
+"""Fast paths for the commonest writes (issue 14): ``AddCrmFieldValue`` with a plain options
+dict (B3), and ``SetCrmField``/``SetCrmFields`` with ``force: true`` (B2, see `set_field`).
 
 `add_field_value` answers exactly what `Crm.add_field_value`'s general path answers, for the
 calls it takes, and returns None for every other call — the general path then parses, checks
@@ -26,21 +26,60 @@ whatever wraps it sees the write) are the same.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .functions import FUNCTIONS
 from .ids import new_id, utc_now
 from .model import Entity, Entry
 from .values import check_reference_cached, coerce
 
 if TYPE_CHECKING:
-    from .service import Crm, WriteResult
+    from .service import Crm, WriteResult, _Schema
 
 _SPEC = FUNCTIONS["AddCrmFieldValue"]
 _KEYS = _SPEC.accepted  # slug, fieldKey, value, async, referenceType, referenceId
 _MUST = _SPEC.must  # slug, fieldKey, value
+
+# `Entry`'s fields in order, each set straight through its slot: the frozen dataclass's own
+# ``__init__`` goes through ``object.__setattr__`` per field, twice the time (issue 14, B3).
+# Only sound while `Entry` has no ``__post_init__`` (checked here, at import).
+_ENTRY_SLOTS = tuple(Entry.__dict__[f.name].__set__ for f in dataclasses.fields(Entry))
+assert not hasattr(Entry, "__post_init__") and len(_ENTRY_SLOTS) == 11
+_new_object = object.__new__
+
+
+def _entry(
+    ident: str,
+    slug: str,
+    rtype: str,
+    rid: str,
+    values: dict[str, Any],
+    pipeline_id: str | None,
+    stage_id: str | None,
+    now: str,
+) -> Entry:
+    """``Entry(ident, slug, rtype, rid, values, "", pipeline_id, stage_id, now, now)``."""
+    entry: Entry = _new_object(Entry)
+    s_id, s_entity, s_rtype, s_rid, s_values, s_title, s_pipe, s_stage, s_made, s_upd, s_ver = (
+        _ENTRY_SLOTS
+    )
+    s_id(entry, ident)
+    s_entity(entry, slug)
+    s_rtype(entry, rtype)
+    s_rid(entry, rid)
+    s_values(entry, values)
+    s_title(entry, "")
+    s_pipe(entry, pipeline_id)
+    s_stage(entry, stage_id)
+    s_made(entry, now)
+    s_upd(entry, now)
+    s_ver(entry, 1)
+    return entry
+
 
 # The default placement of a new entry, per entity definition (bounded: cleared when full).
 _placements: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
@@ -102,5 +141,133 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     check_reference_cached(rtype, rid)
     now = utc_now()
     pipeline_id, stage_id = _placement(schema.entity)
-    entry = Entry(new_id(), slug, rtype, rid, {key: stored}, "", pipeline_id, stage_id, now, now)
-    return crm._insert(_SPEC, options, entry)  # `Crm._write` keeps a copy for the writer
+    entry = _entry(new_id(), slug, rtype, rid, {key: stored}, pipeline_id, stage_id, now)
+    return crm._insert(_SPEC, options, entry)  # `Crm._insert` queues a copy of the options
+
+
+# --- SetCrmField / SetCrmFields with force (issue 14, B2) -------------------------------------
+
+_SET = FUNCTIONS["SetCrmField"]
+_SET_KEYS = _SET.accepted  # slug, fieldKey, value, force, async, referenceType, referenceId
+_SET_MUST = _SET.must  # slug, fieldKey, value
+_SETS = FUNCTIONS["SetCrmFields"]
+_SETS_KEYS = _SETS.accepted  # slug, fields, force, async, referenceType, referenceId
+_SETS_MUST = _SETS.must  # slug, fields
+_ITEM_KEYS = frozenset({"fieldKey", "value"})
+
+
+def _options(options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> Any:
+    """The one plain dict holding a call's options (the mapping, or the keywords when no
+    mapping is given), else None: both together need the general path's folding."""
+    if not kwargs:
+        return options
+    return kwargs if options is None else None
+
+
+def _forced_schema(crm: Crm, o: Any, accepted: frozenset[str], must: frozenset[str]) -> Any:
+    """The cached, fresh `_Schema` of a forced, synchronous call whose options need no
+    parsing, on a store whose forced merge never conflicts and whose events nobody wants;
+    else None."""
+    if type(o) is not dict or crm.read_only:
+        return None
+    keys = o.keys()
+    if not (keys <= accepted and keys >= must):
+        return None
+    if o.get("force") is not True or o.get("async", False) is not False:
+        return None
+    store = crm._store
+    if not store.merges_without_conflicts or events.wanted(store):
+        return None
+    slug = o["slug"]
+    if type(slug) is not str:
+        return None
+    shared = crm._shared
+    schema = shared.schemas.get(slug)
+    if (
+        schema is None
+        or schema.has_references
+        or time.monotonic() - schema.loaded >= shared.cache_seconds
+    ):
+        return None
+    return schema
+
+
+def _merge(crm: Crm, schema: _Schema, o: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """Merge coerced ``values`` into the reference's newest entry, as `Crm._upsert` does with
+    ``force``: that entry's id; None (nothing written) when the reference has no entry yet or
+    is not known without creating a customer."""
+    rtype = o.get("referenceType", "customer")
+    rid = o.get("referenceId")
+    if rid is None:
+        rid = crm._customer
+        if rtype != "customer" or type(rid) is not str:
+            return None
+    if type(rtype) is not str or type(rid) is not str:
+        return None
+    check_reference_cached(rtype, rid)
+    # None: the reference's first entry, which the general path creates.
+    return crm._store.merge_into_newest(schema.entity.slug, rtype, rid, values, utc_now())
+
+
+def set_field(crm: Crm, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> str | None:
+    """``crm.set_field(options, **kwargs)`` when the call qualifies: the id of the entry it
+    merged into (the general path answers ``{ok: True, id, created: False}``); else None,
+    having done nothing.
+
+    It takes a synchronous call with ``force: true`` whose options are one plain ``dict`` (the
+    mapping or the keywords, not both) of canonical names with ``str`` slug, fieldKey and
+    reference, on a `Crm` itself (not a subclass, not read-only) whose entity definition is
+    cached and fresh and has no reference fields, over a store that merges without conflicts
+    (``Store.merges_without_conflicts``: SQLite) and whose events nobody wants
+    (`events.wanted` empty: no unit, no actor, no event to build). The reference must be known
+    without creating a customer, and must have an entry to merge into (the first entry is
+    created by the general path).
+
+    What it skips: option copying and checks that cannot fail for such a call, the closures,
+    the event unit and `retry_conflicts` (a single SQLite statement never conflicts). The
+    coercion (`values.coerce`), the reference check, the timestamp and the store's
+    `merge_into_newest` are the general path's, so it raises what that raises for the same
+    call (`CrmValidationError` for a value the field refuses or a bad reference).
+    """
+    o = _options(options, kwargs)
+    schema = _forced_schema(crm, o, _SET_KEYS, _SET_MUST)
+    if schema is None:
+        return None
+    key = o["fieldKey"]
+    field = schema.fields.get(key) if type(key) is str else None
+    if field is None:
+        return None
+    value = o["value"]
+    return _merge(crm, schema, o, {key: None if value is None else coerce(field, value)})
+
+
+def set_fields(
+    crm: Crm, options: Mapping[str, Any] | None, kwargs: Mapping[str, Any]
+) -> str | None:
+    """``crm.set_fields(options, **kwargs)`` when the call qualifies (as `set_field`, with
+    ``fields`` a non-empty ``{key: value}`` dict or list of ``{fieldKey, value}`` dicts whose
+    keys are all declared): the id merged into; else None, having done nothing. Raises what
+    the general path raises."""
+    o = _options(options, kwargs)
+    schema = _forced_schema(crm, o, _SETS_KEYS, _SETS_MUST)
+    if schema is None:
+        return None
+    raw = o["fields"]
+    if type(raw) is dict:
+        pairs = raw
+    elif type(raw) is list:
+        pairs = {}
+        for item in raw:
+            if type(item) is not dict or item.keys() != _ITEM_KEYS:
+                return None
+            key = item["fieldKey"]
+            if type(key) is not str:  # (a list cannot even be a dict key)
+                return None
+            pairs[key] = item["value"]
+    else:
+        return None
+    fields = schema.fields
+    if not pairs or not all(type(k) is str and k in fields for k in pairs):
+        return None
+    values = {k: None if v is None else coerce(fields[k], v) for k, v in pairs.items()}
+    return _merge(crm, schema, o, values)

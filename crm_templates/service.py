@@ -534,6 +534,12 @@ class Crm:
 
     def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
         """Write one new entry (now or queued); the id is known up front, so both return it."""
+        if o.get("async") is True:
+            # Queued: the writer inserts it with its neighbours, or alone when replaying
+            # (``apply=None``; issue 14, B3). Who writes is taken now, as `_write` does.
+            actor = events.actor_for(self._current_customer(create=False))
+            self._shared.writer.submit(PendingWrite(spec.name, dict(o), None, (entry,), actor))
+            return WriteResult(ok=True, pending=True, id=entry.id)
 
         def apply() -> WriteResult:
             self.store.insert_entries([entry])
@@ -894,6 +900,10 @@ class Crm:
 
     def set_field(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
         """SetCrmField: upsert one value per key (``force`` merges into the newest entry)."""
+        if type(self) is Crm:  # a subclass may override any step below
+            merged = fast_writes.set_field(self, options, kwargs)
+            if merged is not None:
+                return WriteResult(ok=True, id=merged, created=False)
         spec = FUNCTIONS["SetCrmField"]
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])
@@ -908,6 +918,10 @@ class Crm:
 
     def set_fields(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> WriteResult:
         """SetCrmFields: several values in one read/write cycle."""
+        if type(self) is Crm:  # a subclass may override any step below
+            merged = fast_writes.set_fields(self, options, kwargs)
+            if merged is not None:
+                return WriteResult(ok=True, id=merged, created=False)
         spec = FUNCTIONS["SetCrmFields"]
         o = parse_options(spec, options, kwargs)
         schema = self._schema(o["slug"])

@@ -43,7 +43,9 @@ class PendingWrite:
 
     function: str
     payload: dict[str, Any]
-    apply: Callable[[], Any]
+    #: How to apply the write alone; None for a write that is nothing but its ``inserts``
+    #: (the writer inserts them, sending ``entry.created`` as `actor`'s; no closure to make).
+    apply: Callable[[], Any] | None
     #: Set when the write is nothing but inserting these entries: runs of such writes are
     #: inserted together (one executemany / one bulk request) instead of one by one.
     inserts: tuple[Entry, ...] = ()
@@ -134,8 +136,11 @@ class AsyncWriter:
                 self._thread = threading.Thread(target=self._run, name="crm-writer", daemon=True)
                 self._thread.start()
             # Wake the writer only when it has something to start on or a full batch to take:
-            # waking it on every write while it lingers costs a thread switch per write.
-            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+            # waking it on every write while it lingers costs a thread switch per write, and
+            # while it applies a batch nobody waits (it looks at the queue before waiting
+            # again), so only the write that makes the queue non-empty or full wakes it.
+            queued = len(self._queue)
+            if queued == 1 or queued == self.batch_size:
                 self._cond.notify_all()
 
     @property
@@ -208,11 +213,14 @@ class AsyncWriter:
                     self._done += len(batch)
                     self._cond.notify_all()
 
-    def _insert_run(self, run: list[tuple[Entry, Any]]) -> None:
-        self.store.insert_entries([entry for entry, _ in run])
+    def _insert_run(self, run: list[PendingWrite]) -> None:
+        """Insert the entries of consecutive insert-only writes together (one statement or
+        bulk request per run, `Store.insert_entries`)."""
+        self.store.insert_entries([entry for write in run for entry in write.inserts])
         if events.listening("entry.created", self.store):  # once per run, not per entry
-            for entry, actor in run:
-                events.note("entry.created", self.store, entry, actor=actor)
+            for write in run:
+                for entry in write.inserts:
+                    events.note("entry.created", self.store, entry, actor=write.actor)
 
     def _apply(self, batch: list[PendingWrite]) -> None:
         # Entry signals (crm_templates.events) go out from this thread when the unit around
@@ -221,14 +229,15 @@ class AsyncWriter:
         for attempt in range(self.retries):
             try:
                 with events.unit(), self.store.batch():
-                    run: list[tuple[Entry, Any]] = []
+                    run: list[PendingWrite] = []
                     for write in batch:
                         if write.inserts:
-                            run.extend((entry, write.actor) for entry in write.inserts)
+                            run.append(write)
                             continue
                         if run:
                             self._insert_run(run)
                             run = []
+                        assert write.apply is not None  # a write without inserts says how
                         write.apply()
                     if run:
                         self._insert_run(run)
@@ -251,7 +260,10 @@ class AsyncWriter:
     def _replay(self, write: PendingWrite) -> None:
         # A unit per attempt: a failed attempt's uncommitted changes send no signal.
         with events.unit(), self.store.batch():
-            write.apply()
+            if write.apply is None:
+                self._insert_run([write])
+            else:
+                write.apply()
 
     def _record(self, write: PendingWrite, exc: BaseException) -> None:
         failed = FailedWrite(

@@ -97,14 +97,18 @@ def test_every_writing_store_method_is_refused(seeded: Crm) -> None:
 def test_backend_extras_are_refused_too(seeded: Crm) -> None:
     real = seeded.store
     view = seeded.bind("cus_a", read_only=True).store
+    # The interface's two plain attributes: the URL, and a capability a view answers False
+    # to (fail closed: no shortcut past the write checks; issue 14, B2).
+    plain = ("url", "merges_without_conflicts")
     extras = [
-        n for n in dir(real) if not n.startswith("_") and n not in STORE_METHODS and n != "url"
+        n for n in dir(real) if not n.startswith("_") and n not in STORE_METHODS and n not in plain
     ]
     assert extras  # each backend has some (a connection helper, a client, indices …)
     for name in extras:
         with pytest.raises(PreviewError):
             getattr(view, name)
     assert view.url == real.url
+    assert view.merges_without_conflicts is False
 
 
 def test_reads_pass_through(seeded: Crm) -> None:

@@ -91,6 +91,8 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_semantics.py",
         "tests/test_service.py",
         "tests/test_dispatch.py",
+        "tests/test_fast_sets.py",  # the forced-write shortcut's dispatch (issue 14, B2)
+        "tests/test_async_inserts.py",  # queued inserts (issue 14, B3)
     ),
     "crm_templates/server/sessions.py": (
         KILLS_SESSIONS,

@@ -68,6 +68,9 @@ class Store(
 
     #: The URL the store was opened from (credentials removed), for messages and the CLI.
     url: str = ""
+    #: True when `merge_into_newest` is one atomic statement that never raises `ConflictError`,
+    #: so a caller need not run it under `conflicts.retry_conflicts` (SQLite; issue 14, B2).
+    merges_without_conflicts: bool = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
