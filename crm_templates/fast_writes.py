@@ -117,25 +117,16 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     asynchronous = options.get("async", False)
     if type(slug) is not str or type(key) is not str or type(asynchronous) is not bool:
         return None
-    shared = crm._shared
-    schema = shared.schemas.get(slug)
-    if (
-        schema is None
-        or schema.has_references
-        or time.monotonic() - schema.loaded >= shared.cache_seconds
-    ):
+    schema = _fresh_schema(crm, slug)
+    if schema is None:
         return None
     field = schema.fields.get(key)
     if field is None:
         return None
-    rtype = options.get("referenceType", "customer")
-    rid = options.get("referenceId")
-    if rid is None:
-        rid = crm._customer
-        if rtype != "customer" or type(rid) is not str:
-            return None
-    if type(rtype) is not str or type(rid) is not str:
+    ref = _known_reference(crm, options)
+    if ref is None:
         return None
+    rtype, rid = ref
     value = options["value"]
     stored = None if value is None else coerce(field, value)
     check_reference_cached(rtype, rid)
@@ -181,6 +172,12 @@ def _forced_schema(crm: Crm, o: Any, accepted: frozenset[str], must: frozenset[s
     slug = o["slug"]
     if type(slug) is not str:
         return None
+    return _fresh_schema(crm, slug)
+
+
+def _fresh_schema(crm: Crm, slug: str) -> Any:
+    """The service's cached `_Schema` of ``slug`` while fresh and free of reference fields
+    (their values need a store read to check), else None."""
     shared = crm._shared
     schema = shared.schemas.get(slug)
     if (
@@ -192,10 +189,10 @@ def _forced_schema(crm: Crm, o: Any, accepted: frozenset[str], must: frozenset[s
     return schema
 
 
-def _merge(crm: Crm, schema: _Schema, o: dict[str, Any], values: dict[str, Any]) -> str | None:
-    """Merge coerced ``values`` into the reference's newest entry, as `Crm._upsert` does with
-    ``force``: that entry's id; None (nothing written) when the reference has no entry yet or
-    is not known without creating a customer."""
+def _known_reference(crm: Crm, o: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(referenceType, referenceId)`` of the options when known without creating a customer
+    (an explicit ``referenceId``, or a view bound to a customer id) and both are ``str``; else
+    None. Not yet checked (`values.check_reference_cached`)."""
     rtype = o.get("referenceType", "customer")
     rid = o.get("referenceId")
     if rid is None:
@@ -204,6 +201,17 @@ def _merge(crm: Crm, schema: _Schema, o: dict[str, Any], values: dict[str, Any])
             return None
     if type(rtype) is not str or type(rid) is not str:
         return None
+    return rtype, rid
+
+
+def _merge(crm: Crm, schema: _Schema, o: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """Merge coerced ``values`` into the reference's newest entry, as `Crm._upsert` does with
+    ``force``: that entry's id; None (nothing written) when the reference has no entry yet or
+    is not known without creating a customer."""
+    ref = _known_reference(crm, o)
+    if ref is None:
+        return None
+    rtype, rid = ref
     check_reference_cached(rtype, rid)
     # None: the reference's first entry, which the general path creates.
     return crm._store.merge_into_newest(schema.entity.slug, rtype, rid, values, utc_now())
