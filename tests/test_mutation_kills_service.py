@@ -279,3 +279,29 @@ def test_reassign_onto_a_customer_with_entries_reports_merged(svc: Crm) -> None:
     assert result == {"ok": True, "migrated": 1, "merged": True}
     assert a.get_field(slug="notes", fieldKey="text") == "the customer's"
     assert notes(svc, "cus_visitor") == []
+
+
+# --- Crm.listing_query / listing_answer (issue 14: planned listings) --------------------------
+
+
+def test_listing_query_takes_only_the_two_listing_functions(svc: Crm) -> None:
+    from crm_templates.errors import CrmUsageError
+
+    view = svc.bind("cus_a")
+    view.add_field_value(slug="notes", fieldKey="text", value="a1")
+    entries = view.listing_query("GetCrmEntries", {"slug": "notes", "limit": 3})
+    values = view.listing_query("GetCrmFieldValues", slug="notes", fieldKey="text")
+    assert entries is not None and values is not None
+    assert (entries.entity, entries.reference_id, entries.key, entries.limit) == (
+        "notes", "cus_a", None, 3
+    )  # fmt: skip
+    assert (values.key, values.limit) == ("text", 50)
+    found = svc.store.find_entries("notes", "customer", "cus_a", has_key="text", limit=50)
+    assert svc.listing_answer(values, found) == ["a1"]
+    assert svc.listing_answer(entries, found) == found
+    for wrong in ("GetCrmField", "getCrmEntries", "SetCrmField", ""):
+        with pytest.raises(CrmUsageError, match="GetCrmEntries or GetCrmFieldValues"):
+            view.listing_query(wrong, {"slug": "notes"})
+    assert svc.bind().listing_query("GetCrmEntries", {"slug": "notes"}) is None  # no customer
+    with pytest.raises(CrmValidationError, match="limit"):
+        view.listing_query("GetCrmEntries", {"slug": "notes", "limit": 0})
