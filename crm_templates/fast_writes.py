@@ -86,15 +86,12 @@ _placements: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
 PLACEMENTS_KEPT = 1024
 
 
-def _placement(entity: Entity) -> tuple[str | None, str | None]:
+def _placement(crm: Crm, entity: Entity) -> tuple[str | None, str | None]:
+    """`Crm._default_placement` of ``entity``, remembered per entity definition."""
     key = (entity.slug, entity.version, id(entity))
     found = _placements.get(key)
     if found is None:
-        if entity.mode != "crm" or not entity.pipelines or not entity.pipelines[0].stages:
-            found = (None, None)
-        else:
-            first = entity.pipelines[0]
-            found = (first.id, first.stages[0].id)
+        found = crm._default_placement(entity)
         if len(_placements) >= PLACEMENTS_KEPT:
             _placements.clear()
         _placements[key] = found
@@ -131,7 +128,7 @@ def add_field_value(crm: Crm, options: Mapping[str, Any] | None) -> WriteResult 
     stored = None if value is None else coerce(field, value)
     check_reference_cached(rtype, rid)
     now = utc_now()
-    pipeline_id, stage_id = _placement(schema.entity)
+    pipeline_id, stage_id = _placement(crm, schema.entity)
     entry = _entry(new_id(), slug, rtype, rid, {key: stored}, pipeline_id, stage_id, now)
     return crm._insert(_SPEC, options, entry)  # `Crm._insert` queues a copy of the options
 

@@ -507,21 +507,17 @@ class Crm:
         spec: FunctionSpec,
         o: Mapping[str, Any],
         apply: Callable[[], WriteResult],
-        inserts: tuple[Entry, ...] = (),
     ) -> WriteResult:
-        """Apply now, or queue on the background writer when ``async`` is true.
-
-        ``inserts`` marks a write that only inserts those entries, so the writer can group it
-        with its neighbours into one statement or bulk request.
-        """
+        """Apply now, or queue on the background writer when ``async`` is true (a write that
+        only inserts a new entry is queued by `_insert` itself, as data)."""
         store = self._shared.store
         if not self._flag(o, "async"):
             if not events.wanted(store):  # nobody wants its events: no actor, no unit
                 return events.unheard(apply)
-            with events.unit(events.actor_for(self._current_customer(create=False))):
+            with events.unit(self._actor()):
                 return apply()
         # Who writes, taken now: an async write runs later on the writer's thread.
-        actor = events.actor_for(self._current_customer(create=False))
+        actor = self._actor()
 
         def run() -> WriteResult:
             if not events.wanted(store):
@@ -529,16 +525,22 @@ class Crm:
             with events.unit(actor):
                 return apply()
 
-        self._shared.writer.submit(PendingWrite(spec.name, dict(o), run, inserts, actor))
+        self._shared.writer.submit(PendingWrite(spec.name, dict(o), run, (), actor))
         return WriteResult(ok=True, pending=True)
+
+    def _actor(self) -> events.Actor:
+        """Who makes a write now (`events.actor_for`: `acting_as`'s actor, else this view's
+        customer without creating one, else ``system``)."""
+        return events.actor_for(self._current_customer(create=False))
 
     def _insert(self, spec: FunctionSpec, o: Mapping[str, Any], entry: Entry) -> WriteResult:
         """Write one new entry (now or queued); the id is known up front, so both return it."""
         if o.get("async") is True:
             # Queued: the writer inserts it with its neighbours, or alone when replaying
             # (``apply=None``; issue 14, B3). Who writes is taken now, as `_write` does.
-            actor = events.actor_for(self._current_customer(create=False))
-            self._shared.writer.submit(PendingWrite(spec.name, dict(o), None, (entry,), actor))
+            self._shared.writer.submit(
+                PendingWrite(spec.name, dict(o), None, (entry,), self._actor())
+            )
             return WriteResult(ok=True, pending=True, id=entry.id)
 
         def apply() -> WriteResult:
@@ -546,7 +548,7 @@ class Crm:
             events.note("entry.created", self.store, entry)
             return WriteResult(ok=True, id=entry.id, created=True)
 
-        result = self._write(spec, o, apply, (entry,))
+        result = self._write(spec, o, apply)
         result.setdefault("id", entry.id)
         return result
 
@@ -770,11 +772,7 @@ class Crm:
     ) -> list[Entry]:
         """GetCrmEntries: the reference's entries of one entity, newest first."""
         query = self._listing("GetCrmEntries", self._opts("GetCrmEntries", options, kwargs))
-        if query is None:
-            return []
-        return self.store.find_entries(
-            query.entity, query.reference_type, query.reference_id, limit=query.limit
-        )
+        return [] if query is None else self._read_listing(query)
 
     def listing_query(
         self,
@@ -810,6 +808,17 @@ class Crm:
             return list(entries)
         key = query.key
         return [e.values[key] for e in entries]
+
+    def _read_listing(self, query: ListingQuery) -> list[Any]:
+        """The answer of a checked listing, read from the store now."""
+        entries = self.store.find_entries(
+            query.entity,
+            query.reference_type,
+            query.reference_id,
+            has_key=query.key,
+            limit=query.limit,
+        )
+        return self.listing_answer(query, entries)
 
     def _listing(
         self, function: str, o: Mapping[str, Any], known: bool = False
@@ -1006,16 +1015,7 @@ class Crm:
         """GetCrmFieldValues: the key's values across entries, newest first."""
         o = self._opts("GetCrmFieldValues", options, kwargs)
         query = self._listing("GetCrmFieldValues", o)
-        if query is None:
-            return []
-        entries = self.store.find_entries(
-            query.entity,
-            query.reference_type,
-            query.reference_id,
-            has_key=query.key,
-            limit=query.limit,
-        )
-        return self.listing_answer(query, entries)
+        return [] if query is None else self._read_listing(query)
 
     def clear_entries(
         self, options: Mapping[str, Any] | None = None, /, **kwargs: Any
@@ -1550,7 +1550,7 @@ class Crm:
             )
             return stored
 
-        with events.unit(events.actor_for(self._current_customer(create=False))):
+        with events.unit(self._actor()):
             return self._retry(attempt)
 
     @_writes
@@ -1558,7 +1558,7 @@ class Crm:
         """Delete one entry by id; False when there is none. With ``expected_version`` only
         while the entry is still at that version, atomically (`StaleEntryError` otherwise,
         nothing deleted; issue 13, item 4)."""
-        with events.unit(events.actor_for(self._current_customer(create=False))):
+        with events.unit(self._actor()):
             before = (
                 self.store.get_entry(entry_id)
                 if isinstance(entry_id, str) and events.listening("entry.deleted", self.store)
