@@ -1026,7 +1026,11 @@ _GET_FIELD_CAMEL = GLOBALS["getCrmField"]
 
 
 def _field_of(crm: Crm, slug: Any, key: Any) -> Field:
-    entity = crm.get_entity(slug)
+    return _entity_field(crm.get_entity(slug), key)
+
+
+def _entity_field(entity: Entity, key: Any) -> Field:
+    """The entity's field ``key``; `UnknownFieldError` naming the declared keys."""
     for field in entity.fields:
         if field.key == key:
             return field
@@ -1063,7 +1067,7 @@ def _field_info(crm: Crm, slug: Any, key: Any) -> renderers.FieldInfo:
         found = _FIELD_INFOS.get((id(entity), key))
         if found is not None and found[0] is entity:
             return found[1]
-    info = renderers.FieldInfo.of(_field_of(crm, slug, key))
+    info = renderers.FieldInfo.of(_entity_field(entity, key))
     if len(_FIELD_INFOS) >= _FIELD_INFOS_KEPT:
         _FIELD_INFOS.clear()
     _FIELD_INFOS[(id(entity), info.key)] = (entity, info)
